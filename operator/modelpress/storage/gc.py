@@ -1,0 +1,99 @@
+"""Garbage collection of staging leftovers: artifact prefixes that never got a manifest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from modelpress.storage.credentials import Credentials
+from modelpress.storage.manifest import MANIFEST_NAME
+from modelpress.storage.stores import open_store
+
+log = logging.getLogger(__name__)
+
+# Top-level folders whose children are artifact prefixes (see docs/architecture.md).
+ARTIFACT_FOLDERS = ("models", "artifacts")
+
+
+@dataclass(frozen=True)
+class StagingPrefix:
+    """An uncommitted prefix: where, how much, and how long since anything was written."""
+
+    uri: str
+    objects: int
+    bytes: int
+    newest: datetime
+    age_seconds: float
+
+
+@dataclass
+class GcReport:
+    store: str
+    older_than_seconds: float
+    dry_run: bool
+    committed: int = 0
+    removed: list[StagingPrefix] = field(default_factory=list)
+    kept: list[StagingPrefix] = field(default_factory=list)
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(prefix.bytes for prefix in self.removed)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for group in ("removed", "kept"):
+            for item in data[group]:
+                item["newest"] = item["newest"].isoformat()
+        data["removed_bytes"] = self.removed_bytes
+        return data
+
+
+def gc(
+    store_uri: str,
+    older_than: timedelta,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    credentials: Credentials | None = None,
+) -> GcReport:
+    """Remove `models/*/` and `artifacts/*/` prefixes without a manifest whose newest
+    object is older than `older_than`; younger ones may still be being published."""
+    if older_than < timedelta(0):
+        raise ValueError("older_than must not be negative")
+    store = open_store(store_uri, credentials)
+    moment = now or datetime.now(UTC)
+    report = GcReport(store.uri, older_than.total_seconds(), dry_run)
+    for folder in ARTIFACT_FOLDERS:
+        groups: dict[str, list[Any]] = {}
+        for info in store.list(folder + "/"):
+            parts = info.key.split("/", 2)
+            if len(parts) < 3:
+                continue  # a stray object directly under the folder; not an artifact
+            groups.setdefault(f"{parts[0]}/{parts[1]}/", []).append(info)
+        for prefix, objects in sorted(groups.items()):
+            if any(info.key == prefix + MANIFEST_NAME for info in objects):
+                report.committed += 1
+                continue
+            newest = max(info.modified for info in objects)
+            staging = StagingPrefix(
+                uri=store.uri_for(prefix),
+                objects=len(objects),
+                bytes=sum(info.size for info in objects),
+                newest=newest,
+                age_seconds=(moment - newest).total_seconds(),
+            )
+            if moment - newest < older_than:
+                report.kept.append(staging)
+                continue
+            report.removed.append(staging)
+            if not dry_run:
+                # Re-check: a publisher may have committed since the listing.
+                if store.get_bytes(prefix + MANIFEST_NAME) is not None:
+                    report.removed.pop()
+                    report.committed += 1
+                    continue
+                log.info("removing staging leftover %s (%d objects)", staging.uri, staging.objects)
+                store.delete(info.key for info in objects)
+    return report
