@@ -1,4 +1,8 @@
-"""Content keys: sha256 of the canonical JSON of what determines a result."""
+"""Content keys: a short hash of exactly what determines a result.
+
+The same inputs always give the same key, so an artifact is computed once and
+child objects get deterministic names; any change to the inputs gives a new key.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,37 @@ from typing import Any
 KEY_LENGTH = 20
 
 
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no whitespace: equal values always serialize to equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def content_key(value: Any) -> str:
-    """The first KEY_LENGTH hex characters of sha256(canonical_json(value))."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:KEY_LENGTH]
+def content_key(*parts: Any) -> str:
+    digest = hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()
+    return digest[:KEY_LENGTH]
 
 
-def source_key(source_spec: dict[str, Any]) -> str:
-    """Key of a source spec: where its resolution is recorded (sources/<key>.json)."""
-    return content_key(source_spec)
+def source_key(source: dict[str, Any]) -> str:
+    """Key of a source as written in the spec (before its revision is resolved).
+
+    Only what identifies the model counts: a new token Secret is not a new model.
+    """
+    identity = dict(source)
+    if "huggingface" in identity:
+        identity["huggingface"] = {
+            k: v for k, v in identity["huggingface"].items() if k != "tokenSecretRef"
+        }
+    return content_key("source", identity)
 
 
 def base_key(source_id: str, revision: str) -> str:
-    """Key of a base model: one per (source id, resolved revision), at models/<key>/."""
-    return content_key({"id": source_id, "revision": revision})
+    """Key of a base model: one per (source id, resolved revision)."""
+    return content_key("base", source_id, revision)
+
+
+def variant_key(
+    base: str, variant_recipe: dict[str, Any], evaluation: dict[str, Any], compressor_version: str
+) -> str:
+    """Key of a compressed variant. The variant's name is not part of it: renaming a
+    variant reuses its artifact."""
+    recipe = {k: v for k, v in variant_recipe.items() if k != "name"}
+    return content_key("variant", base, recipe, evaluation, compressor_version)
