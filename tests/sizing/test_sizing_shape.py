@@ -1,0 +1,119 @@
+"""ModelShape reads real config.json files and counts parameters like PyTorch does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from modelpress.sizing import ModelShape, SizingError
+
+CONFIGS = Path(__file__).parent / "configs"
+
+# Parameter counts the model publishers state (sum of numel over the checkpoint).
+PUBLISHED_PARAMETERS = {
+    "Llama-3.1-8B-Instruct": 8_030_261_248,
+    "Llama-3.1-70B": 70_553_706_496,
+    "Qwen2.5-7B": 7_615_616_512,
+    "Qwen2.5-72B": 72_706_203_648,
+    "Mistral-7B-v0.3": 7_248_023_552,
+    "Mixtral-8x7B": 46_702_792_704,
+    "SmolLM2-135M": 134_515_008,
+}
+
+
+def load(name: str) -> dict:
+    return json.loads((CONFIGS / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
+def test_parameter_count_matches_published(name: str) -> None:
+    shape = ModelShape.from_config(load(name))
+    assert shape.parameter_count() == PUBLISHED_PARAMETERS[name]
+
+
+def test_llama_fields() -> None:
+    shape = ModelShape.from_config(load("Llama-3.1-8B-Instruct"))
+    assert (shape.num_hidden_layers, shape.num_attention_heads, shape.num_key_value_heads) == (
+        32,
+        32,
+        8,
+    )
+    assert shape.head_dim == 128
+    assert shape.max_position_embeddings == 131072
+    assert not shape.tie_word_embeddings
+    assert shape.sliding_window is None and shape.sliding_window_layers == 0
+
+
+def test_qwen2_has_qkv_bias_and_disabled_sliding_window() -> None:
+    shape = ModelShape.from_config(load("Qwen2.5-7B"))
+    assert shape.qkv_bias and not shape.o_proj_bias
+    assert shape.sliding_window is None  # use_sliding_window: false
+
+
+def test_mixtral_experts() -> None:
+    shape = ModelShape.from_config(load("Mixtral-8x7B"))
+    assert (shape.num_experts, shape.num_experts_per_token) == (8, 2)
+    assert shape.expert_intermediate_size == 14336
+
+
+def test_tied_embeddings_counted_once() -> None:
+    config = load("SmolLM2-135M")
+    tied = ModelShape.from_config(config)
+    untied = ModelShape.from_config({**config, "tie_word_embeddings": False})
+    assert untied.parameter_count() - tied.parameter_count() == 49152 * 576
+
+
+def test_kv_heads_default_to_attention_heads() -> None:
+    config = {k: v for k, v in load("SmolLM2-135M").items() if k != "num_key_value_heads"}
+    assert ModelShape.from_config(config).num_key_value_heads == 9
+
+
+def test_sliding_window_on_every_layer_by_default() -> None:
+    config = {**load("Mistral-7B-v0.3"), "sliding_window": 4096}
+    shape = ModelShape.from_config(config)
+    assert (shape.sliding_window, shape.sliding_window_layers) == (4096, 32)
+
+
+def test_qwen_sliding_window_after_max_window_layers() -> None:
+    config = {**load("Qwen2.5-7B"), "use_sliding_window": True, "sliding_window": 4096}
+    config["max_window_layers"] = 20
+    shape = ModelShape.from_config(config)
+    assert (shape.sliding_window, shape.sliding_window_layers) == (4096, 8)
+
+
+def test_layer_types_decide_sliding_layers() -> None:
+    config = {**load("Mistral-7B-v0.3"), "sliding_window": 1024}
+    config["layer_types"] = ["sliding_attention", "full_attention"] * 16
+    assert ModelShape.from_config(config).sliding_window_layers == 16
+
+
+def test_multimodal_text_config_is_used() -> None:
+    config = {"model_type": "llava", "text_config": load("Mistral-7B-v0.3")}
+    assert ModelShape.from_config(config).hidden_size == 4096
+
+
+def test_group_size_from_compressed_tensors_config() -> None:
+    quantization = {
+        "quant_method": "compressed-tensors",
+        "config_groups": {"group_0": {"weights": {"strategy": "group", "group_size": 64}}},
+    }
+    config = {**load("SmolLM2-135M"), "quantization_config": quantization}
+    assert ModelShape.from_config(config).weight_group_size == 64
+
+
+def test_missing_key_names_it() -> None:
+    config = {k: v for k, v in load("SmolLM2-135M").items() if k != "vocab_size"}
+    with pytest.raises(SizingError, match="vocab_size"):
+        ModelShape.from_config(config)
+
+
+def test_inconsistent_heads_rejected() -> None:
+    with pytest.raises(SizingError, match="multiple of num_key_value_heads"):
+        ModelShape.from_config({**load("SmolLM2-135M"), "num_key_value_heads": 4})
+
+
+def test_latent_attention_rejected() -> None:
+    with pytest.raises(SizingError, match="latent attention"):
+        ModelShape.from_config({**load("Mistral-7B-v0.3"), "kv_lora_rank": 512})

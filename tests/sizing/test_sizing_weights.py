@@ -1,0 +1,129 @@
+"""predict_weights_bytes: 16-bit sizes, compressed-tensors packing, and real llmcompressor output."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from modelpress.sizing import ModelShape, SizingError, predict_weights_bytes
+from modelpress.sizing.schemes import SCHEMES, linear_weight_bytes
+
+CONFIGS = Path(__file__).parent / "configs"
+PUBLISHED_PARAMETERS = {
+    "Llama-3.1-8B-Instruct": 8_030_261_248,
+    "Llama-3.1-70B": 70_553_706_496,
+    "Qwen2.5-7B": 7_615_616_512,
+    "Qwen2.5-72B": 72_706_203_648,
+    "Mistral-7B-v0.3": 7_248_023_552,
+    "Mixtral-8x7B": 46_702_792_704,
+    "SmolLM2-135M": 134_515_008,
+}
+
+
+def shape_of(name: str) -> ModelShape:
+    return ModelShape.from_config(json.loads((CONFIGS / f"{name}.json").read_text()))
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
+def test_bf16_weights_are_parameters_times_two(name: str) -> None:
+    predicted = predict_weights_bytes(shape_of(name), "bf16")
+    expected = PUBLISHED_PARAMETERS[name] * 2
+    assert abs(predicted - expected) / expected < 0.01
+
+
+def test_w4a16_packs_eight_values_per_int32_and_a_scale_per_group() -> None:
+    # down_proj of Llama-3.1-8B: 4096 x 14336
+    size = linear_weight_bytes(4096, 14336, SCHEMES["W4A16"], 128)
+    assert size == 4096 * 14336 // 2 + 4096 * (14336 // 128) * 2 + 16
+
+
+def test_w8a16_default_is_grouped_and_minus_one_is_per_channel() -> None:
+    shape = shape_of("Llama-3.1-8B-Instruct")
+    grouped = predict_weights_bytes(shape, "W8A16")
+    per_channel = predict_weights_bytes(shape, "W8A16", group_size=-1)
+    assert grouped == predict_weights_bytes(shape, "W8A16", group_size=128)
+    assert per_channel < grouped
+
+
+def test_quantized_llama_8b_keeps_embeddings_and_lm_head_in_16_bit() -> None:
+    shape = shape_of("Llama-3.1-8B-Instruct")
+    embeddings = 2 * 128256 * 4096 * 2
+    linear = sum(w.out_features * w.in_features * w.count for w in shape.linear_weights())
+    w4 = predict_weights_bytes(shape, "W4A16")
+    # 4 bits per weight plus a 16-bit scale per 128 weights: 4.125 bits
+    assert w4 - embeddings == pytest.approx(linear * 4.125 / 8, rel=0.001)
+    w8 = predict_weights_bytes(shape, "W8A8")
+    assert w8 - embeddings == pytest.approx(linear, rel=0.001)
+
+
+def test_schemes_order_by_size() -> None:
+    shape = shape_of("Mixtral-8x7B")
+    sizes = [predict_weights_bytes(shape, s) for s in ("bf16", "FP8_DYNAMIC", "W4A16")]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_unknown_scheme_lists_known_ones() -> None:
+    with pytest.raises(SizingError, match="W4A16"):
+        predict_weights_bytes(shape_of("SmolLM2-135M"), "W3A5")
+
+
+def test_group_size_on_per_channel_scheme_rejected() -> None:
+    with pytest.raises(SizingError, match="no group size"):
+        predict_weights_bytes(shape_of("SmolLM2-135M"), "FP8_DYNAMIC", group_size=128)
+
+
+def test_nonpositive_group_size_rejected() -> None:
+    with pytest.raises(SizingError, match="positive"):
+        predict_weights_bytes(shape_of("SmolLM2-135M"), "W4A16", group_size=0)
+
+
+def _safetensors_bytes(directory: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for file in sorted(directory.glob("*.safetensors")):
+        with safe_open(str(file), "pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open is not a dict
+                tensor = handle.get_tensor(key)
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+@pytest.mark.parametrize("scheme", ["W4A16", "W8A16", "W4A16_ASYM", "W8A8", "FP8_DYNAMIC"])
+def test_prediction_equals_llmcompressor_tensor_bytes(scheme: str, tmp_path: Path) -> None:
+    """Quantize a tiny random Llama with round-to-nearest and weigh every tensor."""
+    pytest.importorskip("llmcompressor")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.quantization import QuantizationModifier
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=1000,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    base = tmp_path / "base"
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(base)
+    out = tmp_path / scheme
+    oneshot(
+        model=str(base),
+        recipe=QuantizationModifier(targets="Linear", scheme=scheme, ignore=["lm_head"]),
+        output_dir=str(out),
+    )
+
+    base_shape = ModelShape.from_config(json.loads((base / "config.json").read_text()))
+    actual = _safetensors_bytes(out)
+    assert predict_weights_bytes(base_shape, scheme) == actual
+    compressed_shape = ModelShape.from_config(json.loads((out / "config.json").read_text()))
+    assert predict_weights_bytes(compressed_shape, scheme) == actual
