@@ -75,6 +75,12 @@ def create_bucket(endpoint: str) -> str:
 
 
 @pytest.fixture
+def s3_keys() -> tuple[str, str]:
+    """The (access key id, secret) the moto fixtures use."""
+    return ACCESS_KEY, SECRET_KEY
+
+
+@pytest.fixture
 def s3_bucket(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh bucket on the moto server; the AWS environment points at it."""
     s3_env(monkeypatch, moto_server)
@@ -173,7 +179,9 @@ class TcpProxy:
 
 
 @pytest.fixture
-def s3_proxy(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TcpProxy]:
+def s3_proxy(
+    moto_server: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TcpProxy]:
     """A cuttable path to the moto server; the AWS environment points through it."""
     proxy = TcpProxy(int(moto_server.rsplit(":", 1)[1]))
     proxy.start()
