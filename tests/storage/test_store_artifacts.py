@@ -90,7 +90,7 @@ def test_a_prefix_without_manifest_is_absent(store_uri: str, tmp_path: Path) -> 
     uri = store_uri + "artifacts/staging/"
     open_store(uri).put_bytes("model.safetensors", b"half-written")
     assert read_manifest(uri) is None
-    with pytest.raises(ArtifactNotFoundError, match="no artifact at .*staging"):
+    with pytest.raises(ArtifactNotFoundError, match=r"no artifact at .*staging"):
         fetch(uri, tmp_path / "out")
 
 
@@ -190,7 +190,7 @@ def test_interrupted_fetch_resumes_without_refetching_verified_files(
 
 def test_expected_hash_mismatch_aborts_before_commit(store_uri: str, model_dir: Path) -> None:
     uri = store_uri + "artifacts/k5/"
-    with pytest.raises(ChecksumMismatchError, match="config.json"):
+    with pytest.raises(ChecksumMismatchError, match=r"config\.json"):
         publish(uri, model_dir, expected_sha256={"config.json": "0" * 64})
     assert read_manifest(uri) is None
 
