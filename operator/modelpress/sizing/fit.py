@@ -225,7 +225,10 @@ def _size_on_gpus(
                 "offloaded_weights_bytes": offloaded,
             }
         )
-        reason = f"{needs}; offloading {offload_gb} GiB of weights per GPU to host memory (slower)"
+        reason = (
+            f"fits on {largest}x {target.name} only by offloading {offload_gb} GiB of weights "
+            f"per GPU to host memory (slower); without offload it {needs}"
+        )
         return _result(
             shape, weights_bytes, settings, target, largest, True, reason, per_gpu, offload_gb
         )
