@@ -40,7 +40,9 @@ def _check_uri(uri: str) -> str:
             "put them in a Secret and name it in secretRef"
         )
     if ".." in rest.split("/"):
-        raise ValueError(f"{redact_uri(uri)} contains a '..' path segment: give the object's full path")
+        raise ValueError(
+            f"{redact_uri(uri)} contains a '..' path segment: give the object's full path"
+        )
     if scheme == "file" and authority:
         raise ValueError(f"{uri!r} is not an absolute file URI: write file:///absolute/path/")
     if not re.fullmatch(STORE_URI_PATTERN, uri):
@@ -187,8 +189,14 @@ class QuantizeStep(ApiModel):
     def _coherent(self) -> QuantizeStep:
         if self.algorithm == "awq" and self.scheme != "W4A16":
             raise ValueError("algorithm awq applies to scheme W4A16 only: use gptq or rtn")
-        if self.scheme == "FP8_DYNAMIC" and self.algorithm == "gptq" and "algorithm" in self.model_fields_set:
-            raise ValueError("scheme FP8_DYNAMIC needs no calibration: set algorithm rtn or leave it unset")
+        if (
+            self.scheme == "FP8_DYNAMIC"
+            and self.algorithm == "gptq"
+            and "algorithm" in self.model_fields_set
+        ):
+            raise ValueError(
+                "scheme FP8_DYNAMIC needs no calibration: set algorithm rtn or leave it unset"
+            )
         return self
 
     @property
@@ -457,7 +465,9 @@ class CompressedModelSpec(ApiModel):
         for variant in self.variants:
             for index, step in enumerate(variant.chain):
                 if step_calibration(self, step) is None and _needs_data(step):
-                    where = f"variant {variant.name!r}" + (f" step {index}" if variant.steps else "")
+                    where = f"variant {variant.name!r}" + (
+                        f" step {index}" if variant.steps else ""
+                    )
                     raise ValueError(
                         f"{where} ({step.kind}) needs text to learn from: set spec.calibration "
                         f"or the step's own calibration"

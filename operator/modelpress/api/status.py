@@ -1,0 +1,161 @@
+"""The `CompressedModel` status: what the operator observed. Written only by the operator.
+
+Conditions follow the Kubernetes API conventions (type/status/reason/message/
+lastTransitionTime/observedGeneration); there is no phase state machine. The
+`summary` fields exist only to feed `kubectl get` printer columns.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from modelpress.api.base import ApiModel
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(ApiModel):
+    """One aspect of the resource's state."""
+
+    type: str = Field(max_length=316)
+    """Ready, SourceReady, VariantsReady, Serving (resource); Compressed, QualityGate,
+    Fits, Ready (variant)."""
+
+    status: ConditionStatus
+    """True, False or Unknown."""
+
+    reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    """A CamelCase word a program can match on."""
+
+    message: str = Field(default="", max_length=32768)
+    """What happened and, for a failure, what to change."""
+
+    last_transition_time: str | None = None
+    """When status last changed (RFC 3339)."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The spec generation this condition was computed from."""
+
+
+class Metrics(ApiModel):
+    """Quality measured on the evaluation dataset."""
+
+    perplexity: float | None = None
+    """Perplexity of the variant."""
+    base_perplexity: float | None = None
+    """Perplexity of the base model on the same windows."""
+    perplexity_increase: float | None = None
+    """variant / base - 1 (0.05 = 5 % worse)."""
+    agreement: float | None = None
+    """Share of positions where the variant's greedy token equals the base model's."""
+
+
+class Footprint(ApiModel):
+    """Predicted serving memory for the variant with the spec's serving settings."""
+
+    weights_bytes: int | None = None
+    """Tensor bytes of the weights as vLLM loads them."""
+    kv_cache_bytes: int | None = None
+    """KV cache for maxNumSeqs sequences of maxModelLen tokens."""
+    overhead_bytes: int | None = None
+    """Activations, CUDA graphs and runtime context."""
+    total_bytes: int | None = None
+    """Everything one replica needs."""
+    gpus: int | None = None
+    """GPUs one replica needs (0 when serving on CPU)."""
+    fits: bool | None = None
+    """Whether the variant fits the serving GPUs (or host memory on CPU)."""
+    cpu_offload_gb: float | None = None
+    """Weights vLLM keeps in host memory (allowCpuOffload)."""
+
+
+class VariantStatus(ApiModel):
+    """What is known about one variant."""
+
+    name: str
+    """The variant's name in the spec."""
+    key: str | None = None
+    """Content hash of (base model, recipe, evaluation, compressor version)."""
+    job: str | None = None
+    """Name of the compression Job."""
+    artifact_uri: str | None = None
+    """Where the artifact is stored; its manifest.json lists every file with sha256."""
+    bytes: int | None = None
+    """Total bytes of the stored artifact."""
+    size_ratio: float | None = None
+    """Artifact bytes / base model bytes."""
+    parameters: int | None = None
+    """Parameter count of the compressed model."""
+    bits_per_weight: float | None = None
+    """Weight bytes x 8 / parameters, scales and packing included."""
+    metrics: Metrics | None = None
+    footprint: Footprint | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    """Compressed, QualityGate, Fits and Ready."""
+
+
+class SourceStatus(ApiModel):
+    """The base model as resolved."""
+
+    id: str | None = None
+    """hf://organization/name or the store URI."""
+    revision: str | None = None
+    """Resolved commit (Hub) or content digest (store URI)."""
+    uri: str | None = None
+    """Where the base model is stored."""
+    bytes: int | None = None
+    """Total bytes of the base model's files."""
+    job: str | None = None
+    """Name of the Job that fetched it."""
+
+
+class ServingStatus(ApiModel):
+    """The vLLM deployment."""
+
+    variant: str | None = None
+    """The variant being served."""
+    deployment: str | None = None
+    """Name of the vLLM Deployment."""
+    endpoint: str | None = None
+    """OpenAI-compatible base URL inside the cluster."""
+    gpus: int | None = None
+    """GPUs per replica."""
+    strategy: Literal["RollingUpdate", "Recreate"] | None = None
+    """RollingUpdate when a spare replica's GPUs can be had, else Recreate."""
+    ready_replicas: int | None = None
+    """Replicas answering requests."""
+    replicas: int | None = None
+    """Replicas asked for."""
+
+
+class Summary(ApiModel):
+    """Flattened numbers for `kubectl get` columns, derived from the conditions."""
+
+    phase: str | None = None
+    """A one-word digest of the conditions (Pending, Compressing, Serving, Ready, Failed);
+    for display only: programs should read the conditions."""
+
+    variants: str | None = None
+    """Ready variants / all variants, e.g. 2/3."""
+    size_ratio: float | None = None
+    """Served variant's size relative to the base model."""
+    perplexity_increase: float | None = None
+    """Served variant's perplexity increase over the base model."""
+    gpus: int | None = None
+    """GPUs per replica of the served variant."""
+
+
+class CompressedModelStatus(ApiModel):
+    """What the operator observed; written only by the operator."""
+
+    observed_generation: int | None = None
+    """The spec generation the status describes."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Ready, SourceReady, VariantsReady and Serving."""
+    source: SourceStatus | None = None
+    variants: list[VariantStatus] = Field(default_factory=list)
+    """One entry per variant in the spec."""
+    serving: ServingStatus | None = None
+    summary: Summary | None = None
