@@ -92,13 +92,25 @@ HUB_SPEC = {"huggingface": {"repo": "org/tiny", "revision": "main"}}
 # --- spec ---------------------------------------------------------------------------------
 
 
-def test_spec_parsing() -> None:
+def test_spec_parsing_follows_the_api() -> None:
     assert parse_source_spec(HUB_SPEC) == HuggingFaceSource("org/tiny", "main")
     assert parse_source_spec(
-        {"huggingface": {"repo": "tiny", "tokenSecretRef": {"name": "hf"}}, "allowPickle": True}
-    ) == HuggingFaceSource("tiny", "main", None, True)
+        {"huggingface": {"repo": "org/tiny", "tokenSecretRef": {"name": "hf"}, "allowPickle": True}}
+    ) == HuggingFaceSource("org/tiny", "main", True)
     assert parse_source_spec({"uri": "s3://bucket/base", "huggingface": None}) == UriSource(
         "s3://bucket/base/"
+    )
+
+
+def test_equivalent_specs_share_one_record() -> None:
+    explicit = {"huggingface": {"repo": "org/tiny", "revision": "main", "allowPickle": False}}
+    token_ref = {"huggingface": {"repo": "org/tiny", "tokenSecretRef": {"name": "hf"}}}
+    assert record_uri("s3://bucket/", explicit) == record_uri(
+        "s3://bucket/", {"huggingface": {"repo": "org/tiny"}}
+    )
+    assert record_uri("s3://bucket/", token_ref) == record_uri("s3://bucket/", explicit)
+    assert record_uri("s3://bucket/", {"huggingface": {"repo": "org/tiny", "revision": "v2"}}) != (
+        record_uri("s3://bucket/", explicit)
     )
 
 
@@ -108,18 +120,19 @@ def test_spec_parsing() -> None:
         ([], "JSON object"),
         ({}, "exactly one"),
         ({"huggingface": {"repo": "a/b"}, "uri": "s3://bucket/x"}, "exactly one"),
-        ({"git": "x"}, "unknown source field"),
-        ({"huggingface": {"repo": "a/../b"}}, "org/name"),
-        ({"huggingface": {"repo": "a/b", "revison": "main"}}, "unknown huggingface field"),
-        ({"huggingface": {"repo": "a/b", "revision": "has space"}}, "revision"),
-        ({"uri": "s3://key:secret@bucket/x"}, "embeds credentials"),
-        ({"uri": "s3://bucket/x", "allowPatterns": "*.bin"}, "allowPatterns"),
-        ({"uri": "s3://bucket/x", "allowPickle": "yes"}, "allowPickle"),
+        ({"git": "x"}, "source.git"),
+        ({"huggingface": {"repo": "tiny"}}, "source.huggingface.repo"),
+        ({"huggingface": {"repo": "a/b", "revison": "main"}}, "source.huggingface.revison"),
+        ({"huggingface": {"repo": "a/b", "revision": "has space"}}, "source.huggingface.revision"),
+        ({"uri": "s3://key:secret@bucket/x"}, "source.uri"),
+        ({"uri": "s3://bucket/x?versionId=3"}, "query string"),
+        ({"huggingface": {"repo": "a/b", "allowPickle": "maybe"}}, "allowPickle"),
     ],
 )
 def test_bad_specs_say_what_to_change(spec: Any, hint: str) -> None:
-    with pytest.raises(SourceSpecError, match=hint):
+    with pytest.raises(SourceSpecError, match=hint) as caught:
         parse_source_spec(spec)
+    assert ":secret@" not in str(caught.value)
 
 
 # --- file policy --------------------------------------------------------------------------
@@ -136,8 +149,10 @@ def test_default_selection_takes_safetensors_config_and_tokenizer() -> None:
 
 def test_pickled_weights_are_refused_unless_allowed() -> None:
     only_pickle = ["config.json", "pytorch_model.bin", "tokenizer.json"]
-    with pytest.raises(SourcePolicyError, match=r"only pickled weights.*allowPickle"):
+    with pytest.raises(SourcePolicyError, match=r"only pickled weights.*huggingface\.allowPickle"):
         select_files(only_pickle)
+    with pytest.raises(SourcePolicyError, match="convert the checkpoint to safetensors"):
+        select_files(only_pickle, pickle_switch=None)
     assert "pytorch_model.bin" in select_files(only_pickle, allow_pickle=True)
     with pytest.raises(SourcePolicyError, match="select pickled files"):
         select_files(HUB_FILES, ["*.bin", "*.json"])
@@ -190,8 +205,8 @@ def test_hub_source_is_fetched_once_and_recorded(
         "uri": store_uri + f"models/{key}/",
         "key": key,
     }
-    assert read_json(store_uri + f"sources/{source_key(HUB_SPEC)}.json") == record.model_dump()
-    assert record_uri(store_uri, HUB_SPEC).endswith(f"sources/{source_key(HUB_SPEC)}.json")
+    normalized = {"huggingface": {"repo": "org/tiny", "revision": "main", "allowPickle": False}}
+    assert read_json(store_uri + f"sources/{source_key(normalized)}.json") == record.model_dump()
     assert sorted(hub.downloaded()) == [
         "config.json",
         "model.safetensors",
@@ -244,7 +259,7 @@ def test_pickle_only_repo_is_refused(store_uri: str, token_env: dict[str, str]) 
     with pytest.raises(SourcePolicyError, match="allowPickle"):
         fetch_source(HUB_SPEC, store_uri, hub_api=hub, environ=token_env)
     assert hub.downloaded() == []
-    spec = {**HUB_SPEC, "allowPickle": True}
+    spec = {"huggingface": {**HUB_SPEC["huggingface"], "allowPickle": True}}
     record = fetch_source(spec, store_uri, hub_api=hub, environ=token_env)
     manifest = read_manifest(record.uri)
     assert manifest is not None and manifest.file("pytorch_model.bin") is not None
@@ -306,4 +321,17 @@ def test_uri_source_from_s3_and_from_a_published_artifact(
 
     open_store(published).put_bytes("model.safetensors", b"corrupted")
     with pytest.raises(ChecksumMismatchError):
-        fetch_source({"uri": published, "allowPatterns": ["*"]}, store)
+        fetch_source({"uri": published}, f"s3://{s3_bucket}/another-store/")
+
+
+def test_allow_patterns_narrow_the_download(tmp_path: Path, token_env: dict[str, str]) -> None:
+    hub = FakeHub(HUB_FILES)
+    store = (tmp_path / "store").as_uri() + "/"
+    fetch_source(
+        HUB_SPEC,
+        store,
+        hub_api=hub,
+        environ=token_env,
+        allow_patterns=["config.json", "*.safetensors"],
+    )
+    assert sorted(hub.downloaded()) == ["config.json", "model.safetensors"]

@@ -91,4 +91,4 @@ def test_fetch_command_prints_the_record(
 
     assert main(["fetch", "--source", "{not json", "--store", store_uri]) == 2
     assert main(["fetch", "--source", '{"git": "x"}', "--store", store_uri]) == 2
-    assert "unknown source field" in capsys.readouterr().err
+    assert "source.git" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,12 @@ from modelpress.sources.huggingface import (
     download_revision,
     resolve_revision,
 )
-from modelpress.sources.spec import HuggingFaceSource, UriSource, parse_source_spec
+from modelpress.sources.spec import (
+    HuggingFaceSource,
+    UriSource,
+    normalize_source_spec,
+    parse_source_spec,
+)
 from modelpress.sources.store_source import gather_files
 from modelpress.sources.token import read_hf_token
 from modelpress.storage import (
@@ -52,8 +57,9 @@ class SourceRecord(BaseModel):
 
 
 def record_uri(store_uri: str, spec: Mapping[str, Any]) -> str:
-    """Where the record of `spec` lives in the store."""
-    return str(parse_uri(store_uri).as_prefix().join("sources", f"{source_key(dict(spec))}.json"))
+    """Where the record of `spec` lives: sources/<source_key of the normalized spec>.json."""
+    key = source_key(normalize_source_spec(spec))
+    return str(parse_uri(store_uri).as_prefix().join("sources", f"{key}.json"))
 
 
 def model_uri(store: StoreURI, key: str) -> str:
@@ -69,11 +75,14 @@ def fetch_source(
     environ: Mapping[str, str] | None = None,
     work_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    allow_patterns: Sequence[str] | None = None,
 ) -> SourceRecord:
     """Resolve `spec`, publish its base model into the store if needed, and record it.
 
     `hub_api` replaces `huggingface_hub.HfApi` (tests, mirrors); `work_dir`
-    holds downloads before they are published (default: the system temp dir).
+    holds downloads before they are published (default: the system temp dir);
+    `allow_patterns` replaces the default file selection (safetensors, config,
+    tokenizer).
     """
     source = parse_source_spec(spec)
     store = parse_uri(store_uri).as_prefix()
@@ -93,9 +102,11 @@ def fetch_source(
         log.info("%s lost its base model; fetching revision %s again", where, record.revision)
         pinned = record.revision
     if isinstance(source, HuggingFaceSource):
-        record = _from_hub(source, store, pinned, credentials, hub_api, environ, work_dir, progress)
+        record = _from_hub(
+            source, store, pinned, credentials, hub_api, environ, work_dir, progress, allow_patterns
+        )
     else:
-        record = _from_store(source, store, credentials, work_dir, progress)
+        record = _from_store(source, store, credentials, work_dir, progress, allow_patterns)
     write_json(where, record.model_dump(), credentials=credentials)
     return record
 
@@ -109,10 +120,11 @@ def _from_hub(
     environ: Mapping[str, str] | None,
     work_dir: str | Path | None,
     progress: ProgressCallback | None,
+    allow_patterns: Sequence[str] | None,
 ) -> SourceRecord:
     token = read_hf_token(environ)
     api = hub_api if hub_api is not None else default_api(token)
-    revision = resolve_revision(api, source, token, pinned)
+    revision = resolve_revision(api, source, token, pinned, allow_patterns)
     key = base_key(source.repo, revision.commit)
     dest = model_uri(store, key)
     if read_manifest(dest, credentials=credentials) is None:
@@ -136,9 +148,16 @@ def _from_store(
     credentials: Credentials | None,
     work_dir: str | Path | None,
     progress: ProgressCallback | None,
+    allow_patterns: Sequence[str] | None,
 ) -> SourceRecord:
     with tempfile.TemporaryDirectory(prefix="modelpress-fetch-", dir=work_dir) as temp:
-        imported = gather_files(source, Path(temp), credentials=credentials, progress=progress)
+        imported = gather_files(
+            source,
+            Path(temp),
+            credentials=credentials,
+            progress=progress,
+            allow_patterns=allow_patterns,
+        )
         revision = imported.revision
         key = base_key(source.uri, revision)
         dest = model_uri(store, key)

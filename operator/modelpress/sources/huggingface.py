@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,7 +90,11 @@ def _lfs_sha256(sibling: Any) -> str | None:
 
 
 def resolve_revision(
-    api: HubApi, source: HuggingFaceSource, token: str | None, revision: str | None = None
+    api: HubApi,
+    source: HuggingFaceSource,
+    token: str | None,
+    revision: str | None = None,
+    allow_patterns: Sequence[str] | None = None,
 ) -> HubRevision:
     """Pin `revision` (default: the spec's) to a commit sha and pick the files to import."""
     wanted = revision or source.revision
@@ -102,7 +106,7 @@ def resolve_revision(
     siblings = {sibling.rfilename: sibling for sibling in (getattr(info, "siblings", None) or [])}
     selected = select_files(
         siblings,
-        source.allow_patterns,
+        allow_patterns,
         allow_pickle=source.allow_pickle,
         source=f"huggingface {source.repo}@{commit[:12]}",
     )

@@ -38,23 +38,32 @@ def select_files(
     *,
     allow_pickle: bool = False,
     source: str = "the source",
+    pickle_switch: str | None = "huggingface.allowPickle",
 ) -> list[str]:
-    """The files to import, sorted; raises when the selection is unsafe or has no weights."""
+    """The files to import, sorted; raises when the selection is unsafe or has no weights.
+
+    `pickle_switch` names the spec field that allows pickles (None: there is none).
+    """
+    remedy = (
+        f"set {pickle_switch}: true if you trust the source"
+        if pickle_switch
+        else "convert the checkpoint to safetensors"
+    )
     paths = sorted(set(available))
     chosen_patterns = tuple(patterns) if patterns else DEFAULT_ALLOW_PATTERNS
     selected = [path for path in paths if matches(path, chosen_patterns)]
     pickled = [path for path in selected if is_pickle(path)]
     if pickled and not allow_pickle:
         raise SourcePolicyError(
-            f"{source}: allowPatterns select pickled files {pickled[:5]}, which can run code when "
-            "loaded; drop them from allowPatterns or set allowPickle: true if you trust the source"
+            f"{source}: the allow patterns select pickled files {pickled[:5]}, which can run code "
+            f"when loaded; drop them from the patterns or {remedy}"
         )
     if not any(path.endswith(WEIGHT_SUFFIXES) for path in selected) and not pickled:
         pickled_available = [path for path in paths if is_pickle(path)]
         if pickled_available and not allow_pickle:
             raise SourcePolicyError(
                 f"{source} has only pickled weights ({pickled_available[:5]}), which can run code "
-                "when loaded; use a safetensors revision or set allowPickle: true if you trust it"
+                f"when loaded; use a safetensors revision or {remedy}"
             )
         if pickled_available:
             selected = sorted(set(selected) | set(pickled_available))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def gather_files(
     *,
     credentials: Credentials | None = None,
     progress: ProgressCallback | None = None,
+    allow_patterns: Sequence[str] | None = None,
 ) -> ImportedFiles:
     """Hash the selected files of `source`, downloading them into `staging` unless local.
 
@@ -78,7 +80,11 @@ def gather_files(
         }
         known = {}
     selected = select_files(
-        sizes, source.allow_patterns, allow_pickle=source.allow_pickle, source=source.uri
+        sizes,
+        allow_patterns,
+        allow_pickle=source.allow_pickle,
+        source=source.uri,
+        pickle_switch=None,
     )
     action = "hash" if isinstance(store, FileStore) else "download"
     tracker = ProgressTracker(action, source.uri, sum(sizes[path] for path in selected), progress)
