@@ -195,3 +195,14 @@ def test_result_serialises_to_json() -> None:
     ):
         assert key in data
     assert data["per_device"]["total_bytes"] > 0
+
+
+def test_group_alignment_rules_out_splitting_qwen_72b() -> None:
+    qwen = shape_of("Qwen2.5-72B").model_copy(update={"weight_group_size": 128})
+    weights = predict_weights_bytes(qwen, "W4A16")
+    settings = ServingSettings(max_model_len=4096, max_num_seqs=32)
+    result = size_variant(qwen, weights, settings, "nvidia-a100-80gb")
+    assert not result.fits and result.gpus == 1
+    assert "29568" in result.reason and "groups of 128" in result.reason
+    per_channel = qwen.model_copy(update={"weight_group_size": None})
+    assert size_variant(per_channel, weights, settings, "nvidia-a100-80gb").gpus == 2

@@ -213,6 +213,9 @@ def _size_on_gpus(
         f"{target.name} at gpuMemoryUtilization {settings.gpu_memory_utilization:g}, gives "
         f"{gib(per_gpu.budget_bytes):.1f} GiB per GPU"
     )
+    ruled_out = [problems[size] for size in sizes if size > largest and problems[size]]
+    if ruled_out:
+        needs += f" (larger sizes are ruled out: {ruled_out[0]})"
     room = per_gpu.budget_bytes - per_gpu.kv_cache_bytes - per_gpu.overhead_bytes
     if allow_cpu_offload and room > 0:
         offload_gb = min(
