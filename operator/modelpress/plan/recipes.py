@@ -1,0 +1,301 @@
+"""What to run and what to serve, derived from the spec alone: recipes, keys, Job
+arguments, the quality gate and the choice of the served variant.
+
+Pure functions, shared by the operator and local mode (`modelpress run`), so that
+both compute the same content keys, run the same commands and serve the same
+variant for the same spec.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelpress.api.keys import variant_key
+from modelpress.api.spec import (
+    CompressedModelSpec,
+    Evaluation,
+    Step,
+    Variant,
+    step_calibration,
+)
+from modelpress.api.status import Metrics
+
+#: Evaluation fields that decide a pass or a fail, not what is measured. They are
+#: left out of the variant key: tightening the gate re-judges stored results
+#: instead of recomputing them.
+GATE_FIELDS = ("maxPerplexityIncrease", "minAgreement")
+
+
+def _needs_data(step: Step) -> bool:
+    if step.quantize is not None:
+        return step.quantize.needs_data
+    return True
+
+
+def _resolved_action(spec: CompressedModelSpec, step: Step) -> dict[str, Any]:
+    action = step.action.to_wire()
+    calibration = step_calibration(spec, step)
+    if _needs_data(step) and calibration is not None:
+        action["calibration"] = calibration.to_wire()
+    return action
+
+
+def resolved_variant(spec: CompressedModelSpec, variant: Variant) -> dict[str, Any]:
+    """The variant's wire JSON as the compression Job receives it.
+
+    Every step that learns from data carries its calibration (its own, else
+    spec.calibration) so the Job needs nothing else from the spec; steps that
+    need no data (rtn quantization) carry none, so a new default calibration
+    does not recompute them. The shape (single action or `steps`) is kept.
+    """
+    wire: dict[str, Any] = {"name": variant.name}
+    if variant.steps is not None:
+        wire["steps"] = [{step.kind: _resolved_action(spec, step)} for step in variant.steps]
+    else:
+        step = variant.chain[0]
+        wire[step.kind] = _resolved_action(spec, step)
+    return wire
+
+
+def evaluation_settings(spec: CompressedModelSpec) -> dict[str, Any]:
+    """What the Job measures and how: the evaluation's wire JSON without the gate
+    thresholds (see GATE_FIELDS), which only the planner applies."""
+    wire = spec.evaluation.to_wire()
+    for name in GATE_FIELDS:
+        wire.pop(name, None)
+    return wire
+
+
+def store_prefix(spec: CompressedModelSpec) -> str:
+    """The storage root, always ending with '/'."""
+    uri = spec.storage.uri
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def artifact_uri(spec: CompressedModelSpec, key: str) -> str:
+    """Where the artifact with content key `key` lives: `<storage.uri>/artifacts/<key>/`."""
+    return f"{store_prefix(spec)}artifacts/{key}/"
+
+
+def variant_artifact(
+    spec: CompressedModelSpec, base_key: str, variant: Variant, compressor_version: str
+) -> tuple[str, str]:
+    """(content key, artifact URI) of a variant built from the base model `base_key`.
+
+    The key covers the base model, the resolved recipe (calibration included), the
+    evaluation settings and the compressor version; not the variant's name.
+    """
+    key = variant_key(
+        base_key, resolved_variant(spec, variant), evaluation_settings(spec), compressor_version
+    )
+    return key, artifact_uri(spec, key)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def source_job_args(spec: CompressedModelSpec) -> list[str]:
+    """Arguments after `modelpress` for the Job that fetches the base model once."""
+    return [
+        "fetch",
+        "--source", _compact(spec.source.to_wire()),
+        "--store", store_prefix(spec),
+    ]  # fmt: skip
+
+
+def compress_job_args(
+    spec: CompressedModelSpec, variant: Variant, base_uri: str, out_uri: str
+) -> list[str]:
+    """Arguments after `modelpress` for one variant's Job: its whole chain, then the
+    evaluation, then the publish, all in one process."""
+    return [
+        "compress",
+        "--base", base_uri,
+        "--variant", _compact(resolved_variant(spec, variant)),
+        "--evaluation", _compact(evaluation_settings(spec)),
+        "--out", out_uri,
+    ]  # fmt: skip
+
+
+# --- the quality gate ------------------------------------------------------------------
+
+
+_METRIC_KEYS = {"perplexity", "basePerplexity", "perplexityIncrease", "agreement"}
+
+
+def _metrics(metrics: Metrics | Mapping[str, Any] | None) -> Metrics | None:
+    """A `Metrics` from the manifest's camelCase dict; unknown keys are ignored."""
+    if metrics is None or isinstance(metrics, Metrics):
+        return metrics
+    return Metrics.model_validate({k: v for k, v in metrics.items() if k in _METRIC_KEYS})
+
+
+def gate(evaluation: Evaluation, metrics: Metrics | Mapping[str, Any] | None) -> tuple[bool, str]:
+    """Whether a variant's measured quality allows serving it, and why, with the numbers.
+
+    `metrics` is the manifest's `metrics` (camelCase) or a `Metrics`. Missing
+    measurements fail the gate: an unmeasured variant is never served.
+    """
+    measured = _metrics(metrics)
+    if measured is None or measured.perplexity_increase is None:
+        return False, "no perplexity was measured for this variant, so it cannot pass the gate"
+    limit = evaluation.max_perplexity_increase
+    increase = measured.perplexity_increase
+    numbers = _perplexity_numbers(measured)
+    if increase > limit:
+        return False, (
+            f"perplexity {numbers} is {increase:+.2%} over the base model; the gate allows "
+            f"{limit:.2%} (evaluation.maxPerplexityIncrease): choose a milder recipe or raise "
+            "the limit"
+        )
+    message = f"perplexity {numbers} is {increase:+.2%} over the base model, within {limit:.2%}"
+    if evaluation.min_agreement is not None:
+        if measured.agreement is None:
+            return False, (
+                "no token agreement was measured, but evaluation.minAgreement is set: "
+                "it cannot pass the gate"
+            )
+        if measured.agreement < evaluation.min_agreement:
+            return False, (
+                f"greedy-token agreement with the base model is {measured.agreement:.2%}, below "
+                f"evaluation.minAgreement {evaluation.min_agreement:.2%}: choose a milder recipe "
+                "or lower the limit"
+            )
+        message += (
+            f"; agreement {measured.agreement:.2%} is at least {evaluation.min_agreement:.2%}"
+        )
+    return True, message
+
+
+def _perplexity_numbers(metrics: Metrics) -> str:
+    if metrics.perplexity is not None and metrics.base_perplexity is not None:
+        return f"{metrics.perplexity:.4g} (base {metrics.base_perplexity:.4g})"
+    if metrics.perplexity is not None:
+        return f"{metrics.perplexity:.4g}"
+    return "increase"
+
+
+# --- choosing the served variant --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What is known about one variant when choosing what to serve.
+
+    A candidate is settled once it failed, or once its artifact, gate verdict and
+    sizing are all known; until then `auto` waits rather than roll out twice.
+    """
+
+    name: str
+    bytes: int | None = None
+    """Artifact bytes; None until the artifact is published."""
+    passed: bool | None = None
+    """Quality gate verdict; None until evaluated."""
+    gate_message: str = ""
+    fits: bool | None = None
+    """Sizing verdict for the serving settings; None until sized."""
+    fit_message: str = ""
+    failed: str | None = None
+    """Why the variant cannot be built (a failed Job, a bad recipe); None otherwise."""
+
+    @property
+    def settled(self) -> bool:
+        return self.failed is not None or (
+            self.bytes is not None and self.passed is not None and self.fits is not None
+        )
+
+    @property
+    def servable(self) -> bool:
+        return self.failed is None and self.bytes is not None and bool(self.passed and self.fits)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The verdict of `choose_variant`.
+
+    `variant` is the variant to serve, or None. When `decided` is False the choice
+    is still open (variants are being built): keep serving whatever is served.
+    `reason` is a CamelCase word for the Serving condition; `message` says why.
+    """
+
+    variant: str | None
+    decided: bool
+    reason: str
+    message: str
+
+
+def choose_variant(spec: CompressedModelSpec, candidates: Sequence[Candidate]) -> Choice:
+    """The variant to serve according to spec.serving.variant.
+
+    - `none`: serve nothing.
+    - a name: that variant, once built, if it passes the gate and fits.
+    - `auto`: once every variant is settled, the smallest servable one (artifact
+      bytes, then name); none qualifying is reported with each one's reason.
+
+    A named or chosen variant that is blocked leaves `variant` None with
+    `decided` True: the caller keeps the previous Deployment serving.
+    """
+    wanted = spec.serving.variant
+    if wanted == "none":
+        return Choice(None, True, "ServingDisabled", "serving.variant is none: nothing is served")
+    by_name = {c.name: c for c in candidates}
+    if wanted != "auto":
+        candidate = by_name.get(wanted)
+        if candidate is None:
+            return Choice(
+                None, True, "UnknownVariant", f"serving.variant {wanted!r} names no variant"
+            )
+        return _named(candidate)
+    pending = [c.name for c in candidates if not c.settled]
+    if pending:
+        return Choice(
+            None,
+            False,
+            "WaitingForVariants",
+            f"auto chooses once every variant is built and evaluated; waiting for "
+            f"{', '.join(pending)}",
+        )
+    servable = sorted((c for c in candidates if c.servable), key=lambda c: (c.bytes, c.name))
+    if servable:
+        best = servable[0]
+        others = len(servable) - 1
+        return Choice(
+            best.name,
+            True,
+            "SmallestQualifying",
+            f"{best.name} is the smallest variant that passes the quality gate and fits "
+            f"({best.bytes} bytes" + (f"; {others} other(s) qualify" if others else "") + ")",
+        )
+    reasons = "; ".join(f"{c.name}: {_blocker(c)}" for c in candidates)
+    return Choice(None, True, "NoVariantQualifies", f"no variant qualifies for serving: {reasons}")
+
+
+def _named(candidate: Candidate) -> Choice:
+    name = candidate.name
+    if candidate.failed is not None:
+        return Choice(None, True, "VariantFailed", f"{name} could not be built: {candidate.failed}")
+    if candidate.bytes is None or candidate.passed is None:
+        return Choice(
+            None, False, "WaitingForVariant", f"waiting for {name} to be built and evaluated"
+        )
+    if not candidate.passed:
+        return Choice(
+            None, True, "QualityGateFailed", f"{name} is not served: {candidate.gate_message}"
+        )
+    if candidate.fits is None:
+        return Choice(None, False, "WaitingForSizing", f"waiting for {name} to be sized")
+    if not candidate.fits:
+        return Choice(None, True, "DoesNotFit", f"{name} is not served: {candidate.fit_message}")
+    return Choice(name, True, "Chosen", f"{name} is named by serving.variant")
+
+
+def _blocker(candidate: Candidate) -> str:
+    if candidate.failed is not None:
+        return f"failed ({candidate.failed})"
+    if not candidate.passed:
+        return f"quality gate failed ({candidate.gate_message})"
+    return f"does not fit ({candidate.fit_message})"
