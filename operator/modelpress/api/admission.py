@@ -70,6 +70,7 @@ def schema_problems(manifest: dict[str, Any]) -> list[Problem]:
     """What the API server would reject given the generated CRD."""
     import jsonschema
 
+    manifest = with_defaults(manifest, _schema())
     problems = [
         Problem(dotted(list(e.absolute_path)), e.message, "schema")
         for e in jsonschema.Draft4Validator(_schema()).iter_errors(manifest)
@@ -78,6 +79,22 @@ def schema_problems(manifest: dict[str, Any]) -> list[Problem]:
     problems += _list_map_problems(manifest, _schema(), ())
     problems += _cel_problems(manifest, _schema(), ())
     return problems
+
+
+def with_defaults(instance: Any, schema: dict[str, Any]) -> Any:
+    """A copy with the schema's defaults filled in, as the API server stores it
+    (and as its CEL rules see it)."""
+    if isinstance(instance, dict) and "properties" in schema:
+        filled = dict(instance)
+        for key, sub in schema["properties"].items():
+            if key not in filled and "default" in sub:
+                filled[key] = sub["default"]
+            if key in filled:
+                filled[key] = with_defaults(filled[key], sub)
+        return filled
+    if isinstance(instance, list) and "items" in schema:
+        return [with_defaults(item, schema["items"]) for item in instance]
+    return instance
 
 
 @cache
@@ -139,7 +156,7 @@ def _cel_problems(instance: Any, schema: dict[str, Any], path: tuple[Any, ...]) 
     for rule in schema.get("x-kubernetes-validations", []):
         try:
             ok = _evaluate(rule["rule"], instance)
-        except Exception:  # noqa: BLE001 - the API server skips rules on missing data too
+        except Exception:
             continue
         if not ok:
             field = (

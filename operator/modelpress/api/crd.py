@@ -43,6 +43,24 @@ _KEPT = {
 # Cross-field rules of the spec, as CEL the API server evaluates. Each mirrors a
 # pydantic validator in api.spec; tests check that both reject the same manifests.
 _EXACTLY_ONE_ACTION = "[has(self.quantize), has(self.prune), has(self.distill)]"
+
+
+def _learns_without_data(x: str) -> str:
+    """CEL: the action `x` (a step or a single-action variant) needs no text to learn from."""
+    return (
+        f"(has({x}.quantize) && ({x}.quantize.scheme == 'FP8_DYNAMIC' || "
+        f"{x}.quantize.algorithm == 'rtn') && !has({x}.quantize.kvCacheScheme))"
+    )
+
+
+def _brings_own_data(x: str) -> str:
+    return " || ".join(f"(has({x}.{a}) && has({x}.{a}.calibration))" for a in _ACTIONS)
+
+
+_ACTIONS = ("quantize", "prune", "distill")
+_STEP_OK = f"{_learns_without_data('s')} || {_brings_own_data('s')}"
+_VARIANT_OK = f"{_learns_without_data('v')} || {_brings_own_data('v')}"
+
 _RULES: dict[str, list[dict[str, str]]] = {
     "Source": [
         {
@@ -88,6 +106,13 @@ _RULES: dict[str, list[dict[str, str]]] = {
             "message": "evaluation.dataset and calibration.dataset must differ",
             "fieldPath": ".evaluation.dataset.uri",
         },
+        {
+            "rule": "has(self.calibration) || self.variants.all(v, has(v.steps) ? "
+            f"v.steps.all(s, {_STEP_OK}) : ({_VARIANT_OK}))",
+            "message": "gptq, awq, kvCacheScheme, prune and distill need text to learn from: "
+            "set spec.calibration or the step's own calibration",
+            "fieldPath": ".calibration",
+        },
     ],
 }
 
@@ -96,11 +121,13 @@ _ROOT_RULES = [
         "rule": f"size(self.metadata.name) <= {MAX_MODEL_NAME}",
         "message": f"metadata.name must be at most {MAX_MODEL_NAME} characters: "
         "child Jobs and Deployments are named after it",
+        "fieldPath": ".metadata.name",
     },
     {
         "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
         "message": "metadata.name must be a DNS label starting with a letter "
         "(it names the serving Service)",
+        "fieldPath": ".metadata.name",
     },
 ]
 
@@ -155,6 +182,8 @@ def _convert(
                 raise ValueError(f"{name}: unions other than Optional[X] cannot be structural")
             inner = _convert(options[0], defs, rules)
             return _convert({**inner, **node}, defs, rules, name=name)
+    if "default" in node and node["default"] is None:
+        del node["default"]  # Optional fields are simply absent
     if "const" in node:
         node["enum"] = [node.pop("const")]
     if "enum" in node and "type" not in node:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from modelpress.api.base import DNS_LABEL, ApiModel, VariantName, cel
 
@@ -378,7 +378,7 @@ class Gpu(ApiModel):
     product: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
     """A product from the operator's GPU catalog (Helm values), e.g. nvidia-l4, nvidia-h100-80gb."""
 
-    count: int | None = Field(default=None, json_schema_extra={"enum": [1, 2, 4, 8]})
+    count: Literal[1, 2, 4, 8] | None = None
     """Override the GPU count sizing would choose."""
 
 
@@ -451,17 +451,39 @@ class CompressedModelSpec(ApiModel):
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to stored artifacts when the resource is deleted."""
 
-    @model_validator(mode="after")
-    def _coherent(self) -> CompressedModelSpec:
-        names = [v.name for v in self.variants]
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, variants: list[Variant]) -> list[Variant]:
+        names = [v.name for v in variants]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"variant names must be unique; repeated: {', '.join(duplicates)}")
-        if self.serving.variant not in ("auto", "none", *names):
+        return variants
+
+    @field_validator("evaluation")
+    @classmethod
+    def _held_out(cls, evaluation: Evaluation, info: ValidationInfo) -> Evaluation:
+        calibrations = _calibrations(info.data.get("calibration"), info.data.get("variants") or [])
+        if any(c.dataset.uri == evaluation.dataset.uri for c in calibrations):
             raise ValueError(
-                f"serving.variant {self.serving.variant!r} names no variant: use one of "
+                "evaluation.dataset must differ from every calibration dataset: quality "
+                "measured on training text would look better than it is"
+            )
+        return evaluation
+
+    @field_validator("serving")
+    @classmethod
+    def _served_variant_exists(cls, serving: Serving, info: ValidationInfo) -> Serving:
+        names = [v.name for v in info.data.get("variants") or []]
+        if names and serving.variant not in ("auto", "none", *names):
+            raise ValueError(
+                f"serving.variant {serving.variant!r} names no variant: use one of "
                 f"{', '.join(names)}, auto or none"
             )
+        return serving
+
+    @model_validator(mode="after")
+    def _data_for_learning_steps(self) -> CompressedModelSpec:
         for variant in self.variants:
             for index, step in enumerate(variant.chain):
                 if step_calibration(self, step) is None and _needs_data(step):
@@ -470,21 +492,16 @@ class CompressedModelSpec(ApiModel):
                     )
                     raise ValueError(
                         f"{where} ({step.kind}) needs text to learn from: set spec.calibration "
-                        f"or the step's own calibration"
+                        "or the step's own calibration"
                     )
-        for calibration in self._calibrations():
-            if calibration.dataset.uri == self.evaluation.dataset.uri:
-                raise ValueError(
-                    "evaluation.dataset and calibration datasets must differ: quality "
-                    "measured on training text would look better than it is"
-                )
         return self
 
-    def _calibrations(self) -> list[Calibration]:
-        found = [self.calibration] if self.calibration else []
-        for variant in self.variants:
-            found += [s.action.calibration for s in variant.chain if s.action.calibration]
-        return found
+
+def _calibrations(default: Calibration | None, variants: list[Variant]) -> list[Calibration]:
+    found = [default] if default else []
+    for variant in variants:
+        found += [s.action.calibration for s in variant.chain if s.action.calibration]
+    return found
 
 
 def _needs_data(step: Step) -> bool:
