@@ -75,9 +75,40 @@ def test_group_size_on_per_channel_scheme_rejected() -> None:
         predict_weights_bytes(shape_of("SmolLM2-135M"), "FP8_DYNAMIC", group_size=128)
 
 
+def test_group_size_must_divide_every_input_width() -> None:
+    smol = shape_of("SmolLM2-135M")  # hidden size 576 = 4.5 groups of 128
+    with pytest.raises(SizingError, match=r"does not divide the Linear input widths \[576\]"):
+        predict_weights_bytes(smol, "W4A16")
+    assert predict_weights_bytes(smol, "W4A16", group_size=64) < predict_weights_bytes(
+        smol, "W8A16", group_size=-1
+    )
+
+
 def test_nonpositive_group_size_rejected() -> None:
     with pytest.raises(SizingError, match="positive"):
         predict_weights_bytes(shape_of("SmolLM2-135M"), "W4A16", group_size=0)
+
+
+def _tiny_checkpoint(tmp_path: Path, **shape: object) -> Path:
+    """Save a random bf16 Llama of the given dimensions; return its directory."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    dimensions: dict[str, object] = {
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 1000,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": False,
+        **shape,
+    }
+    torch.manual_seed(0)
+    base = tmp_path / "base"
+    LlamaForCausalLM(LlamaConfig(**dimensions)).to(torch.bfloat16).save_pretrained(base)
+    return base
 
 
 def _safetensors_bytes(directory: Path) -> int:
@@ -92,29 +123,27 @@ def _safetensors_bytes(directory: Path) -> int:
     return total
 
 
-@pytest.mark.parametrize("scheme", ["W4A16", "W8A16", "W4A16_ASYM", "W8A8", "FP8_DYNAMIC"])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        "W4A16",
+        "W8A16",
+        pytest.param("W4A16_ASYM", marks=SLOW),
+        pytest.param("W8A8", marks=SLOW),
+        pytest.param("FP8_DYNAMIC", marks=SLOW),
+    ],
+)
 def test_prediction_equals_llmcompressor_tensor_bytes(scheme: str, tmp_path: Path) -> None:
     """Quantize a tiny random Llama with round-to-nearest and weigh every tensor."""
     pytest.importorskip("llmcompressor")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
     from llmcompressor import oneshot
     from llmcompressor.modifiers.quantization import QuantizationModifier
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=1000,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    base = tmp_path / "base"
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(base)
+    base = _tiny_checkpoint(tmp_path)
     out = tmp_path / scheme
     oneshot(
         model=str(base),
@@ -127,3 +156,40 @@ def test_prediction_equals_llmcompressor_tensor_bytes(scheme: str, tmp_path: Pat
     assert predict_weights_bytes(base_shape, scheme) == actual
     compressed_shape = ModelShape.from_config(json.loads((out / "config.json").read_text()))
     assert predict_weights_bytes(compressed_shape, scheme) == actual
+
+
+@pytest.mark.parametrize(("bits", "group_size"), [(4, 64), pytest.param(8, -1, marks=SLOW)])
+def test_prediction_for_smollm2_widths_and_custom_groups(
+    bits: int, group_size: int, tmp_path: Path
+) -> None:
+    """SmolLM2's widths (576 hidden, 9 heads, tied embeddings) with explicit groups."""
+    pytest.importorskip("llmcompressor")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.quantization import QuantizationModifier
+
+    base = _tiny_checkpoint(
+        tmp_path,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    )
+    weights: dict[str, object] = {"num_bits": bits, "type": "int", "symmetric": True}
+    if group_size > 0:
+        weights |= {"strategy": "group", "group_size": group_size}
+    else:
+        weights |= {"strategy": "channel"}
+    out = tmp_path / "out"
+    oneshot(
+        model=str(base),
+        recipe=QuantizationModifier(
+            config_groups={"group_0": {"targets": ["Linear"], "weights": weights}},
+            ignore=["lm_head"],
+        ),
+        output_dir=str(out),
+    )
+    shape = ModelShape.from_config(json.loads((base / "config.json").read_text()))
+    scheme = "W4A16" if bits == 4 else "W8A16"
+    assert predict_weights_bytes(shape, scheme, group_size) == _safetensors_bytes(out)

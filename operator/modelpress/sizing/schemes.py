@@ -167,10 +167,19 @@ def predict_weights_bytes(shape: ModelShape, scheme: str, group_size: int | None
     """Tensor bytes of `shape`'s checkpoint after llmcompressor applies `scheme`.
 
     `group_size` applies to W4A16 and W8A16: by default the group size of an
-    already quantized config, else 128; -1 means per-channel scales.
+    already quantized config, else 128; -1 means per-channel scales. A group size
+    that does not divide every Linear input width is an error, as in llmcompressor.
     """
     resolved = resolve_scheme(scheme)
     groups = effective_group_size(resolved, group_size, shape.weight_group_size)
+    if groups:
+        misfits = sorted({w.in_features for w in shape.linear_weights() if w.in_features % groups})
+        if misfits:
+            raise SizingError(
+                f"group size {groups} does not divide the Linear input widths {misfits}, and "
+                "llmcompressor refuses partial groups; choose a group size that divides them "
+                "(e.g. 64 or 32) or -1 for per-channel scales"
+            )
     plain = checkpoint_dtype_bytes(shape)
     kept = (shape.embedding_parameters() + shape.other_parameters()) * plain
     return kept + sum(
