@@ -209,7 +209,8 @@ def _size_on_gpus(
     needs = (
         f"needs {gib(per_gpu.total_bytes):.1f} GiB per GPU at tensor-parallel size {largest} "
         f"(weights {gib(per_gpu.weights_bytes):.1f} + KV cache {gib(per_gpu.kv_cache_bytes):.1f} "
-        f"+ overhead {gib(per_gpu.overhead_bytes):.1f} GiB); the largest option, {largest}x "
+        f"+ overhead {gib(per_gpu.overhead_bytes):.1f} GiB); "
+        f"{'the requested' if gpu_count else 'the largest'} option, {largest}x "
         f"{target.name} at gpuMemoryUtilization {settings.gpu_memory_utilization:g}, gives "
         f"{gib(per_gpu.budget_bytes):.1f} GiB per GPU"
     )
