@@ -1,0 +1,174 @@
+"""The Jobs of the pipeline: fetch the base model once, then one Job per variant
+that runs its whole chain, evaluates the result and publishes it.
+
+Both run the `modelpress` CLI from the compressor image in a restricted pod; a
+usage error (exit code 2) fails the Job at once instead of being retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelpress.api.spec import CompressedModelSpec, Variant
+from modelpress.config import OperatorConfig
+from modelpress.plan import names, pods
+from modelpress.plan.recipes import compress_job_args, source_job_args
+from modelpress.plan.resources import JobResources
+
+USAGE_ERROR_EXIT_CODE = 2
+FETCH_CONTAINER = "fetch"
+COMPRESS_CONTAINER = "compress"
+
+
+def _container(
+    name: str,
+    image: str,
+    args: list[str],
+    env: list[dict[str, str]],
+    mounts: list[dict[str, Any]],
+    resources: dict[str, Any],
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["modelpress"],
+        "args": args,
+        "env": env,
+        "volumeMounts": mounts,
+        "resources": resources,
+        "securityContext": pods.container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _job(
+    prefix: str,
+    namespace: str,
+    labels: dict[str, str],
+    pod_spec: dict[str, Any],
+    container: str,
+    spec: CompressedModelSpec,
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """A Job named `<prefix>-<hash of its labels and spec>`: any change to what it runs
+    is a new Job; an unchanged one is found again after a restart."""
+    job_spec = {
+        "backoffLimit": spec.compression.backoff_limit,
+        "activeDeadlineSeconds": spec.compression.active_deadline_seconds,
+        "ttlSecondsAfterFinished": config.jobs.ttl_seconds_after_finished,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": container,
+                        "operator": "In",
+                        "values": [USAGE_ERROR_EXIT_CODE],
+                    },
+                },
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+    }
+    name = f"{prefix}-{names.short_hash({'labels': labels, 'spec': job_spec})}"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": job_spec,
+    }
+
+
+def compressor_image(spec: CompressedModelSpec, config: OperatorConfig) -> str:
+    if spec.compression.image:
+        return spec.compression.image
+    if spec.compression.gpu is not None:
+        return config.images.compressor_cuda
+    return config.images.compressor
+
+
+def fetch_job(
+    model: str, namespace: str, spec: CompressedModelSpec, config: OperatorConfig
+) -> dict[str, Any]:
+    """The Job that resolves the source and publishes the base model (once per store)."""
+    args = source_job_args(spec)
+    s_volumes, s_mounts, s_env = pods.storage_mounts(spec)
+    h_volumes, h_mounts, h_env = pods.hf_token_mounts(spec)
+    volumes = [pods.empty_dir("work", config.jobs.work_dir_size_limit), pods.empty_dir("tmp")]
+    mounts = [
+        {"name": "work", "mountPath": pods.WORK_DIR},
+        {"name": "tmp", "mountPath": pods.TMP_DIR},
+    ]
+    memory = config.jobs.fetch_memory
+    resources: dict[str, Any] = {
+        "requests": {"cpu": "500m", "memory": memory},
+        "limits": {"memory": memory},
+    }
+    container = _container(
+        FETCH_CONTAINER,
+        spec.compression.image or config.images.compressor,
+        [*args, "--work-dir", pods.WORK_DIR],
+        pods.home_env(pods.WORK_DIR) + s_env + h_env,
+        mounts + s_mounts + h_mounts,
+        resources,
+        config,
+    )
+    pod_spec = pods.pod_spec(
+        config,
+        containers=[container],
+        volumes=volumes + s_volumes + h_volumes,
+        service_account=config.jobs.service_account_name,
+        restart_policy="Never",
+        node_selector=config.jobs.node_selector,
+        tolerations=config.jobs.tolerations,
+    )
+    labels = names.labels(model, names.FETCH)
+    return _job(f"{model}-fetch", namespace, labels, pod_spec, FETCH_CONTAINER, spec, config)
+
+
+def compress_job(
+    model: str,
+    namespace: str,
+    spec: CompressedModelSpec,
+    variant: Variant,
+    key: str,
+    base_uri: str,
+    out_uri: str,
+    sized: JobResources,
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """One variant's Job: its chain, its evaluation and its publish in one process.
+
+    Its name hashes the Job's spec, so a changed recipe (a new key), image,
+    resource or retry setting is a new Job, and an unchanged one is found again.
+    """
+    s_volumes, s_mounts, s_env = pods.storage_mounts(spec)
+    volumes = [pods.empty_dir("work", sized.work_dir_size), pods.empty_dir("tmp")]
+    mounts = [
+        {"name": "work", "mountPath": pods.WORK_DIR},
+        {"name": "tmp", "mountPath": pods.TMP_DIR},
+    ]
+    container = _container(
+        COMPRESS_CONTAINER,
+        compressor_image(spec, config),
+        compress_job_args(spec, variant, base_uri, out_uri),
+        pods.home_env(pods.WORK_DIR) + s_env,
+        mounts + s_mounts,
+        sized.resources,
+        config,
+    )
+    pod_spec = pods.pod_spec(
+        config,
+        containers=[container],
+        volumes=volumes + s_volumes,
+        service_account=config.jobs.service_account_name,
+        restart_policy="Never",
+        node_selector=sized.node_selector,
+        tolerations=sized.tolerations,
+    )
+    labels = names.labels(model, names.COMPRESS, variant=variant.name, key=key)
+    prefix = f"{model}-{variant.name}"
+    return _job(prefix, namespace, labels, pod_spec, COMPRESS_CONTAINER, spec, config)

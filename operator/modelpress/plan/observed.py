@@ -1,0 +1,245 @@
+"""What the planner is told about the world: store contents and child objects.
+
+The handlers fill these from the API server and the store; local mode fills them
+from processes and a local directory. Each is small and immutable, so the
+operator can keep thousands of them in memory (kopf indexes) cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelpress.plan import names
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """`sources/<source-key>.json`: a source resolved once."""
+
+    id: str
+    revision: str
+    uri: str
+    key: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SourceRecord:
+        return cls(
+            id=str(data["id"]),
+            revision=str(data["revision"]),
+            uri=str(data["uri"]),
+            key=str(data["key"]),
+        )
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A committed artifact (base model or variant): its manifest's numbers and metadata."""
+
+    uri: str
+    total_bytes: int
+    weights_bytes: int
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] | None = None
+    """The model's config.json: the file for a base model, metadata.modelConfig for a variant."""
+
+    @classmethod
+    def from_manifest(
+        cls, uri: str, manifest: Any, config: Mapping[str, Any] | None = None
+    ) -> Artifact:
+        """From a `modelpress.storage.Manifest` (files, total_bytes, metadata)."""
+        metadata = dict(manifest.metadata or {})
+        weights = sum(f.bytes for f in manifest.files if f.path.endswith(WEIGHT_SUFFIXES))
+        declared = metadata.get("weightsBytes")
+        if isinstance(declared, int) and declared > 0:
+            weights = declared
+        if config is None and isinstance(metadata.get("modelConfig"), Mapping):
+            config = metadata["modelConfig"]
+        return cls(
+            uri=uri,
+            total_bytes=int(manifest.total_bytes),
+            weights_bytes=weights or int(manifest.total_bytes),
+            metadata=metadata,
+            config=config,
+        )
+
+    @property
+    def metrics(self) -> Mapping[str, Any] | None:
+        value = self.metadata.get("metrics")
+        return value if isinstance(value, Mapping) else None
+
+
+@dataclass(frozen=True)
+class JobState:
+    """The parts of a Job the planner reads."""
+
+    name: str
+    owner_uid: str | None = None
+    component: str | None = None
+    variant: str | None = None
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    complete: bool = False
+    failure_reason: str | None = None
+    """The Failed condition's reason (BackoffLimitExceeded, DeadlineExceeded...), once failed."""
+    failure_message: str | None = None
+    backoff_limit: int | None = None
+
+    @property
+    def is_failed(self) -> bool:
+        return self.failure_reason is not None
+
+    @property
+    def finished(self) -> bool:
+        return self.complete or self.is_failed
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> JobState:
+        metadata = obj.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        status = obj.get("status") or {}
+        complete = False
+        failure_reason = failure_message = None
+        for condition in status.get("conditions") or []:
+            if condition.get("status") != "True":
+                continue
+            if condition.get("type") == "Complete":
+                complete = True
+            elif condition.get("type") == "Failed":
+                failure_reason = condition.get("reason") or "Failed"
+                failure_message = condition.get("message") or ""
+        return cls(
+            name=metadata.get("name", ""),
+            owner_uid=owner_uid(metadata),
+            component=labels.get(names.LABEL_COMPONENT),
+            variant=labels.get(names.LABEL_VARIANT),
+            active=int(status.get("active") or 0),
+            succeeded=int(status.get("succeeded") or 0),
+            failed=int(status.get("failed") or 0),
+            complete=complete,
+            failure_reason=failure_reason,
+            failure_message=failure_message,
+            backoff_limit=(obj.get("spec") or {}).get("backoffLimit"),
+        )
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """The parts of the serving Deployment the planner reads."""
+
+    name: str
+    owner_uid: str | None = None
+    spec_hash: str | None = None
+    variant: str | None = None
+    key: str | None = None
+    strategy: str | None = None
+    gpus: int | None = None
+    replicas: int = 1
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+    generation: int | None = None
+    observed_generation: int | None = None
+    stalled_message: str | None = None
+    """Set when the rollout exceeded its progress deadline."""
+
+    @property
+    def rolled_out(self) -> bool:
+        """The latest template runs on every replica and all of them are ready."""
+        caught_up = (
+            self.generation is None
+            or self.observed_generation is None
+            or self.observed_generation >= self.generation
+        )
+        return (
+            caught_up
+            and self.updated_replicas >= self.replicas
+            and self.ready_replicas >= self.replicas
+            and self.available_replicas >= self.replicas
+        )
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> DeploymentState:
+        metadata = obj.get("metadata") or {}
+        annotations = metadata.get("annotations") or {}
+        spec = obj.get("spec") or {}
+        template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        status = obj.get("status") or {}
+        stalled = None
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "Progressing" and condition.get("reason") == (
+                "ProgressDeadlineExceeded"
+            ):
+                stalled = condition.get("message") or "progress deadline exceeded"
+        gpus = annotations.get(f"{names.DOMAIN}/gpus")
+        return cls(
+            name=metadata.get("name", ""),
+            owner_uid=owner_uid(metadata),
+            spec_hash=annotations.get(names.ANNOTATION_SPEC_HASH),
+            variant=template_labels.get(names.LABEL_VARIANT),
+            key=template_labels.get(names.LABEL_KEY),
+            strategy=(spec.get("strategy") or {}).get("type"),
+            gpus=int(gpus) if gpus and gpus.isdigit() else None,
+            replicas=int(spec.get("replicas", 1)),
+            ready_replicas=int(status.get("readyReplicas") or 0),
+            updated_replicas=int(status.get("updatedReplicas") or 0),
+            available_replicas=int(status.get("availableReplicas") or 0),
+            generation=metadata.get("generation"),
+            observed_generation=status.get("observedGeneration"),
+            stalled_message=stalled,
+        )
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    owner_uid: str | None = None
+    spec_hash: str | None = None
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> ServiceState:
+        metadata = obj.get("metadata") or {}
+        return cls(
+            name=metadata.get("name", ""),
+            owner_uid=owner_uid(metadata),
+            spec_hash=(metadata.get("annotations") or {}).get(names.ANNOTATION_SPEC_HASH),
+        )
+
+
+def owner_uid(metadata: Mapping[str, Any]) -> str | None:
+    """The uid of the controlling owner, if the object has one."""
+    for reference in metadata.get("ownerReferences") or []:
+        if reference.get("controller"):
+            return reference.get("uid")
+    return None
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A prerequisite that is missing (a Secret, a reachable store): reason and message."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the planner knows about the world for one CompressedModel."""
+
+    source: SourceRecord | None = None
+    base: Artifact | None = None
+    artifacts: Mapping[str, Artifact] = field(default_factory=dict)
+    """Committed variant artifacts by content key (only keys the spec asks for need be here)."""
+    jobs: tuple[JobState, ...] = ()
+    job_messages: Mapping[str, str] = field(default_factory=dict)
+    """Termination messages of failed pods, by Job name."""
+    deployment: DeploymentState | None = None
+    service: ServiceState | None = None
+    store_blocker: Blocker | None = None
+    """The store cannot be read (missing or bad Secret, unreachable): nothing is known."""
+    source_blocker: Blocker | None = None
+    """The fetch Job cannot run (e.g. the Hub token Secret is missing)."""

@@ -1,0 +1,190 @@
+"""The serving Deployment and Service for the chosen variant.
+
+An init container (serving image, `modelpress pull`) downloads the artifact into
+an emptyDir and verifies every file's sha256; the main container runs vLLM's
+OpenAI-compatible server on it, sized by `modelpress.sizing`. The rollout
+strategy never needs a GPU the cluster may not have spare.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from modelpress.api.spec import CompressedModelSpec
+from modelpress.config import OperatorConfig
+from modelpress.plan import names, pods
+from modelpress.sizing import SizingResult
+from modelpress.sizing.pod import shm_bytes
+from modelpress.sizing.units import GiB
+
+PORT = 8000
+MODELS_DIR = "/models"
+PULL_CONTAINER = "pull"
+SERVER_CONTAINER = "vllm"
+#: Loading a large model (weights, CUDA graphs) may take long; the startup probe waits.
+STARTUP_SECONDS = 30 * 60
+#: Download + load must finish within this, or the rollout is reported stalled.
+PROGRESS_DEADLINE_SECONDS = 2 * 3600
+
+
+def endpoint(model: str, namespace: str) -> str:
+    """The OpenAI-compatible base URL clients inside the cluster use."""
+    return f"http://{names.service_name(model)}.{namespace}.svc:{PORT}/v1"
+
+
+def strategy(sizing: SizingResult, replicas: int) -> dict[str, Any]:
+    """A rollout that never waits for a spare GPU.
+
+    GPU, one replica: Recreate (the old pod frees its GPUs first). GPU, several
+    replicas: replace one at a time without surge. CPU: surge one new pod, keep
+    every old one serving until it is ready.
+    """
+    if sizing.gpus > 0:
+        if replicas <= 1:
+            return {"type": "Recreate"}
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+def _probe(path: str, period: int, failures: int, timeout: int = 5) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": timeout,
+    }
+
+
+def _env(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in sorted(values.items())]
+
+
+def deployment(
+    model: str,
+    namespace: str,
+    spec: CompressedModelSpec,
+    variant: str,
+    key: str,
+    artifact_uri: str,
+    artifact_bytes: int,
+    sizing: SizingResult,
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """The vLLM Deployment serving `variant` (artifact `key`) as sized."""
+    image = spec.serving.image or config.images.serving
+    model_dir = f"{MODELS_DIR}/{key}"
+    s_volumes, s_mounts, s_env = pods.storage_mounts(spec)
+    models_size = f"{math.ceil((artifact_bytes * 1.1 + GiB) / GiB)}Gi"
+    volumes = [pods.empty_dir("models", models_size), pods.empty_dir("tmp", "16Gi")]
+    shm = shm_bytes(sizing.tensor_parallel_size)
+    server_mounts = [
+        {"name": "models", "mountPath": MODELS_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": pods.TMP_DIR},
+    ]
+    if shm:
+        volumes.append(pods.empty_dir("shm", f"{math.ceil(shm / GiB)}Gi", memory=True))
+        server_mounts.append({"name": "shm", "mountPath": "/dev/shm"})
+    pull = {
+        "name": PULL_CONTAINER,
+        "image": image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["modelpress"],
+        "args": ["pull", artifact_uri, model_dir],
+        "env": pods.home_env(pods.TMP_DIR) + s_env,
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODELS_DIR},
+            {"name": "tmp", "mountPath": pods.TMP_DIR},
+            *s_mounts,
+        ],
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "512Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+        "securityContext": pods.container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    server_args = [
+        "serve", model_dir,
+        "--served-model-name", model,
+        "--port", str(PORT),
+        *sizing.vllm_args,
+    ]  # fmt: skip
+    server = {
+        "name": SERVER_CONTAINER,
+        "image": image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["vllm"],
+        "args": server_args,
+        "env": pods.home_env(pods.TMP_DIR) + _env(sizing.env),
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "volumeMounts": server_mounts,
+        "resources": sizing.resources,
+        "startupProbe": _probe("/health", 10, STARTUP_SECONDS // 10),
+        "readinessProbe": _probe("/health", 5, 3),
+        "livenessProbe": _probe("/health", 15, 4),
+        "securityContext": pods.container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    selector = {names.LABEL_MODEL: model, names.LABEL_COMPONENT: names.SERVING}
+    pod_labels = names.labels(model, names.SERVING, variant=variant, key=key)
+    pod_spec = pods.pod_spec(
+        config,
+        containers=[server],
+        init_containers=[pull],
+        volumes=volumes + s_volumes,
+        service_account=config.serving_service_account_name,
+        node_selector=sizing.node_selector,
+        tolerations=sizing.tolerations,
+    )
+    pod_spec["terminationGracePeriodSeconds"] = 30
+    replicas = spec.serving.replicas
+    deployment_spec = {
+        "replicas": replicas,
+        "selector": {"matchLabels": selector},
+        "strategy": strategy(sizing, replicas),
+        "revisionHistoryLimit": 3,
+        "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
+        "template": {
+            "metadata": {
+                "labels": pod_labels,
+                "annotations": {names.ANNOTATION_ARTIFACT: artifact_uri},
+            },
+            "spec": pod_spec,
+        },
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": names.deployment_name(model),
+            "namespace": namespace,
+            "labels": names.labels(model, names.SERVING, variant=variant, key=key),
+            "annotations": {
+                names.ANNOTATION_SPEC_HASH: names.short_hash(deployment_spec),
+                names.ANNOTATION_ARTIFACT: artifact_uri,
+                f"{names.DOMAIN}/gpus": str(sizing.gpus),
+            },
+        },
+        "spec": deployment_spec,
+    }
+
+
+def service(model: str, namespace: str) -> dict[str, Any]:
+    """`<model>`: port 8000 of whichever pods serve the model."""
+    service_spec = {
+        "type": "ClusterIP",
+        "selector": {names.LABEL_MODEL: model, names.LABEL_COMPONENT: names.SERVING},
+        "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": names.service_name(model),
+            "namespace": namespace,
+            "labels": names.labels(model, names.SERVING),
+            "annotations": {names.ANNOTATION_SPEC_HASH: names.short_hash(service_spec)},
+        },
+        "spec": service_spec,
+    }
