@@ -1,0 +1,422 @@
+"""`compress_variant`: base model + variant + evaluation -> a published, evaluated artifact.
+
+The order is the point: everything that can be checked from the config, the
+tokenizer and the datasets is checked first (`prepare`), so a bad request fails
+in seconds; then the weights are downloaded, the steps run in order (each on the
+previous one's result), the result is saved in the base dtype, reloaded from disk
+and evaluated against the base model, and published with its manifest last.
+
+Quantized results are evaluated by loading the saved compressed-tensors checkpoint
+with transformers (which decompresses it), not the in-memory model: that measures
+the very bytes vLLM will load, so a packing or saving mistake cannot hide.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from modelpress.api.keys import content_key
+from modelpress.api.spec import (
+    Calibration,
+    DistillStep,
+    Evaluation,
+    PruneStep,
+    QuantizeStep,
+    Variant,
+)
+from modelpress.compress.base import Base, as_uri, fetch_weights, open_base
+from modelpress.compress.errors import CompressionError
+from modelpress.compress.preflight import PlannedStep, check_chain, resolve_chain
+from modelpress.compress.text import Text, check_disjoint, read_text, tokenize, windows
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    """Where the variant was published and its manifest metadata."""
+
+    uri: str
+    metadata: dict[str, Any]
+    already_published: bool = False
+
+
+@dataclass
+class Prepared:
+    """A request that passed every check, with its data cut into windows."""
+
+    base: Base
+    variant: Variant
+    evaluation: Evaluation
+    steps: list[PlannedStep]
+    config: Any
+    tokenizer: Any
+    evaluation_windows: torch.Tensor
+    step_windows: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+def parse_request(
+    variant: Variant | Mapping[str, Any],
+    evaluation: Evaluation | Mapping[str, Any],
+    calibration: Calibration | Mapping[str, Any] | None,
+) -> tuple[Variant, Evaluation, Calibration | None]:
+    """The API models from wire JSON (camelCase dicts) or as given."""
+    try:
+        parsed_variant = (
+            variant if isinstance(variant, Variant) else Variant.model_validate(variant)
+        )
+        parsed_evaluation = (
+            evaluation
+            if isinstance(evaluation, Evaluation)
+            else Evaluation.model_validate(evaluation)
+        )
+        parsed_calibration = (
+            calibration
+            if calibration is None or isinstance(calibration, Calibration)
+            else Calibration.model_validate(calibration)
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or error.title
+        raise CompressionError(
+            f"invalid {error.title}: {where}: {first['msg']}", reason="InvalidVariant"
+        ) from None
+    return parsed_variant, parsed_evaluation, parsed_calibration
+
+
+def prepare(
+    base_location: str,
+    variant: Variant,
+    evaluation: Evaluation,
+    calibration: Calibration | None,
+    scratch: Path,
+    *,
+    credentials: Any = None,
+) -> Prepared:
+    """Every check that needs no weights: config, chain, datasets, token counts."""
+    from transformers import AutoConfig
+
+    from modelpress.compress.checkpoint import load_tokenizer
+    from modelpress.compress.quantize import check_scheme
+
+    steps = resolve_chain(variant, calibration)
+    for planned in steps:
+        if isinstance(planned.action, QuantizeStep):
+            try:
+                check_scheme(planned.action)
+            except CompressionError as error:
+                raise CompressionError(f"{planned.label}: {error}", reason=error.reason) from None
+    base = open_base(base_location, scratch, credentials=credentials)
+    config = AutoConfig.from_pretrained(base.directory)
+    check_chain(config, steps, evaluation)
+
+    texts: dict[str, Text] = {}
+    for uri in [
+        evaluation.dataset.uri,
+        *(p.calibration.dataset.uri for p in steps if p.calibration),
+    ]:
+        if uri not in texts:
+            texts[uri] = read_text(uri, credentials=credentials)
+    held_out = texts[evaluation.dataset.uri]
+    for planned in steps:
+        if planned.calibration is not None:
+            check_disjoint(texts[planned.calibration.dataset.uri], held_out)
+
+    tokenizer = load_tokenizer(base.directory)
+    tokens = {uri: tokenize(tokenizer, text) for uri, text in texts.items()}
+    evaluation_windows = windows(
+        tokens[held_out.uri],
+        evaluation.samples,
+        evaluation.sequence_length,
+        what=f"evaluation dataset {held_out.uri}",
+    )
+    step_windows = {}
+    for planned in steps:
+        calib = planned.calibration
+        if calib is None or (
+            isinstance(planned.action, QuantizeStep) and not planned.action.needs_data
+        ):
+            continue
+        step_windows[planned.index] = windows(
+            tokens[calib.dataset.uri],
+            calib.samples,
+            calib.sequence_length,
+            what=f"{planned.label} calibration dataset {calib.dataset.uri}",
+        )
+    return Prepared(
+        base, variant, evaluation, steps, config, tokenizer, evaluation_windows, step_windows
+    )
+
+
+def validate_variant(
+    base: str,
+    variant: Variant | Mapping[str, Any],
+    evaluation: Evaluation | Mapping[str, Any],
+    *,
+    calibration: Calibration | Mapping[str, Any] | None = None,
+    work_dir: str | Path | None = None,
+    credentials: Any = None,
+) -> str:
+    """Run every check `compress_variant` runs before heavy work; returns a summary line.
+
+    Only the base model's small files are read (config, tokenizer), never its weights.
+    Raises `CompressionError` saying what to change.
+    """
+    parsed = parse_request(variant, evaluation, calibration)
+    with tempfile.TemporaryDirectory(prefix="modelpress-check-", dir=work_dir) as temp:
+        return describe(prepare(base, *parsed, Path(temp), credentials=credentials))
+
+
+def compress_variant(
+    base: str,
+    variant: Variant | Mapping[str, Any],
+    evaluation: Evaluation | Mapping[str, Any],
+    out: str,
+    *,
+    calibration: Calibration | Mapping[str, Any] | None = None,
+    work_dir: str | Path | None = None,
+    checkpoint_dir: str | None = None,
+    cache_dir: str | Path | None = None,
+    credentials: Any = None,
+) -> CompressionResult:
+    """Build, evaluate and publish one variant of `base` at `out`.
+
+    `base`: a published base model (store URI) or a local checkpoint directory.
+    `variant`, `evaluation`, `calibration`: API models or their wire JSON; `calibration`
+    is the spec-wide default for steps without their own.
+    `out`: the artifact URI (a plain path is taken as a local file:// store prefix);
+    if a manifest is already there, nothing is computed.
+    `checkpoint_dir`: directory or store URI for resumable distillation checkpoints
+    (default: inside `work_dir`). `cache_dir`: where the base model's evaluation
+    scores are kept for reuse by other variants (default: none).
+    Raises `CompressionError` for requests that cannot be carried out, before any
+    heavy work.
+    """
+    from modelpress.storage import read_manifest
+
+    started = time.monotonic()
+    parsed_variant, parsed_evaluation, parsed_calibration = parse_request(
+        variant, evaluation, calibration
+    )
+    out_uri = as_uri(out)
+    existing = read_manifest(out_uri, credentials=credentials)
+    if existing is not None:
+        log.info("%s is already published; nothing to compute", out_uri)
+        return CompressionResult(out_uri, dict(existing.metadata), already_published=True)
+    with tempfile.TemporaryDirectory(prefix="modelpress-compress-", dir=work_dir) as temp:
+        scratch = Path(temp)
+        prepared = prepare(
+            base,
+            parsed_variant,
+            parsed_evaluation,
+            parsed_calibration,
+            scratch,
+            credentials=credentials,
+        )
+        log.info("checks passed: %s", describe(prepared))
+        fetch_weights(prepared.base)
+        checkpoints_root = checkpoint_dir or str(Path(work_dir or scratch) / "checkpoints")
+        saved, lineage, parameters = run_chain(prepared, scratch, checkpoints_root, credentials)
+        metrics = evaluate_saved(prepared, saved, Path(cache_dir) if cache_dir else None)
+        metadata = _metadata(
+            prepared, saved, lineage, parameters, metrics, time.monotonic() - started
+        )
+        from modelpress.storage import publish
+
+        publish(out_uri, saved, metadata, credentials=credentials)
+    log.info(
+        "published %s: perplexity %.4f (base %.4f, %+.2f %%), agreement %.4f",
+        out_uri,
+        metrics["perplexity"],
+        metrics["basePerplexity"],
+        100 * metrics["perplexityIncrease"],
+        metrics["agreement"],
+    )
+    return CompressionResult(out_uri, metadata)
+
+
+def describe(prepared: Prepared) -> str:
+    chain = " -> ".join(p.kind for p in prepared.steps)
+    return (
+        f"variant {prepared.variant.name!r} ({chain}) of a {prepared.config.num_hidden_layers}-layer "
+        f"{prepared.config.model_type} model; evaluation on {len(prepared.evaluation_windows)} windows "
+        f"of {prepared.evaluation.sequence_length} tokens"
+    )
+
+
+def run_chain(
+    prepared: Prepared, scratch: Path, checkpoints_root: str, credentials: Any
+) -> tuple[Path, list[dict[str, Any]], int]:
+    """Run every step in order and save the result; returns (directory, lineage, parameters)."""
+    import torch
+
+    from modelpress.compress.architecture import parameter_count
+    from modelpress.compress.checkpoint import base_dtype, load_model, save_dense
+
+    torch.manual_seed(0)
+    dtype = base_dtype(prepared.config)
+    model = load_model(prepared.base.directory)
+    lineage: list[dict[str, Any]] = []
+    quantized = False
+    for planned in prepared.steps:
+        step_started = time.monotonic()
+        log.info("%s: starting", planned.label)
+        windows_for_step = prepared.step_windows.get(planned.index)
+        action = planned.action
+        details: dict[str, Any] = {}
+        if isinstance(action, PruneStep):
+            from modelpress.compress.prune import prune
+
+            details = prune(model, action, windows_for_step)
+        elif isinstance(action, DistillStep):
+            model, details = _distill(
+                prepared, planned, model, scratch, checkpoints_root, credentials
+            )
+        else:
+            from modelpress.compress.quantize import quantize
+
+            parameters_before = parameter_count(model)
+            quantize(model, action, windows_for_step)
+            quantized = True
+        parameters = parameters_before if quantized else parameter_count(model)
+        lineage.append(
+            {
+                "step": planned.index + 1,
+                "kind": planned.kind,
+                "params": _step_wire(planned),
+                "parameters": parameters,
+                "seconds": round(time.monotonic() - step_started, 3),
+                **({"details": details} if details else {}),
+            }
+        )
+        log.info(
+            "%s: done in %.1f s, %d parameters", planned.label, lineage[-1]["seconds"], parameters
+        )
+    saved = scratch / "variant"
+    if quantized:
+        from modelpress.compress.quantize import save_quantized
+
+        reshaped = any(not isinstance(p.action, QuantizeStep) for p in prepared.steps)
+        save_quantized(model, prepared.tokenizer, saved, dtype, reshaped=reshaped)
+    else:
+        save_dense(model, prepared.tokenizer, saved, dtype)
+    final_parameters = lineage[-1]["parameters"]
+    del model
+    gc.collect()
+    return saved, lineage, final_parameters
+
+
+def _distill(
+    prepared: Prepared,
+    planned: PlannedStep,
+    model: torch.nn.Module,
+    scratch: Path,
+    checkpoints_root: str,
+    credentials: Any,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    from modelpress.compress.checkpoint import load_model
+    from modelpress.compress.checkpoints import CheckpointStore
+    from modelpress.compress.distill import build_student, distill
+
+    action = planned.action
+    assert isinstance(action, DistillStep)
+    if planned.index == 0:
+        teacher = model
+        student = build_student(teacher, action.student_layers or 0)
+    else:
+        teacher = load_model(prepared.base.directory)
+        student = model
+    store = CheckpointStore(
+        checkpoints_root,
+        training_fingerprint(prepared, planned),
+        scratch=scratch,
+        credentials=credentials,
+    )
+    details = distill(
+        student, teacher, action, prepared.step_windows[planned.index], checkpoints=store
+    )
+    del teacher
+    gc.collect()
+    return student, details
+
+
+def training_fingerprint(prepared: Prepared, planned: PlannedStep) -> str:
+    """Names a training run by everything that determines it, for its checkpoints."""
+    from modelpress import __version__
+
+    chain = [_step_wire(p) | {"kind": p.kind} for p in prepared.steps[: planned.index + 1]]
+    return content_key("distill", prepared.base.identity, chain, __version__)
+
+
+def _step_wire(planned: PlannedStep) -> dict[str, Any]:
+    """The step's parameters as written, with the calibration it actually used."""
+    wire = planned.action.to_wire()
+    if planned.calibration is not None and (
+        not isinstance(planned.action, QuantizeStep) or planned.action.needs_data
+    ):
+        wire["calibration"] = planned.calibration.to_wire()
+    else:
+        wire.pop("calibration", None)
+    return wire
+
+
+def evaluate_saved(prepared: Prepared, saved: Path, cache_dir: Path | None) -> dict[str, float]:
+    """Metrics of the saved variant against the base model on the evaluation windows."""
+    from modelpress.compress.checkpoint import load_model
+    from modelpress.compress.evaluate import (
+        load_reference,
+        metrics,
+        reference_key,
+        save_reference,
+        score,
+    )
+
+    key = reference_key(prepared.base.identity, prepared.evaluation_windows)
+    reference = load_reference(cache_dir, key)
+    if reference is None:
+        base_model = load_model(prepared.base.directory)
+        reference = score(base_model, prepared.evaluation_windows, what="base model")
+        save_reference(cache_dir, key, reference)
+        del base_model
+        gc.collect()
+    variant_model = load_model(saved)
+    result = score(variant_model, prepared.evaluation_windows, what="variant")
+    del variant_model
+    gc.collect()
+    return metrics(result, reference)
+
+
+def _metadata(
+    prepared: Prepared,
+    saved: Path,
+    lineage: list[dict[str, Any]],
+    parameters: int,
+    metrics: dict[str, float],
+    wall_seconds: float,
+) -> dict[str, Any]:
+    from modelpress.compress.checkpoint import read_config, weights_bytes
+    from modelpress.compress.metadata import source_of, variant_metadata
+
+    return variant_metadata(
+        parameters=parameters,
+        weights_bytes=weights_bytes(saved),
+        model_config=read_config(saved),
+        recipe=prepared.variant.to_wire(),
+        evaluation=prepared.evaluation.to_wire(),
+        lineage=lineage,
+        source=source_of(prepared.base.metadata, prepared.base.location),
+        metrics=metrics,
+        wall_seconds=wall_seconds,
+    )

@@ -1,0 +1,216 @@
+"""Checks a variant against the base model's config before anything heavy runs.
+
+Every rule here needs only the config (and a weightless copy of the model built
+from it), so a bad request fails in seconds with a message saying what to change,
+instead of after a download or an hour of calibration. The same arithmetic
+(how many layers a fraction drops, which layers a student keeps) is used when the
+steps run, so what is checked is what happens.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from modelpress.api.spec import (
+    Calibration,
+    DistillStep,
+    Evaluation,
+    PruneStep,
+    QuantizeStep,
+    Step,
+    Variant,
+)
+from modelpress.compress.architecture import (
+    PER_LAYER_CONFIG_LISTS,
+    check_ffn_width,
+    check_layer_drop,
+    empty_model,
+)
+from modelpress.compress.errors import CompressionError
+
+FFN_ALIGNMENT = 64
+"""Pruned MLP widths are multiples of this (when the original width is), so quantization
+groups and GPU kernels still divide them."""
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step of a chain, with the text it learns from resolved."""
+
+    index: int
+    kind: str
+    action: QuantizeStep | PruneStep | DistillStep
+    calibration: Calibration | None
+
+    @property
+    def label(self) -> str:
+        return f"step {self.index + 1} ({self.kind})"
+
+
+def layers_to_drop(num_layers: int, fraction: float) -> int:
+    """Blocks a layer-drop of `fraction` removes: the nearest whole number, at least one."""
+    count = max(1, math.floor(num_layers * fraction + 0.5))
+    if count >= num_layers:
+        largest = (num_layers - 1.5) / num_layers
+        raise CompressionError(
+            f"prune fraction {fraction} of {num_layers} layers removes {count} and leaves no "
+            f"layer: use a fraction below {max(largest, 0):.3f}",
+            reason="InvalidPrune",
+        )
+    return count
+
+
+def ffn_channels_kept(width: int, fraction: float) -> int:
+    """MLP channels an ffn-width prune of `fraction` keeps, rounded to FFN_ALIGNMENT."""
+    align = FFN_ALIGNMENT if width % FFN_ALIGNMENT == 0 and width >= 2 * FFN_ALIGNMENT else 1
+    kept = max(align, round(width * (1 - fraction) / align) * align)
+    if kept >= width:
+        smallest = align / width / 2
+        raise CompressionError(
+            f"ffn-width fraction {fraction} of {width} channels removes none once rounded to "
+            f"multiples of {align}: use a fraction of at least {smallest:.3f}",
+            reason="InvalidPrune",
+        )
+    return kept
+
+
+def student_layer_indices(teacher_layers: int, student_layers: int) -> list[int]:
+    """The teacher's evenly spaced layers a student keeps, first and last included."""
+    if student_layers >= teacher_layers:
+        raise CompressionError(
+            f"studentLayers {student_layers} must be fewer than the teacher's {teacher_layers} "
+            f"layers: use at most {teacher_layers - 1}",
+            reason="InvalidDistill",
+        )
+    if student_layers == 1:
+        return [teacher_layers - 1]
+    step = (teacher_layers - 1) / (student_layers - 1)
+    return [round(position * step) for position in range(student_layers)]
+
+
+def keep_layers_in_config(config: Any, kept: list[int]) -> None:
+    """Rewrite `config` for a model that keeps only the blocks at `kept` (in order)."""
+    for name in PER_LAYER_CONFIG_LISTS:
+        values = getattr(config, name, None)
+        if isinstance(values, list | tuple) and len(values) == config.num_hidden_layers:
+            setattr(config, name, [values[index] for index in kept])
+    config.num_hidden_layers = len(kept)
+
+
+def resolve_chain(variant: Variant, default_calibration: Calibration | None) -> list[PlannedStep]:
+    """The variant's steps with their calibration text, failing on steps that lack one."""
+    planned = []
+    for index, step in enumerate(variant.chain):
+        calibration = step.action.calibration or default_calibration
+        if calibration is None and _needs_data(step):
+            raise CompressionError(
+                f"variant {variant.name!r} step {index + 1} ({step.kind}) needs calibration "
+                "text: set the spec's calibration or the step's own calibration",
+                reason="MissingCalibration",
+            )
+        planned.append(PlannedStep(index, step.kind, step.action, calibration))
+    return planned
+
+
+def _needs_data(step: Step) -> bool:
+    return step.quantize.needs_data if step.quantize is not None else True
+
+
+def check_chain(config: Any, steps: list[PlannedStep], evaluation: Evaluation | None = None) -> Any:
+    """Validate every step against the config it will see; returns the final config.
+
+    `config` is a transformers `PretrainedConfig`; it is not modified.
+    """
+    current = copy.deepcopy(config)
+    for planned in steps:
+        current = _check_step(current, planned, first=planned.index == 0)
+    limit = getattr(config, "max_position_embeddings", None)
+    lengths = [("evaluation", evaluation.sequence_length)] if evaluation else []
+    lengths += [(p.label, p.calibration.sequence_length) for p in steps if p.calibration]
+    for where, length in lengths:
+        if isinstance(limit, int) and length > limit:
+            raise CompressionError(
+                f"{where} sequenceLength {length} exceeds the model's {limit} positions: "
+                f"use at most {limit}",
+                reason="InvalidSequenceLength",
+            )
+    return current
+
+
+def _check_step(config: Any, planned: PlannedStep, *, first: bool) -> Any:
+    action = planned.action
+    try:
+        if isinstance(action, PruneStep):
+            return _check_prune(config, action)
+        if isinstance(action, DistillStep):
+            return _check_distill(config, action, first=first)
+        _check_quantize(config, action)
+        return config
+    except CompressionError as error:
+        raise CompressionError(f"{planned.label}: {error}", reason=error.reason) from None
+
+
+def _check_prune(config: Any, step: PruneStep) -> Any:
+    model = empty_model(config)
+    after = copy.deepcopy(config)
+    if step.method == "layer-drop":
+        num_layers = check_layer_drop(model)
+        dropped = layers_to_drop(num_layers, step.fraction)
+        keep_layers_in_config(after, list(range(num_layers - dropped)))
+    else:
+        width = check_ffn_width(model)
+        after.intermediate_size = ffn_channels_kept(width, step.fraction)
+    return after
+
+
+def _check_distill(config: Any, step: DistillStep, *, first: bool) -> Any:
+    if not first:
+        if step.student_layers is not None:
+            raise CompressionError(
+                "studentLayers applies only when distill is the first step (the student is "
+                "then built from the teacher); after another step the student is that "
+                "step's result: remove studentLayers",
+                reason="InvalidDistill",
+            )
+        return config
+    if step.student_layers is None:
+        raise CompressionError(
+            "distill as the first step needs studentLayers, the number of teacher layers the "
+            "student keeps (a student as large as the teacher gains nothing); or put a prune "
+            "step before it",
+            reason="InvalidDistill",
+        )
+    teacher_layers = check_layer_drop(empty_model(config))
+    kept = student_layer_indices(teacher_layers, step.student_layers)
+    after = copy.deepcopy(config)
+    keep_layers_in_config(after, kept)
+    return after
+
+
+def _check_quantize(config: Any, step: QuantizeStep) -> None:
+    group = step.effective_group_size
+    if group is None:
+        return
+    from compressed_tensors.utils import match_named_modules
+
+    model = empty_model(config)
+    offenders: dict[int, list[str]] = {}
+    for name, module in match_named_modules(model, ["Linear"], step.ignore):
+        columns = module.in_features
+        if columns % group:
+            offenders.setdefault(columns, []).append(name)
+    if offenders:
+        widths = sorted(offenders)
+        divisors = [g for g in (256, 128, 64, 32, 16) if all(w % g == 0 for w in widths)]
+        hint = f"use groupSize {divisors[0]}" if divisors else "use a groupSize dividing them"
+        if step.scheme != "W4A16":
+            hint += ", or leave groupSize unset for one scale per output channel"
+        example = offenders[widths[0]][0]
+        raise CompressionError(
+            f"groupSize {group} does not divide the input width {', '.join(map(str, widths))} "
+            f"of {sum(map(len, offenders.values()))} linear layer(s) (e.g. {example}): {hint}",
+            reason="InvalidGroupSize",
+        )

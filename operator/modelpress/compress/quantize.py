@@ -1,0 +1,158 @@
+"""Quantization with llmcompressor: the result is a compressed-tensors checkpoint vLLM loads.
+
+Schemes (weights symmetric, scales in the base model's dtype):
+- W8A16, W4A16: integer weights, one scale per group of `groupSize` input weights
+  (or per output channel when W8A16 has no group size); activations stay 16-bit.
+- W8A8: int8 weights per output channel, int8 activations per token at run time;
+  with gptq the activation outliers are first moved into the weights (SmoothQuant).
+- FP8_DYNAMIC: fp8 weights per output channel, fp8 activations per token.
+Algorithms: rtn rounds each weight to the nearest level; gptq compensates each
+rounding error on calibration text; awq rescales salient channels before rounding.
+An fp8 KV cache adds per-tensor key and value scales calibrated on the same text.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelpress.api.spec import QuantizeStep
+from modelpress.compress.errors import CompressionError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+SMOOTHING_STRENGTH = 0.8
+
+
+def check_scheme(step: QuantizeStep) -> None:
+    """Group sizes only exist for the integer weight-only schemes."""
+    if step.group_size is not None and step.scheme in ("W8A8", "FP8_DYNAMIC"):
+        raise CompressionError(
+            f"scheme {step.scheme} uses one scale per output channel: remove groupSize",
+            reason="InvalidGroupSize",
+        )
+
+
+def scheme_config(step: QuantizeStep) -> dict[str, Any]:
+    """The compressed-tensors quantization scheme (targets every Linear) for `step`."""
+    from compressed_tensors.quantization import (
+        QuantizationArgs,
+        QuantizationScheme,
+        QuantizationStrategy,
+        QuantizationType,
+        preset_name_to_scheme,
+    )
+
+    if step.scheme in ("W8A8", "FP8_DYNAMIC"):
+        return {"group_0": preset_name_to_scheme(step.scheme, ["Linear"])}
+    group = step.effective_group_size
+    weights = QuantizationArgs(
+        num_bits=8 if step.scheme == "W8A16" else 4,
+        type=QuantizationType.INT,
+        symmetric=True,
+        dynamic=False,
+        strategy=QuantizationStrategy.GROUP if group else QuantizationStrategy.CHANNEL,
+        group_size=group,
+    )
+    return {"group_0": QuantizationScheme(targets=["Linear"], weights=weights)}
+
+
+def kv_cache_args(step: QuantizeStep) -> Any:
+    if step.kv_cache_scheme is None:
+        return None
+    from compressed_tensors.quantization import (
+        QuantizationArgs,
+        QuantizationStrategy,
+        QuantizationType,
+    )
+
+    return QuantizationArgs(
+        num_bits=8,
+        type=QuantizationType.FLOAT,
+        strategy=QuantizationStrategy.TENSOR,
+        symmetric=True,
+        dynamic=False,
+    )
+
+
+def build_recipe(step: QuantizeStep) -> list[Any]:
+    """The llmcompressor modifiers that carry out `step`, in order."""
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
+
+    check_scheme(step)
+    common = {
+        "config_groups": scheme_config(step),
+        "ignore": list(step.ignore),
+        "kv_cache_scheme": kv_cache_args(step),
+    }
+    algorithm = step.effective_algorithm
+    if algorithm == "gptq":
+        recipe: list[Any] = []
+        if step.scheme == "W8A8":
+            from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
+
+            recipe.append(SmoothQuantModifier(smoothing_strength=SMOOTHING_STRENGTH))
+        return [*recipe, GPTQModifier(**common)]
+    if algorithm == "awq":
+        from llmcompressor.modifiers.transform.awq import AWQModifier
+
+        return [AWQModifier(), QuantizationModifier(**common)]
+    return [QuantizationModifier(**common)]
+
+
+def quantize(model: torch.nn.Module, step: QuantizeStep, windows: torch.Tensor | None) -> None:
+    """Quantize `model` in place with llmcompressor's oneshot (calibrating on `windows`)."""
+    from llmcompressor import oneshot
+
+    recipe = build_recipe(step)
+    arguments: dict[str, Any] = {}
+    if step.needs_data:
+        if windows is None:
+            raise CompressionError(
+                f"{step.scheme} with {step.effective_algorithm} needs calibration text",
+                reason="MissingCalibration",
+            )
+        arguments = {
+            "dataset": calibration_dataset(windows),
+            "num_calibration_samples": len(windows),
+            "max_seq_length": windows.shape[1],
+            "shuffle_calibration_samples": False,
+        }
+    log.info(
+        "quantizing: %s %s, group size %s, %s",
+        step.scheme,
+        step.effective_algorithm,
+        step.effective_group_size or "per channel",
+        f"{len(windows)} calibration windows" if arguments else "no calibration data",
+    )
+    oneshot(model=model, recipe=recipe, **arguments)
+
+
+def calibration_dataset(windows: torch.Tensor) -> Any:
+    from datasets import Dataset
+
+    rows = windows.tolist()
+    return Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows]})
+
+
+def save_quantized(
+    model: torch.nn.Module, tokenizer: Any, directory: Path, dtype: torch.dtype, *, reshaped: bool
+) -> None:
+    """Save as compressed-tensors: packed integer (or fp8) weights with `dtype` scales.
+
+    llmcompressor rewrites the saved config.json from the config file the model was
+    loaded from (for vLLM compatibility). After pruning that file describes the
+    wrong shape, so `reshaped` points it at the model's current config instead.
+    """
+    model.to(dtype)
+    model.config.dtype = dtype
+    if reshaped:
+        source = directory.parent / "current-config"
+        model.config.save_pretrained(source)
+        model.config._name_or_path = str(source)
+    model.save_pretrained(directory, save_compressed=True)
+    tokenizer.save_pretrained(directory)

@@ -1,0 +1,84 @@
+"""A tiny random Llama with a tokenizer trained offline on the example text.
+
+Hidden size 128 and MLP width 256, so group sizes 32-128 divide every layer; four
+layers, so layer-drop and students have room. Built once per test session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CALIB = REPO / "examples" / "data" / "calib.txt"
+EVAL = REPO / "examples" / "data" / "eval.txt"
+
+
+def build_tokenizer(texts: list[str], vocab_size: int = 512):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+
+
+def build_model(directory: Path, tokenizer, *, layers: int = 4, seed: int = 0, **overrides) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+        dtype="bfloat16",
+        **overrides,
+    )
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tokenizer([CALIB.read_text(), EVAL.read_text()])
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A checkpoint directory (bf16 safetensors, tokenizer, config)."""
+    return build_model(tmp_path_factory.mktemp("tiny") / "base", tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def texts() -> dict[str, str]:
+    """Calibration and held-out evaluation text files (disjoint)."""
+    return {"calibration": str(CALIB), "evaluation": str(EVAL)}
+
+
+@pytest.fixture
+def store(tmp_path) -> str:
+    """A local artifact store root as a file:// URI."""
+    root = tmp_path / "store"
+    root.mkdir()
+    return f"file://{root}/"
