@@ -94,7 +94,6 @@ def fetch_job(
     model: str, namespace: str, spec: CompressedModelSpec, config: OperatorConfig
 ) -> dict[str, Any]:
     """The Job that resolves the source and publishes the base model (once per store)."""
-    args = source_job_args(spec)
     s_volumes, s_mounts, s_env = pods.storage_mounts(spec)
     h_volumes, h_mounts, h_env = pods.hf_token_mounts(spec)
     volumes = [pods.empty_dir("work", config.jobs.work_dir_size_limit), pods.empty_dir("tmp")]
@@ -110,7 +109,7 @@ def fetch_job(
     container = _container(
         FETCH_CONTAINER,
         spec.compression.image or config.images.compressor,
-        [*args, "--work-dir", pods.WORK_DIR],
+        source_job_args(spec, pods.WORK_DIR),
         pods.home_env(pods.WORK_DIR) + s_env + h_env,
         mounts + s_mounts + h_mounts,
         resources,
@@ -154,7 +153,7 @@ def compress_job(
     container = _container(
         COMPRESS_CONTAINER,
         compressor_image(spec, config),
-        compress_job_args(spec, variant, base_uri, out_uri),
+        compress_job_args(spec, variant, base_uri, out_uri, pods.WORK_DIR),
         pods.home_env(pods.WORK_DIR) + s_env,
         mounts + s_mounts,
         sized.resources,

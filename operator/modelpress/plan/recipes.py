@@ -98,27 +98,38 @@ def _compact(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def source_job_args(spec: CompressedModelSpec) -> list[str]:
-    """Arguments after `modelpress` for the Job that fetches the base model once."""
-    return [
+def source_job_args(spec: CompressedModelSpec, work_dir: str | None = None) -> list[str]:
+    """Arguments after `modelpress` for the Job that fetches the base model once.
+    `work_dir` is scratch space for the download (default: the system temp dir)."""
+    args = [
         "fetch",
         "--source", _compact(spec.source.to_wire()),
         "--store", store_prefix(spec),
     ]  # fmt: skip
+    if work_dir:
+        args += ["--work-dir", work_dir]
+    return args
 
 
 def compress_job_args(
-    spec: CompressedModelSpec, variant: Variant, base_uri: str, out_uri: str
+    spec: CompressedModelSpec,
+    variant: Variant,
+    base_uri: str,
+    out_uri: str,
+    work_dir: str | None = None,
 ) -> list[str]:
     """Arguments after `modelpress` for one variant's Job: its whole chain, then the
-    evaluation, then the publish, all in one process."""
-    return [
+    evaluation, then the publish, all in one process. `work_dir` is scratch space."""
+    args = [
         "compress",
         "--base", base_uri,
         "--variant", _compact(resolved_variant(spec, variant)),
         "--evaluation", _compact(evaluation_settings(spec)),
         "--out", out_uri,
     ]  # fmt: skip
+    if work_dir:
+        args += ["--work-dir", work_dir]
+    return args
 
 
 # --- the quality gate ------------------------------------------------------------------

@@ -1,0 +1,210 @@
+"""One reconcile: read the world, ask the planner, apply its answer, report.
+
+Called from the create/update/resume handlers and from each model's resync
+loop; a per-model lock keeps two of them from interleaving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from modelpress.api.resource import API_VERSION, KIND
+from modelpress.api.spec import CompressedModelSpec
+from modelpress.handlers import observe
+from modelpress.handlers.kube import ApiError
+from modelpress.handlers.state import OperatorState
+from modelpress.plan.conditions import merge_patch
+from modelpress.plan.observed import (
+    Blocker,
+    DeploymentState,
+    JobState,
+    Observed,
+    ServiceState,
+)
+from modelpress.plan.reconcile import (
+    Owner,
+    Plan,
+    plan_invalid,
+    plan_model,
+    spec_problems,
+    variant_locations,
+)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def owner_reference_view(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The owner as `kopf.adopt` should see it: identity only. Without its labels,
+    children do not inherit them, so GitOps tools that track resources by label
+    (e.g. Argo CD's instance label) never claim, diff or prune them."""
+    metadata = body["metadata"]
+    return {
+        "apiVersion": body.get("apiVersion", API_VERSION),
+        "kind": body.get("kind", KIND),
+        "metadata": {
+            "name": metadata["name"],
+            "namespace": metadata.get("namespace"),
+            "uid": metadata.get("uid"),
+        },
+    }
+
+
+def _children(index: Any, key: tuple[str, str]) -> list[Any]:
+    if index is None:
+        return []
+    try:
+        return list(index.get(key, []))
+    except TypeError:
+        return []
+
+
+async def observe_model(
+    state: OperatorState,
+    owner: Owner,
+    spec: CompressedModelSpec,
+    jobs: Iterable[JobState],
+    deployments: Iterable[DeploymentState],
+    services: Iterable[ServiceState],
+) -> Observed:
+    client = state.api()
+    job_list = tuple(j for j in jobs if owner.uid is None or j.owner_uid in (None, owner.uid))
+    deployment = next(iter(deployments), None)
+    service = next(iter(services), None)
+    messages = await _pod_messages(state, owner.namespace, job_list)
+    base = Observed(jobs=job_list, deployment=deployment, service=service, job_messages=messages)
+    credentials, blocker = await observe.storage_credentials(client, spec, owner.namespace)
+    if blocker is not None:
+        return _replace(base, store_blocker=blocker)
+    from modelpress.storage import StorageError
+
+    extra = [deployment.key] if deployment is not None and deployment.key else []
+    try:
+        view = await state.store.view_async(
+            spec,
+            credentials,
+            lambda record: variant_locations(spec, record, state.config),
+            extra,
+        )
+    except StorageError as error:
+        return _replace(base, store_blocker=Blocker("StoreUnavailable", str(error)))
+    source_blocker = None
+    if view.base is None:
+        source_blocker = await observe.hf_token_blocker(client, spec, owner.namespace)
+    return _replace(
+        base,
+        source=view.source,
+        base=view.base,
+        artifacts=view.artifacts,
+        source_blocker=source_blocker,
+    )
+
+
+def _replace(observed: Observed, **changes: Any) -> Observed:
+    from dataclasses import replace
+
+    return replace(observed, **changes)
+
+
+async def _pod_messages(
+    state: OperatorState, namespace: str, jobs: Iterable[JobState]
+) -> dict[str, str]:
+    """Failed pods' messages, asked once per (Job, number of failures)."""
+    found: dict[str, str] = {}
+    missing = []
+    for job in jobs:
+        if not job.failed:
+            continue
+        key = (namespace, job.name, job.failed)
+        if key in state.pod_messages:
+            found[job.name] = state.pod_messages[key]
+        else:
+            missing.append(job)
+    if missing:
+        fresh = await observe.job_messages(state.api(), namespace, [j.name for j in missing])
+        for job in missing:
+            message = fresh.get(job.name)
+            if message:
+                state.pod_messages[(namespace, job.name, job.failed)] = message
+                found[job.name] = message
+    return found
+
+
+async def apply_plan(
+    state: OperatorState,
+    body: Mapping[str, Any],
+    owner: Owner,
+    plan: Plan,
+    previous: Mapping[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    client = state.api()
+    adopter = owner_reference_view(body)
+    for obj in plan.create:
+        kopf.adopt(obj, owner=adopter)  # type: ignore[arg-type]
+        created = await client.create(obj)
+        if created:
+            logger.info("created %s %s", obj["kind"], obj["metadata"]["name"])
+    for obj in plan.apply:
+        kopf.adopt(obj, owner=adopter)  # type: ignore[arg-type]
+        await client.apply(obj)
+        logger.info("applied %s %s", obj["kind"], obj["metadata"]["name"])
+    for kind, name in plan.delete:
+        if await client.delete(kind, owner.namespace, name):
+            logger.info("deleted obsolete %s %s", kind, name)
+    patch = merge_patch(previous, plan.status)
+    if patch:
+        await client.patch_status("CompressedModel", owner.namespace, owner.name, patch)
+        if owner.uid:
+            state.written[owner.uid] = plan.status
+    for event in plan.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)  # type: ignore[arg-type]
+
+
+async def reconcile(
+    state: OperatorState,
+    body: Mapping[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    indexes: Mapping[str, Any],
+) -> Plan:
+    """Bring one CompressedModel's children and status in line with its spec."""
+    metadata = body["metadata"]
+    namespace, name = metadata["namespace"], metadata["name"]
+    async with state.lock(namespace, name), state.slots:
+        owner = Owner(
+            name=name,
+            namespace=namespace,
+            uid=metadata.get("uid"),
+            generation=metadata.get("generation"),
+        )
+        uid = owner.uid or ""
+        previous = state.written.get(uid) or dict(body.get("status") or {})
+        spec, problems = spec_problems(body.get("spec"))
+        now = now_rfc3339()
+        if spec is None:
+            plan = plan_invalid(owner, problems, previous, now)
+        else:
+            key = (namespace, name)
+            observed = await observe_model(
+                state,
+                owner,
+                spec,
+                _children(indexes.get("modelpress_jobs"), key),
+                _children(indexes.get("modelpress_deployments"), key),
+                _children(indexes.get("modelpress_services"), key),
+            )
+            plan = plan_model(owner, spec, observed, state.config, previous, now)
+        try:
+            await apply_plan(state, body, owner, plan, previous, logger)
+        except ApiError as error:
+            raise kopf.TemporaryError(
+                f"applying the plan failed: {error}", delay=state.config.backoff_seconds
+            ) from None
+        state.reconciles += 1
+        return plan

@@ -1,0 +1,135 @@
+"""The kopf handlers, registered in a registry of their own (one per operator run,
+so tests can start, stop and restart operators in one process).
+
+- create / update (spec) / resume: reconcile at once;
+- a daemon per model: reconcile when a child Job, Deployment or Service changes,
+  and at least every `resyncSeconds` (level-based: nothing is missed for long);
+- indexes of the children by model, kept current by watches, so a reconcile
+  lists nothing;
+- delete (a finalizer): honour spec.deletionPolicy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from modelpress.api.resource import GROUP, PLURAL, VERSION
+from modelpress.handlers import deletion
+from modelpress.handlers.kube import KubeClient
+from modelpress.handlers.reconcile import reconcile
+from modelpress.handlers.settings import configure
+from modelpress.handlers.state import OperatorState
+from modelpress.plan.names import LABEL_MODEL, MANAGED_BY, MANAGER
+from modelpress.plan.observed import DeploymentState, JobState, ServiceState
+
+MODEL = (GROUP, VERSION, PLURAL)
+CHILD_LABELS = {MANAGED_BY: MANAGER, LABEL_MODEL: kopf.PRESENT}
+INDEX_NAMES = ("modelpress_jobs", "modelpress_deployments", "modelpress_services")
+
+
+def default_login(**kwargs: Any) -> Any:
+    """In a pod: the ServiceAccount; elsewhere: the kubeconfig."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, state.config, standalone)
+
+    @kopf.on.login(registry=registry)
+    async def login(**kwargs: Any) -> Any:
+        connection = (state.login or default_login)(**kwargs)
+        if connection is not None:
+            if state.client is not None:
+                await state.client.close()
+            state.client = KubeClient(connection)
+        return connection
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        if state.client is not None:
+            await state.client.close()
+
+    # --- children, indexed by their model and waking it up when they change -------------
+
+    @kopf.index("batch", "v1", "jobs", labels=CHILD_LABELS, registry=registry)
+    async def modelpress_jobs(namespace: str, labels: Any, body: Any, **_: Any) -> Any:
+        return {(namespace, labels[LABEL_MODEL]): JobState.from_object(body)}
+
+    @kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS, registry=registry)
+    async def modelpress_deployments(namespace: str, labels: Any, body: Any, **_: Any) -> Any:
+        return {(namespace, labels[LABEL_MODEL]): DeploymentState.from_object(body)}
+
+    @kopf.index("", "v1", "services", labels=CHILD_LABELS, registry=registry)
+    async def modelpress_services(namespace: str, labels: Any, body: Any, **_: Any) -> Any:
+        return {(namespace, labels[LABEL_MODEL]): ServiceState.from_object(body)}
+
+    @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, registry=registry)
+    @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, registry=registry)
+    @kopf.on.event("", "v1", "services", labels=CHILD_LABELS, registry=registry)
+    async def child_changed(namespace: str, labels: Any, **_: Any) -> None:
+        state.poke(namespace, labels[LABEL_MODEL])
+
+    @kopf.index(*MODEL, registry=registry)
+    async def modelpress_artifacts(namespace: str, name: str, status: Any, **_: Any) -> Any:
+        """Artifact URIs each model reports, so deleting one model never removes an
+        artifact another still uses."""
+        uris = [v.get("artifactUri") for v in (status or {}).get("variants") or []]
+        return {uri: (namespace, name) for uri in uris if uri}
+
+    # --- the models -------------------------------------------------------------------
+
+    @kopf.on.create(*MODEL, registry=registry)
+    @kopf.on.resume(*MODEL, registry=registry)
+    @kopf.on.update(*MODEL, field="spec", registry=registry)
+    async def reconcile_model(body: Any, logger: logging.Logger, **kwargs: Any) -> None:
+        await reconcile(state, body, logger, kwargs)
+
+    @kopf.daemon(*MODEL, registry=registry, cancellation_timeout=5.0)
+    async def resync(
+        stopped: Any, body: Any, namespace: str, name: str, logger: logging.Logger, **kwargs: Any
+    ) -> None:
+        """Reconcile when poked by a child's change, and every resyncSeconds regardless."""
+        trigger = state.trigger(namespace, name)
+        stop = asyncio.ensure_future(stopped.wait())
+        try:
+            while not stopped:
+                wake = asyncio.ensure_future(trigger.wait())
+                await asyncio.wait(
+                    {wake, stop},
+                    timeout=state.config.resync_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                wake.cancel()
+                if stopped or body.get("metadata", {}).get("deletionTimestamp"):
+                    break
+                trigger.clear()
+                try:
+                    await reconcile(state, body, logger, kwargs)
+                except kopf.TemporaryError as error:
+                    logger.warning("reconcile failed, retrying: %s", error)
+                    await asyncio.sleep(error.delay or state.config.backoff_seconds)
+                except Exception:
+                    logger.exception("reconcile failed unexpectedly, retrying")
+                    await asyncio.sleep(state.config.backoff_seconds)
+        finally:
+            stop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop
+
+    @kopf.on.delete(*MODEL, registry=registry)
+    async def delete_model(
+        body: Any, namespace: str, name: str, logger: logging.Logger, retry: int, **kwargs: Any
+    ) -> None:
+        await deletion.delete_model(state, body, logger, retry, kwargs.get("modelpress_artifacts"))
+        state.forget(namespace, name, body.get("metadata", {}).get("uid"))
+
+    return registry

@@ -1,0 +1,67 @@
+"""What one running operator keeps in memory: its configuration, its API client,
+the store cache, and per-model wake-up triggers and locks.
+
+Nothing here is needed to be correct after a restart: it only saves work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelpress.config import OperatorConfig
+from modelpress.handlers.kube import KubeClient
+from modelpress.handlers.observe import StoreReader
+
+ModelKey = tuple[str, str]
+
+
+@dataclass
+class OperatorState:
+    config: OperatorConfig
+    login: Callable[..., Any] | None = None
+    """Replaces the service-account/kubeconfig login (tests point it at an emulator)."""
+    store: StoreReader = field(init=False)
+    client: KubeClient | None = None
+    triggers: dict[ModelKey, asyncio.Event] = field(default_factory=dict)
+    locks: dict[ModelKey, asyncio.Lock] = field(default_factory=dict)
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The last status written, by object uid: the previous status for the next reconcile
+    even before the watch brings the patched object back."""
+    pod_messages: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    """Failed pods' messages by (namespace, Job, failed count)."""
+    reconciles: int = 0
+    _slots: asyncio.Semaphore | None = None
+
+    def __post_init__(self) -> None:
+        self.store = StoreReader(self.config.store_cache_seconds)
+
+    def trigger(self, namespace: str, name: str) -> asyncio.Event:
+        return self.triggers.setdefault((namespace, name), asyncio.Event())
+
+    def poke(self, namespace: str, name: str) -> None:
+        """Ask the model's resync loop to reconcile now (a child changed)."""
+        self.trigger(namespace, name).set()
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self.locks.setdefault((namespace, name), asyncio.Lock())
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """Bounds reconciles running at once (daemons are not bounded by kopf's workers)."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.config.worker_limit)
+        return self._slots
+
+    def forget(self, namespace: str, name: str, uid: str | None) -> None:
+        self.triggers.pop((namespace, name), None)
+        self.locks.pop((namespace, name), None)
+        if uid:
+            self.written.pop(uid, None)
+
+    def api(self) -> KubeClient:
+        if self.client is None:
+            raise RuntimeError("the operator has not logged in to the API server yet")
+        return self.client
