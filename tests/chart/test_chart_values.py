@@ -34,8 +34,11 @@ def _merged(values: dict[str, Any]) -> dict[str, Any]:
     return merge(DEFAULTS, values)
 
 
-def test_lint_reports_no_errors():
-    report = helm_python.lint(CHART_DIR, namespace=NAMESPACE, strict=True)
+@pytest.mark.parametrize("kube_version", ["v1.29.0", "v1.35.0"])
+def test_lint_reports_no_errors(kube_version):
+    report = helm_python.lint(
+        CHART_DIR, namespace=NAMESPACE, strict=True, kube_version=kube_version
+    )
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
