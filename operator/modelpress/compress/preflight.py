@@ -54,10 +54,10 @@ def layers_to_drop(num_layers: int, fraction: float) -> int:
     """Blocks a layer-drop of `fraction` removes: the nearest whole number, at least one."""
     count = max(1, math.floor(num_layers * fraction + 0.5))
     if count >= num_layers:
-        largest = (num_layers - 1.5) / num_layers
+        largest = math.floor(1000 * (num_layers - 0.5) / num_layers) / 1000
         raise CompressionError(
             f"prune fraction {fraction} of {num_layers} layers removes {count} and leaves no "
-            f"layer: use a fraction below {max(largest, 0):.3f}",
+            f"layer: use a fraction below {largest:.3f}",
             reason="InvalidPrune",
         )
     return count

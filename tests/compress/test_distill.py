@@ -1,0 +1,132 @@
+"""Knowledge distillation: the loss, the schedule, learning, and exact resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from modelpress.api.spec import DistillStep
+from modelpress.compress.checkpoint import load_model
+from modelpress.compress.checkpoints import CheckpointStore
+from modelpress.compress.distill import (
+    batch_indices,
+    build_student,
+    distill,
+    kd_loss,
+    learning_rate,
+)
+
+
+def test_kd_loss_is_temperature_scaled_forward_kl():
+    student = torch.randn(2, 3, 7)
+    teacher = torch.randn(2, 3, 7)
+    assert kd_loss(teacher, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    p = torch.softmax(teacher / 2.0, -1)
+    expected = (p * (p.log() - torch.log_softmax(student / 2.0, -1))).sum(-1).mean() * 4.0
+    assert kd_loss(student, teacher, 2.0).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    rates = [learning_rate(step, 100, 1e-3) for step in range(100)]
+    assert rates[0] == pytest.approx(2e-4)
+    assert max(rates) == pytest.approx(1e-3)
+    assert rates[-1] < 1e-5
+    assert learning_rate(0, 1, 1e-3) == pytest.approx(1e-3)
+
+
+def test_batches_depend_only_on_the_step_and_cover_every_window_each_epoch():
+    first_epoch = [i for step in range(5) for i in batch_indices(step, 2, 10)]
+    assert sorted(first_epoch) == list(range(10))
+    assert batch_indices(7, 2, 10) == batch_indices(7, 2, 10)
+    assert [i for step in range(5, 10) for i in batch_indices(step, 2, 10)] != first_epoch
+
+
+def windows(vocab: int) -> torch.Tensor:
+    return torch.randint(0, vocab, (6, 32), generator=torch.Generator().manual_seed(1))
+
+
+def distance(student, teacher, data) -> float:
+    with torch.no_grad():
+        return kd_loss(student(input_ids=data).logits, teacher(input_ids=data).logits, 1.0).item()
+
+
+def test_distillation_brings_the_student_closer_to_the_teacher(tiny_model):
+    teacher = load_model(tiny_model)
+    student = build_student(teacher, 2)
+    assert student.config.num_hidden_layers == 2 and teacher.config.num_hidden_layers == 4
+    data = windows(teacher.config.vocab_size)
+    before = distance(student, teacher, data)
+    step = DistillStep(steps=12, batch_size=3, learning_rate=3e-3, temperature=1.0)
+    details = distill(student, teacher, step, data)
+    assert details["trainedTokens"] == 12 * 3 * 32
+    assert distance(student, teacher, data) < 0.8 * before
+    assert all(not p.requires_grad for p in student.parameters())
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingStore(CheckpointStore):
+    """Dies right after saving `crash_at`, like a pod evicted mid-training."""
+
+    crash_at = 2
+
+    def save(self, step, write):
+        super().save(step, write)
+        if step == self.crash_at:
+            raise Crash
+
+
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model, tmp_path):
+    teacher = load_model(tiny_model)
+    data = windows(teacher.config.vocab_size)
+    step = DistillStep(steps=4, batch_size=2, learning_rate=1e-3, checkpoint_every=2)
+
+    straight = build_student(teacher, 2)
+    distill(straight, teacher, step, data)
+
+    root = str(tmp_path / "ckpt")
+    interrupted = build_student(teacher, 2)
+    crashing = CrashingStore(root, "run", scratch=tmp_path)
+    with pytest.raises(Crash):
+        distill(interrupted, teacher, step, data, checkpoints=crashing)
+    resumed = build_student(teacher, 2)  # a new process rebuilds the student from scratch
+    details = distill(
+        resumed, teacher, step, data, checkpoints=CheckpointStore(root, "run", scratch=tmp_path)
+    )
+    assert details["resumedFromStep"] == 2
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+    # Only the newest checkpoint is kept; a finished run resumes at its end and trains nothing.
+    assert sorted(p.name for p in (tmp_path / "ckpt" / "run").iterdir()) == [
+        "latest.json",
+        "step-00000004",
+    ]
+    again = distill(
+        build_student(teacher, 2),
+        teacher,
+        step,
+        data,
+        checkpoints=CheckpointStore(root, "run", scratch=tmp_path),
+    )
+    assert again["resumedFromStep"] == 4 and again["trainedTokens"] == 0
+
+
+def test_checkpoints_in_a_store_uri(tiny_model, tmp_path, store):
+    teacher = load_model(tiny_model)
+    data = windows(teacher.config.vocab_size)
+    step = DistillStep(steps=2, batch_size=2, checkpoint_every=1)
+    checkpoints = CheckpointStore(store + "checkpoints/", "run", scratch=tmp_path / "scratch")
+    distill(build_student(teacher, 2), teacher, step, data, checkpoints=checkpoints)
+    latest = checkpoints.latest()
+    assert latest is not None and latest[0] == 2
+    assert (latest[1] / "trainable.safetensors").is_file()
+    stored = Path(store.removeprefix("file://")) / "checkpoints" / "run"
+    files = {p.relative_to(stored).as_posix() for p in stored.rglob("*") if p.is_file()}
+    assert "latest.json" in files and "step-00000002/manifest.json" in files
+    assert not any(name.startswith("step-00000001/") for name in files)  # the older one is gone
