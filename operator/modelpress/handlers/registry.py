@@ -40,11 +40,11 @@ def default_login(**kwargs: Any) -> Any:
 def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="configure", registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings, state.config, standalone)
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
     async def login(**kwargs: Any) -> Any:
         connection = (state.login or default_login)(**kwargs)
         if connection is not None:
@@ -53,32 +53,41 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
             state.client = KubeClient(connection)
         return connection
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(**_: Any) -> None:
         if state.client is not None:
             await state.client.close()
 
     # --- children, indexed by their model and waking it up when they change -------------
 
-    @kopf.index("batch", "v1", "jobs", labels=CHILD_LABELS, registry=registry)
+    @kopf.index("batch", "v1", "jobs", id="modelpress_jobs", labels=CHILD_LABELS, registry=registry)
     async def modelpress_jobs(namespace: str, labels: Any, body: Any, **_: Any) -> Any:
         return {(namespace, labels[LABEL_MODEL]): JobState.from_object(body)}
 
-    @kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS, registry=registry)
+    @kopf.index(
+        "apps",
+        "v1",
+        "deployments",
+        id="modelpress_deployments",
+        labels=CHILD_LABELS,
+        registry=registry,
+    )
     async def modelpress_deployments(namespace: str, labels: Any, body: Any, **_: Any) -> Any:
         return {(namespace, labels[LABEL_MODEL]): DeploymentState.from_object(body)}
 
-    @kopf.index("", "v1", "services", labels=CHILD_LABELS, registry=registry)
+    @kopf.index(
+        "", "v1", "services", id="modelpress_services", labels=CHILD_LABELS, registry=registry
+    )
     async def modelpress_services(namespace: str, labels: Any, body: Any, **_: Any) -> Any:
         return {(namespace, labels[LABEL_MODEL]): ServiceState.from_object(body)}
 
-    @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, registry=registry)
-    @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, registry=registry)
-    @kopf.on.event("", "v1", "services", labels=CHILD_LABELS, registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", id="poke", labels=CHILD_LABELS, registry=registry)
+    @kopf.on.event("apps", "v1", "deployments", id="poke", labels=CHILD_LABELS, registry=registry)
+    @kopf.on.event("", "v1", "services", id="poke", labels=CHILD_LABELS, registry=registry)
     async def child_changed(namespace: str, labels: Any, **_: Any) -> None:
         state.poke(namespace, labels[LABEL_MODEL])
 
-    @kopf.index(*MODEL, registry=registry)
+    @kopf.index(*MODEL, id="modelpress_artifacts", registry=registry)
     async def modelpress_artifacts(namespace: str, name: str, status: Any, **_: Any) -> Any:
         """Artifact URIs each model reports, so deleting one model never removes an
         artifact another still uses."""
@@ -87,13 +96,13 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
 
     # --- the models -------------------------------------------------------------------
 
-    @kopf.on.create(*MODEL, registry=registry)
-    @kopf.on.resume(*MODEL, registry=registry)
-    @kopf.on.update(*MODEL, field="spec", registry=registry)
+    @kopf.on.create(*MODEL, id="reconcile", registry=registry)
+    @kopf.on.resume(*MODEL, id="reconcile", registry=registry)
+    @kopf.on.update(*MODEL, id="reconcile", field="spec", registry=registry)
     async def reconcile_model(body: Any, logger: logging.Logger, **kwargs: Any) -> None:
         await reconcile(state, body, logger, kwargs)
 
-    @kopf.daemon(*MODEL, registry=registry, cancellation_timeout=5.0)
+    @kopf.daemon(*MODEL, id="resync", registry=registry, cancellation_timeout=5.0)
     async def resync(
         stopped: Any, body: Any, namespace: str, name: str, logger: logging.Logger, **kwargs: Any
     ) -> None:
@@ -125,7 +134,7 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
             with contextlib.suppress(asyncio.CancelledError):
                 await stop
 
-    @kopf.on.delete(*MODEL, registry=registry)
+    @kopf.on.delete(*MODEL, id="artifacts", registry=registry)
     async def delete_model(
         body: Any, namespace: str, name: str, logger: logging.Logger, retry: int, **kwargs: Any
     ) -> None:

@@ -1,0 +1,196 @@
+"""An emulated Kubernetes API for the operator's end-to-end tests and benchmark.
+
+kmock's `KubernetesEmulator` is a real HTTP server that stores objects and
+serves watches. It leaves a few things to the test harness, which this module
+adds the way the API server does them:
+
+- `uid`, `creationTimestamp`, `generation` (1 on create, +1 when `spec` changes)
+  and `resourceVersion` (one counter for the whole server);
+- resource discovery: the CRD, namespaces and every kind the operator touches are
+  declared, or kopf starts no watchers;
+- lookups by name in constant time (the emulator scans every object otherwise,
+  which makes a thousand-model benchmark measure the emulator, not the operator);
+- a bounded history per object (the emulator keeps every version by default).
+
+The operator must run cluster-wide against it: listing namespaces answers 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import kmock
+import yaml
+from kmock._internal import dicts as kmock_dicts
+
+from modelpress.api.crd import crd
+
+GROUP_VERSION_PLURAL = "modelpress.dev/v1alpha1/compressedmodels"
+JOBS = "batch/v1/jobs"
+DEPLOYMENTS = "apps/v1/deployments"
+SERVICES = "v1/services"
+SECRETS = "v1/secrets"
+PODS = "v1/pods"
+EVENTS = "v1/events"
+HISTORY_KEPT = 3
+
+_VERBS = ["list", "watch", "get", "create", "patch", "update", "delete"]
+_RESOURCES: dict[str, dict[str, Any]] = {
+    GROUP_VERSION_PLURAL: {
+        "kind": "CompressedModel",
+        "singular": "compressedmodel",
+        "namespaced": True,
+        "subresources": ["status"],
+        "shortnames": ["cm", "cmodel"],
+    },
+    JOBS: {"kind": "Job", "singular": "job", "namespaced": True, "subresources": ["status"]},
+    DEPLOYMENTS: {
+        "kind": "Deployment",
+        "singular": "deployment",
+        "namespaced": True,
+        "subresources": ["status"],
+    },
+    SERVICES: {"kind": "Service", "singular": "service", "namespaced": True},
+    SECRETS: {"kind": "Secret", "singular": "secret", "namespaced": True},
+    PODS: {"kind": "Pod", "singular": "pod", "namespaced": True},
+    EVENTS: {"kind": "Event", "singular": "event", "namespaced": True},
+    "v1/namespaces": {"kind": "Namespace", "singular": "namespace", "namespaced": False},
+    "apiextensions.k8s.io/v1/customresourcedefinitions": {
+        "kind": "CustomResourceDefinition",
+        "singular": "customresourcedefinition",
+        "namespaced": False,
+    },
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@attrs.define(kw_only=True)
+class Cluster(kmock.KubernetesEmulator):
+    """The emulator plus identity, generations, resource versions and fast lookups."""
+
+    _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for key, info in _RESOURCES.items():
+            self.resources[key] = {"verbs": _VERBS, **info}
+        definition = crd()
+        self.objects[
+            "apiextensions.k8s.io/v1/customresourcedefinitions",
+            None,
+            definition["metadata"]["name"],
+        ] = definition
+
+    async def _handle(self, request: Any) -> Any:
+        if request.resource is not None and isinstance(request.data, dict):
+            if request.action == kmock.action.CREATE:
+                self._stamp_create(request.data)
+            elif request.action == kmock.action.UPDATE and request.name is not None:
+                self._stamp_update(request)
+        response = await super()._handle(request)
+        if request.resource is not None and request.name is not None:
+            self._trim(request)
+        return response
+
+    def _stamp_create(self, data: dict[str, Any]) -> None:
+        metadata = data.setdefault("metadata", {})
+        if not metadata.get("name") and metadata.get("generateName"):
+            metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:8]
+        metadata["uid"] = str(uuid.uuid4())
+        metadata["creationTimestamp"] = _now()
+        metadata["generation"] = 1
+        metadata["resourceVersion"] = str(next(self._versions))
+
+    def _stamp_update(self, request: Any) -> None:
+        current = self._find(request.resource, request.namespace, request.name)
+        if current is None or current.deleted:
+            return
+        data = request.data
+        metadata = data.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = data["metadata"] = {}
+        if request.subresource is None and isinstance(data.get("spec"), dict):
+            before = current.get("spec") or {}
+            after = kmock_dicts.patch_dict(copy.deepcopy(before), data["spec"])
+            if after != before:
+                metadata["generation"] = int(current.get("metadata", {}).get("generation") or 1) + 1
+        metadata["resourceVersion"] = str(next(self._versions))
+
+    def _find(self, resource: Any, namespace: str | None, name: str) -> Any:
+        return self._objects._objects.get((resource, namespace, name))  # type: ignore[attr-defined]
+
+    def _trim(self, request: Any) -> None:
+        obj = self._find(request.resource, request.namespace, request.name)
+        if obj is not None and len(obj.history) > HISTORY_KEPT:
+            del obj.history[:-HISTORY_KEPT]
+
+    def _KubernetesEmulator__get_objs(self, request: Any, strict: bool) -> list[Any]:
+        if request.name is not None and request.namespace is not None:
+            found = self._find(request.resource, request.namespace, request.name)
+            return [found] if found is not None else []
+        objs = []
+        for (resource, namespace, name), obj in self._objects.items():
+            if resource != request.resource:
+                continue
+            if request.namespace is not None and namespace != request.namespace:
+                continue
+            if strict and request.namespace is None and namespace is not None:
+                continue
+            if request.name is not None and name != request.name:
+                continue
+            objs.append(obj)
+        return objs
+
+    # --- conveniences for tests -----------------------------------------------------------
+
+    @property
+    def log(self) -> list[Any]:
+        """Every request served so far (kmock's parsed requests), oldest first."""
+        return self._requests  # type: ignore[no-any-return]
+
+    def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:  # type: ignore[override]
+        """The live object as a plain dict, or None."""
+        obj = self._find(kmock.resource(resource), namespace, name)
+        if obj is None or obj.deleted:
+            return None
+        return copy.deepcopy(obj.last.raw)
+
+    def all(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        wanted = kmock.resource(resource)
+        return [
+            copy.deepcopy(obj.last.raw)
+            for (res, ns, _), obj in list(self._objects.items())
+            if res == wanted and not obj.deleted and (namespace is None or ns == namespace)
+        ]
+
+
+def kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig pointing at `server` with a dummy token."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "emulated",
+        "clusters": [{"name": "emulated", "cluster": {"server": server}}],
+        "users": [{"name": "tester", "user": {"token": "emulated-token"}}],
+        "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "tester"}}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def running_cluster() -> AsyncIterator[tuple[Cluster, str]]:
+    """The emulator served on 127.0.0.1; yields it and its URL."""
+    async with Cluster() as cluster, kmock.Server(cluster) as server:
+        yield cluster, str(server.url).rstrip("/")
