@@ -1,0 +1,159 @@
+"""Reading a CompressedModel file for local mode, and what changes when it runs here.
+
+Local mode keeps every artifact on this machine: the store must be a `file://`
+URI, from the spec or from `--store`. An `s3://` store is refused rather than
+written to from a laptop by surprise. Serving and compression happen on this
+machine's CPU, so `serving.gpu` and `compression.gpu` are set aside (they are
+not part of any content key, so the artifacts are the cluster's own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelpress.api.resource import KIND, CompressedModel
+from modelpress.api.spec import CompressedModelSpec, Variant
+from modelpress.local.errors import LocalRunError
+
+
+class SpecError(LocalRunError):
+    """The file or the spec cannot run locally as written; the message says what to change."""
+
+
+#: Quantization schemes vLLM's CPU kernels serve (besides unquantized weights).
+CPU_SERVABLE_SCHEMES = frozenset({"W4A16"})
+
+
+def load_model(path: Path, name: str | None = None) -> CompressedModel:
+    """The CompressedModel in `path` (the one named `name` when there are several)."""
+    from pydantic import ValidationError
+
+    from modelpress.api.admission import model_problems
+    from modelpress.cli import UsageError
+    from modelpress.cli.api import load_documents
+
+    try:
+        documents = load_documents(path)
+    except UsageError as error:
+        raise SpecError(str(error)) from None
+    models = [d for d in documents if d.get("kind") == KIND]
+    if name is not None:
+        models = [d for d in models if (d.get("metadata") or {}).get("name") == name]
+    if not models:
+        which = f" named {name!r}" if name else ""
+        raise SpecError(f"{path} has no {KIND}{which}: give a file with one (see examples/)")
+    if len(models) > 1:
+        names = ", ".join(str((d.get("metadata") or {}).get("name")) for d in models)
+        raise SpecError(f"{path} has several {KIND}s ({names}): choose one with --name")
+    manifest = models[0]
+    try:
+        return CompressedModel.from_manifest(manifest)
+    except ValidationError:
+        problems = "; ".join(str(p) for p in model_problems(manifest)[:5])
+        raise SpecError(f"{path}: {problems}") from None
+
+
+def final_scheme(variant: Variant) -> str | None:
+    """The quantization scheme of the variant's last step; None when it is not quantized."""
+    last = variant.chain[-1]
+    return last.quantize.scheme if last.quantize is not None else None
+
+
+def cpu_serving_problem(variant: Variant) -> str | None:
+    """Why vLLM on CPU cannot serve `variant`, or None when it can."""
+    scheme = final_scheme(variant)
+    if scheme is None or scheme in CPU_SERVABLE_SCHEMES:
+        return None
+    return (
+        f"variant {variant.name!r} is {scheme}, which vLLM's CPU kernels cannot serve "
+        f"(on CPU it serves {', '.join(sorted(CPU_SERVABLE_SCHEMES))} and unquantized "
+        "models): set serving.variant to one of those, or serve it on a GPU cluster"
+    )
+
+
+def check_named_variant(spec: CompressedModelSpec) -> None:
+    """A variant named by serving.variant must be servable here; checked before any work."""
+    wanted = spec.serving.variant
+    if wanted in ("auto", "none"):
+        if wanted == "auto" and all(cpu_serving_problem(v) for v in spec.variants):
+            schemes = sorted({final_scheme(v) or "unquantized" for v in spec.variants})
+            raise SpecError(
+                f"serving.variant is auto but no variant can be served on CPU (schemes: "
+                f"{', '.join(schemes)}): add a W4A16 or unquantized variant, or set "
+                "serving.variant: none"
+            )
+        return
+    variant = next(v for v in spec.variants if v.name == wanted)
+    problem = cpu_serving_problem(variant)
+    if problem:
+        raise SpecError(f"serving.variant: {problem}")
+
+
+@dataclass(frozen=True)
+class LocalSpec:
+    spec: CompressedModelSpec
+    notes: tuple[str, ...]
+
+
+def local_spec(spec: CompressedModelSpec, store: str | None = None) -> LocalSpec:
+    """The spec as it runs here: a `file://` store, serving and compression on CPU."""
+    notes = []
+    wire: dict[str, Any] = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    uri = store or spec.storage.uri
+    if store is not None:
+        if not store.startswith("file:///"):
+            raise SpecError(
+                f"--store {store}: local mode keeps artifacts on this machine; give a "
+                "file:///absolute/path/"
+            )
+        notes.append(f"store: {store} (--store, instead of {spec.storage.uri})")
+    elif not uri.startswith("file://"):
+        raise SpecError(
+            f"spec.storage.uri is {uri}: local mode keeps artifacts on this machine and does "
+            "not write to a remote store; pass --store file:///absolute/path/ (or set "
+            "storage.uri to one)"
+        )
+    wire["storage"] = {"uri": uri if uri.endswith("/") else uri + "/"}
+    if spec.serving.gpu is not None:
+        notes.append(f"serving.gpu ({spec.serving.gpu.product}) set aside: serving on this CPU")
+        wire["serving"].pop("gpu", None)
+    if spec.compression.gpu is not None:
+        notes.append("compression.gpu set aside: compressing on this CPU")
+        wire["compression"].pop("gpu", None)
+    if spec.serving.replicas > 1:
+        notes.append(f"serving.replicas is {spec.serving.replicas}: one local server is started")
+    return LocalSpec(CompressedModelSpec.model_validate(wire), tuple(notes))
+
+
+def local_files(spec: CompressedModelSpec) -> dict[str, str]:
+    """Every `file://` input of the spec (source, datasets): field -> URI."""
+    found = {}
+    if spec.source.uri and spec.source.uri.startswith("file://"):
+        found["source.uri"] = spec.source.uri
+    if spec.evaluation.dataset.uri.startswith("file://"):
+        found["evaluation.dataset.uri"] = spec.evaluation.dataset.uri
+    if spec.calibration and spec.calibration.dataset.uri.startswith("file://"):
+        found["calibration.dataset.uri"] = spec.calibration.dataset.uri
+    for variant in spec.variants:
+        for index, step in enumerate(variant.chain):
+            calibration = step.action.calibration
+            if calibration and calibration.dataset.uri.startswith("file://"):
+                found[f"variant {variant.name} step {index} calibration"] = calibration.dataset.uri
+    return found
+
+
+def check_local_inputs(spec: CompressedModelSpec, hint: Mapping[str, str] | None = None) -> None:
+    """SpecError naming the first `file://` input that does not exist."""
+    from modelpress.storage import parse_uri
+
+    for field, uri in local_files(spec).items():
+        path = Path(parse_uri(uri).path)
+        if not path.exists():
+            extra = (hint or {}).get(field, "")
+            raise SpecError(
+                f"{field} {uri} does not exist on this machine: create it or change the URI"
+                + (f" ({extra})" if extra else "")
+            )
