@@ -1,0 +1,112 @@
+"""Specs the API server accepts but the operator cannot satisfy: a clear condition,
+no crash loop, and recovery once the problem is fixed (emulated cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+
+from tests.operator.cluster import DEPLOYMENTS
+from tests.operator.conftest import NAMESPACE, Harness, model_manifest
+
+from modelpress.api.admission import schema_problems
+
+
+def _status_writes(harness: Harness, since: int) -> list[str]:
+    return [
+        r.url.path
+        for r in harness.cluster.log[since:]
+        if r.method == "PATCH"
+        and r.url.path.endswith("/status")
+        and "kmock" not in r.headers.get("User-Agent", "")
+    ]
+
+
+async def test_a_spec_only_the_operator_rejects_gets_a_condition_naming_the_field(
+    harness: Harness,
+) -> None:
+    manifest = model_manifest("tiny", harness.store)
+    # FP8_DYNAMIC needs no calibration; asking for gptq is a contradiction the CRD's
+    # schema does not catch, but the operator's models do.
+    manifest["spec"]["variants"][1] = {
+        "name": "w4",
+        "quantize": {"scheme": "FP8_DYNAMIC", "algorithm": "gptq"},
+    }
+    assert schema_problems(manifest) == [], "the API server would accept this manifest"
+
+    await harness.start_operator()
+    await harness.apply(manifest)
+    ready = await harness.wait_condition("tiny", "Ready", "False", "InvalidSpec")
+    assert "spec.variants.1.quantize" in ready["message"]
+    assert "set algorithm rtn or leave it unset" in ready["message"]
+    assert harness.status("tiny")["summary"]["phase"] == "Failed"
+
+    mark = len(harness.cluster.log)
+    await asyncio.sleep(4.5)  # two resync periods: no retries, no repeated writes
+    assert harness.jobs("tiny") == []
+    assert _status_writes(harness, mark) == []
+
+    fixed = copy.deepcopy(manifest)
+    fixed["spec"]["variants"][1]["quantize"]["algorithm"] = "rtn"
+    await harness.apply(fixed)
+    await harness.wait_condition("tiny", "Ready", "True", timeout=45)
+    assert harness.status("tiny")["observedGeneration"] == 2
+
+
+async def test_a_missing_storage_secret_is_reported_until_it_exists(harness: Harness) -> None:
+    manifest = model_manifest("tiny", harness.store)
+    manifest["spec"]["storage"]["secretRef"] = {"name": "not-yet"}
+    await harness.start_operator()
+    await harness.apply(manifest)
+    source = await harness.wait_condition("tiny", "SourceReady", "False", "SecretNotFound")
+    assert "'not-yet' does not exist in namespace ml" in source["message"]
+    assert "AWS_ACCESS_KEY_ID" in source["message"]
+    await asyncio.sleep(2.5)
+    assert harness.jobs("tiny") == []
+
+    await harness.create(
+        "v1/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "not-yet", "namespace": NAMESPACE},
+            "data": harness.store.secret_data(),
+        },
+    )
+    await harness.wait_condition("tiny", "Ready", "True", timeout=45)
+
+
+async def test_an_unknown_gpu_product_blocks_serving_but_not_compression(harness: Harness) -> None:
+    manifest = model_manifest("tiny", harness.store)
+    manifest["spec"]["serving"]["gpu"] = {"product": "nvidia-b999"}
+    await harness.start_operator()
+    await harness.apply(manifest)
+    serving = await harness.wait_condition(
+        "tiny", "Serving", "False", "UnknownGpuProduct", timeout=45
+    )
+    assert "'nvidia-b999' is not in the operator's GPU catalog" in serving["message"]
+    assert "nvidia-l4" in serving["message"]
+    await harness.wait_condition("tiny", "VariantsReady", "True", timeout=45)
+    assert harness.condition("tiny", "Fits", variant="w8")["reason"] == "UnknownGpuProduct"
+    assert harness.cluster.all(DEPLOYMENTS) == []
+
+
+async def test_a_variant_that_does_not_fit_is_reported_with_the_numbers(harness: Harness) -> None:
+    manifest = model_manifest("tiny", harness.store)
+    manifest["spec"]["serving"]["gpu"] = {"product": "small-gpu"}
+    await harness.start_operator(
+        gpuCatalog={"small-gpu": {"memoryGiB": 0.5, "productLabel": "Small"}}
+    )
+    await harness.apply(manifest)
+    serving = await harness.wait_condition(
+        "tiny", "Serving", "False", "NoVariantQualifies", timeout=45
+    )
+    fits = harness.condition("tiny", "Fits", variant="w4")
+    assert fits["status"] == "False" and fits["reason"] == "DoesNotFit"
+    assert "GiB per GPU" in fits["message"] and "small-gpu" in fits["message"]
+    assert "does not fit" in serving["message"]
+    footprint = next(v for v in harness.status("tiny")["variants"] if v["name"] == "w4")[
+        "footprint"
+    ]
+    assert footprint["fits"] is False and footprint["totalBytes"] > 0.5 * 2**30
+    assert harness.cluster.all(DEPLOYMENTS) == []
