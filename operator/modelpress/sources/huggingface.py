@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from modelpress.sources.errors import SourceError
 from modelpress.sources.policy import select_files
@@ -60,7 +60,7 @@ def default_api(token: str | None) -> HubApi:
     """The real client (imported lazily)."""
     from huggingface_hub import HfApi
 
-    return HfApi(token=token)  # type: ignore[no-any-return]
+    return cast(HubApi, HfApi(token=token))
 
 
 @contextlib.contextmanager
