@@ -1,0 +1,295 @@
+"""Recipes, content keys, Job arguments, the quality gate and the served-variant choice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.plan.conftest import STORE, make_spec
+
+from modelpress.api.spec import Evaluation
+from modelpress.plan.recipes import (
+    Candidate,
+    choose_variant,
+    compress_job_args,
+    evaluation_settings,
+    gate,
+    resolved_variant,
+    source_job_args,
+    variant_artifact,
+)
+
+CALIBRATION = {"dataset": {"uri": "s3://data/calib.txt"}, "samples": 8, "sequenceLength": 512}
+
+
+# --- resolved variants ----------------------------------------------------------------------
+
+
+def test_a_data_free_step_carries_no_calibration() -> None:
+    spec = make_spec()
+    assert resolved_variant(spec, spec.variants[0]) == {
+        "name": "w8",
+        "quantize": {"scheme": "W8A16", "algorithm": "rtn", "ignore": ["lm_head"]},
+    }
+
+
+def test_a_step_that_learns_gets_the_spec_calibration() -> None:
+    spec = make_spec()
+    resolved = resolved_variant(spec, spec.variants[1])
+    assert resolved["quantize"]["calibration"] == CALIBRATION
+    assert resolved["quantize"]["groupSize"] == 64
+
+
+def test_an_fp8_kv_cache_needs_calibration_even_with_rtn() -> None:
+    spec = make_spec(
+        variants=[
+            {
+                "name": "kv",
+                "quantize": {"scheme": "W8A16", "algorithm": "rtn", "kvCacheScheme": "fp8"},
+            }
+        ]
+    )
+    assert resolved_variant(spec, spec.variants[0])["quantize"]["calibration"] == CALIBRATION
+
+
+def test_a_chain_keeps_its_shape_and_each_step_its_own_calibration() -> None:
+    own = {"dataset": {"uri": "s3://data/other.txt"}, "samples": 4, "sequenceLength": 128}
+    spec = make_spec(
+        variants=[
+            {
+                "name": "slim",
+                "steps": [
+                    {"prune": {"method": "layer-drop", "fraction": 0.25, "calibration": own}},
+                    {"distill": {"steps": 10}},
+                    {"quantize": {"scheme": "W8A16", "algorithm": "rtn"}},
+                ],
+            }
+        ]
+    )
+    resolved = resolved_variant(spec, spec.variants[0])
+    steps = resolved["steps"]
+    assert [next(iter(s)) for s in steps] == ["prune", "distill", "quantize"]
+    assert steps[0]["prune"]["calibration"] == own
+    assert steps[1]["distill"]["calibration"] == CALIBRATION
+    assert "calibration" not in steps[2]["quantize"]
+
+
+# --- content keys ----------------------------------------------------------------------------
+
+
+def test_the_key_is_stable_and_the_uri_is_under_artifacts() -> None:
+    spec = make_spec()
+    key, uri = variant_artifact(spec, "base", spec.variants[1], "0.1.0")
+    assert (key, uri) == variant_artifact(make_spec(), "base", make_spec().variants[1], "0.1.0")
+    assert len(key) == 20 and uri == f"{STORE}artifacts/{key}/"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"calibration": {"dataset": {"uri": "s3://data/calib.txt"}, "samples": 9}},
+        {"evaluation": {"dataset": {"uri": "s3://data/eval.txt"}, "samples": 65}},
+        {"variants": [{"name": "w4", "quantize": {"scheme": "W4A16", "groupSize": 32}}]},
+    ],
+)
+def test_what_decides_the_result_changes_the_key(change: dict) -> None:
+    before = make_spec()
+    after = make_spec(**change)
+    w4_before = next(v for v in before.variants if v.name == "w4")
+    w4_after = next(v for v in after.variants if v.name == "w4")
+    assert (
+        variant_artifact(before, "b", w4_before, "1")[0]
+        != variant_artifact(after, "b", w4_after, "1")[0]
+    )
+
+
+def test_base_model_and_compressor_version_are_part_of_the_key() -> None:
+    spec = make_spec()
+    variant = spec.variants[1]
+    keys = {
+        variant_artifact(spec, "b1", variant, "1")[0],
+        variant_artifact(spec, "b2", variant, "1")[0],
+        variant_artifact(spec, "b1", variant, "2")[0],
+    }
+    assert len(keys) == 3
+
+
+def test_a_rename_or_a_new_gate_threshold_reuses_the_artifact() -> None:
+    spec = make_spec()
+    renamed = make_spec(
+        variants=[
+            {"name": "four", "quantize": {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 64}}
+        ],
+        evaluation={
+            "dataset": {"uri": "s3://data/eval.txt"},
+            "maxPerplexityIncrease": 0.5,
+            "minAgreement": 0.9,
+        },
+    )
+    assert (
+        variant_artifact(spec, "b", spec.variants[1], "1")[0]
+        == variant_artifact(renamed, "b", renamed.variants[0], "1")[0]
+    )
+
+
+def test_a_new_default_calibration_does_not_recompute_a_data_free_variant() -> None:
+    before, after = make_spec(), make_spec(calibration={"dataset": {"uri": "s3://data/new.txt"}})
+    assert variant_artifact(before, "b", before.variants[0], "1") == variant_artifact(
+        after, "b", after.variants[0], "1"
+    )
+
+
+# --- Job arguments -----------------------------------------------------------------------------
+
+
+def test_source_job_args() -> None:
+    spec = make_spec()
+    assert source_job_args(spec) == [
+        "fetch",
+        "--source",
+        '{"huggingface":{"allowPickle":false,"repo":"HuggingFaceTB/SmolLM2-135M-Instruct","revision":"main"}}',
+        "--store",
+        STORE,
+    ]
+    assert source_job_args(spec, "/work")[-2:] == ["--work-dir", "/work"]
+
+
+def test_a_store_uri_without_a_trailing_slash_still_names_the_root() -> None:
+    spec = make_spec(storage={"uri": "s3://artifacts/store"})
+    assert source_job_args(spec)[-1] == "s3://artifacts/store/"
+
+
+def test_compress_job_args_carry_the_resolved_recipe_and_the_measurement_only() -> None:
+    spec = make_spec()
+    args = compress_job_args(
+        spec, spec.variants[1], "s3://b/models/k/", "s3://b/artifacts/v/", "/work"
+    )
+    assert args[0] == "compress"
+    assert args[args.index("--base") + 1] == "s3://b/models/k/"
+    assert args[args.index("--out") + 1] == "s3://b/artifacts/v/"
+    assert json.loads(args[args.index("--variant") + 1]) == resolved_variant(spec, spec.variants[1])
+    evaluation = json.loads(args[args.index("--evaluation") + 1])
+    assert evaluation == evaluation_settings(spec)
+    assert "maxPerplexityIncrease" not in evaluation and evaluation["samples"] == 64
+    assert args[-2:] == ["--work-dir", "/work"]
+    assert not any("secret" in a.lower() for a in args)
+
+
+# --- the quality gate ----------------------------------------------------------------------------
+
+
+def evaluation(**changes: object) -> Evaluation:
+    return Evaluation.model_validate({"dataset": {"uri": "s3://data/e.txt"}, **changes})
+
+
+def test_the_gate_passes_within_the_limit_and_says_by_how_much() -> None:
+    passed, message = gate(
+        evaluation(), {"perplexity": 10.5, "basePerplexity": 10.0, "perplexityIncrease": 0.05}
+    )
+    assert passed and "+5.00%" in message and "10.5 (base 10)" in message
+
+
+def test_the_gate_fails_beyond_the_limit_with_the_numbers_and_the_remedy() -> None:
+    passed, message = gate(
+        evaluation(), {"perplexity": 12.0, "basePerplexity": 10.0, "perplexityIncrease": 0.2}
+    )
+    assert not passed
+    assert (
+        "+20.00%" in message and "allows 10.00%" in message and "maxPerplexityIncrease" in message
+    )
+
+
+def test_exactly_at_the_limit_passes() -> None:
+    assert gate(evaluation(maxPerplexityIncrease=0.2), {"perplexityIncrease": 0.2})[0]
+
+
+@pytest.mark.parametrize("metrics", [None, {}, {"perplexity": 3.0}])
+def test_an_unmeasured_variant_never_passes(metrics: dict | None) -> None:
+    passed, message = gate(evaluation(), metrics)
+    assert not passed and "no perplexity" in message
+
+
+def test_the_agreement_gate() -> None:
+    strict = evaluation(minAgreement=0.9)
+    assert gate(strict, {"perplexityIncrease": 0.01, "agreement": 0.95})[0]
+    passed, message = gate(strict, {"perplexityIncrease": 0.01, "agreement": 0.8})
+    assert not passed and "80.00%" in message and "minAgreement" in message
+    passed, message = gate(strict, {"perplexityIncrease": 0.01})
+    assert not passed and "agreement" in message
+
+
+def test_the_gate_ignores_unknown_metrics() -> None:
+    assert gate(evaluation(), {"perplexityIncrease": 0.0, "bleu": 3})[0]
+
+
+# --- choosing what to serve ----------------------------------------------------------------------
+
+
+def ok(name: str, size: int) -> Candidate:
+    return Candidate(
+        name=name, bytes=size, passed=True, gate_message="ok", fits=True, fit_message="fits"
+    )
+
+
+def test_none_serves_nothing() -> None:
+    choice = choose_variant(make_spec(serving={"variant": "none"}), [ok("w8", 10)])
+    assert (choice.variant, choice.decided, choice.reason) == (None, True, "ServingDisabled")
+
+
+def test_auto_waits_until_every_variant_is_settled() -> None:
+    choice = choose_variant(make_spec(), [ok("w8", 10), Candidate("w4")])
+    assert (choice.variant, choice.decided, choice.reason) == (None, False, "WaitingForVariants")
+    assert "w4" in choice.message
+
+
+def test_auto_serves_the_smallest_qualifying_variant() -> None:
+    choice = choose_variant(make_spec(), [ok("w8", 10), ok("w4", 6)])
+    assert (choice.variant, choice.decided, choice.reason) == ("w4", True, "SmallestQualifying")
+
+
+def test_auto_breaks_ties_by_name() -> None:
+    assert choose_variant(make_spec(), [ok("w8", 6), ok("w4", 6)]).variant == "w4"
+
+
+def test_auto_skips_failed_gated_and_oversized_variants() -> None:
+    candidates = [
+        ok("big", 100),
+        Candidate("bad", 1, False, "gate says no", True, "fits"),
+        Candidate("huge", 2, True, "ok", False, "needs 99 GiB"),
+        Candidate("broken", failed="Job failed"),
+    ]
+    spec = make_spec(
+        variants=[
+            {"name": n, "quantize": {"scheme": "W8A16", "algorithm": "rtn"}}
+            for n in ("big", "bad", "huge", "broken")
+        ]
+    )
+    assert choose_variant(spec, candidates).variant == "big"
+
+
+def test_auto_with_nothing_qualifying_says_why_for_each() -> None:
+    candidates = [
+        Candidate("w8", 1, False, "perplexity +30%", True, "fits"),
+        Candidate("w4", 2, True, "ok", False, "needs 99 GiB"),
+    ]
+    choice = choose_variant(make_spec(), candidates)
+    assert (choice.variant, choice.decided, choice.reason) == (None, True, "NoVariantQualifies")
+    assert "w8: quality gate failed (perplexity +30%)" in choice.message
+    assert "w4: does not fit (needs 99 GiB)" in choice.message
+
+
+@pytest.mark.parametrize(
+    ("candidate", "expected"),
+    [
+        (ok("w4", 5), ("w4", True, "Chosen")),
+        (Candidate("w4"), (None, False, "WaitingForVariant")),
+        (Candidate("w4", failed="OOM"), (None, True, "VariantFailed")),
+        (Candidate("w4", 5, False, "too worse", True, ""), (None, True, "QualityGateFailed")),
+        (Candidate("w4", 5, True, "", None, ""), (None, False, "WaitingForSizing")),
+        (Candidate("w4", 5, True, "", False, "needs 40 GiB"), (None, True, "DoesNotFit")),
+    ],
+)
+def test_a_named_variant(candidate: Candidate, expected: tuple) -> None:
+    spec = make_spec(serving={"variant": "w4"})
+    choice = choose_variant(spec, [ok("w8", 1), candidate])
+    assert (choice.variant, choice.decided, choice.reason) == expected

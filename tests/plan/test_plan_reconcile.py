@@ -1,0 +1,496 @@
+"""plan_model: from a spec and what is observed to children, status and Events."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from tests.plan.conftest import BASE, SOURCE, STORE, make_spec, spec_dict, variant_artifact
+
+from modelpress.config import OperatorConfig
+from modelpress.plan import names
+from modelpress.plan.conditions import merge_patch
+from modelpress.plan.observed import Blocker, DeploymentState, JobState, Observed, ServiceState
+from modelpress.plan.reconcile import (
+    Owner,
+    Plan,
+    plan_invalid,
+    plan_model,
+    spec_problems,
+    variant_locations,
+)
+
+OWNER = Owner(name="tiny", namespace="ml", uid="uid-1", generation=3)
+NOW = "2026-01-01T00:00:00Z"
+LATER = "2026-01-01T00:05:00Z"
+
+
+def plan(spec=None, observed=None, previous=None, now=NOW, config=None, owner=OWNER) -> Plan:
+    return plan_model(
+        owner,
+        spec or make_spec(),
+        observed or Observed(),
+        config or OperatorConfig(),
+        previous,
+        now,
+    )
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def variant(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(v for v in status["variants"] if v["name"] == name)
+
+
+def variant_conditions(status: dict[str, Any], name: str) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in variant(status, name)["conditions"]}
+
+
+def job_state(obj: dict[str, Any], **status: Any) -> JobState:
+    return replace(JobState.from_object(obj), owner_uid=OWNER.uid, **status)
+
+
+def built(spec=None, sizes=(100_000_000, 60_000_000), increases=(0.02, 0.05)) -> dict[str, Any]:
+    spec = spec or make_spec()
+    locations = variant_locations(spec, SOURCE, OperatorConfig())
+    artifacts = {}
+    for (key, uri), size, increase in zip(locations.values(), sizes, increases, strict=False):
+        artifacts[key] = variant_artifact(uri, size, increase)
+    return artifacts
+
+
+def with_base(**changes: Any) -> Observed:
+    return Observed(source=SOURCE, base=BASE, **changes)
+
+
+# --- the base model ---------------------------------------------------------------------------
+
+
+def test_first_sight_creates_the_fetch_job_and_reports_pending() -> None:
+    result = plan()
+    assert [o["kind"] for o in result.create] == ["Job"]
+    fetch = result.create[0]
+    assert fetch["metadata"]["labels"][names.LABEL_COMPONENT] == "fetch"
+    assert result.apply == [] and result.delete == []
+    status = result.status
+    assert status["observedGeneration"] == 3
+    assert conditions(status) == {
+        "Ready": ("False", "Fetching"),
+        "SourceReady": ("False", "Fetching"),
+        "VariantsReady": ("False", "WaitingForSource"),
+        "Serving": ("False", "WaitingForVariants"),
+    }
+    assert status["summary"] == {"phase": "Pending", "variants": "0/2"}
+    assert status["source"] == {"job": fetch["metadata"]["name"]}
+    assert all(c["lastTransitionTime"] == NOW for c in status["conditions"])
+    assert all(c["observedGeneration"] == 3 for c in status["conditions"])
+
+
+def test_an_existing_fetch_job_is_not_created_again() -> None:
+    fetch = plan().create[0]
+    running = plan(observed=Observed(jobs=(job_state(fetch, active=1),)))
+    assert running.create == []
+    assert conditions(running.status)["SourceReady"] == ("False", "Fetching")
+    assert "is running" in running.status["conditions"][1]["message"]
+
+
+def test_a_failed_fetch_reports_the_pod_message() -> None:
+    fetch = plan().create[0]
+    name = fetch["metadata"]["name"]
+    failed = job_state(
+        fetch, failed=3, failure_reason="BackoffLimitExceeded", failure_message="limit"
+    )
+    result = plan(
+        observed=Observed(
+            jobs=(failed,), job_messages={name: "exit code 1 (Error): 401 Unauthorized"}
+        )
+    )
+    assert conditions(result.status)["SourceReady"] == ("False", "FetchFailed")
+    message = next(c for c in result.status["conditions"] if c["type"] == "SourceReady")["message"]
+    assert "BackoffLimitExceeded" in message and "401 Unauthorized" in message
+    assert result.status["summary"]["phase"] == "Failed"
+    assert result.create == []
+
+
+def test_a_succeeded_fetch_without_a_record_is_reported() -> None:
+    fetch = plan().create[0]
+    result = plan(observed=Observed(jobs=(job_state(fetch, succeeded=1, complete=True),)))
+    assert conditions(result.status)["SourceReady"] == ("False", "FetchIncomplete")
+
+
+def test_a_missing_hub_token_secret_blocks_the_fetch() -> None:
+    blocker = Blocker("SecretNotFound", "Hub token Secret 'hub' does not exist")
+    result = plan(observed=Observed(source_blocker=blocker))
+    assert result.create == []
+    assert conditions(result.status)["SourceReady"] == ("False", "SecretNotFound")
+
+
+def test_an_unreadable_store_changes_nothing_and_says_why() -> None:
+    spec = make_spec()
+    stale = job_state(plan(spec).create[0])
+    stale = replace(stale, name="tiny-fetch-obsolete")
+    result = plan(
+        spec,
+        Observed(jobs=(stale,), store_blocker=Blocker("StoreUnavailable", "endpoint unreachable")),
+    )
+    assert result.create == [] and result.delete == [] and result.apply == []
+    assert conditions(result.status)["SourceReady"] == ("False", "StoreUnavailable")
+    assert conditions(result.status)["Ready"] == ("False", "StoreUnavailable")
+
+
+# --- the variants ---------------------------------------------------------------------------
+
+
+def test_once_the_base_is_stored_every_variant_gets_a_job() -> None:
+    result = plan(observed=with_base())
+    created = {o["metadata"]["labels"][names.LABEL_VARIANT] for o in result.create}
+    assert created == {"w8", "w4"}
+    status = result.status
+    assert conditions(status)["SourceReady"] == ("True", "Stored")
+    assert conditions(status)["VariantsReady"] == ("False", "Compressing")
+    assert status["source"]["uri"] == SOURCE.uri and status["source"]["bytes"] == BASE.total_bytes
+    locations = variant_locations(make_spec(), SOURCE, OperatorConfig())
+    for name in ("w8", "w4"):
+        entry = variant(status, name)
+        assert (entry["key"], entry["artifactUri"]) == locations[name]
+        assert entry["job"] in {o["metadata"]["name"] for o in result.create}
+        assert variant_conditions(status, name)["Compressed"] == ("False", "Compressing")
+    assert status["summary"]["phase"] == "Compressing"
+
+
+def test_an_artifact_already_in_the_store_is_never_computed_again() -> None:
+    artifacts = built()
+    result = plan(observed=with_base(artifacts=artifacts))
+    assert result.create == []
+    assert conditions(result.status)["VariantsReady"][0] == "True"
+
+
+def test_a_retrying_job_and_then_a_failed_one() -> None:
+    first = plan(observed=with_base())
+    w4 = next(o for o in first.create if o["metadata"]["labels"][names.LABEL_VARIANT] == "w4")
+    w8 = next(o for o in first.create if o["metadata"]["labels"][names.LABEL_VARIANT] == "w8")
+    name = w4["metadata"]["name"]
+    messages = {name: "exit code 1 (Error): OutOfMemory: CUDA out of memory"}
+    retrying = plan(
+        observed=with_base(
+            jobs=(job_state(w4, failed=1, active=1), job_state(w8, active=1)), job_messages=messages
+        )
+    )
+    assert variant_conditions(retrying.status, "w4")["Compressed"] == ("False", "JobRetrying")
+    assert "1 of 3 attempts failed" in variant(retrying.status, "w4")["conditions"][1]["message"]
+    assert conditions(retrying.status)["VariantsReady"] == ("False", "JobRetrying")
+    assert any(e.type == "Warning" and e.reason == "JobRetrying" for e in retrying.events)
+
+    failed = job_state(
+        w4,
+        failed=3,
+        failure_reason="BackoffLimitExceeded",
+        failure_message="Job has reached the specified backoff limit",
+    )
+    result = plan(
+        observed=with_base(jobs=(failed, job_state(w8, active=1)), job_messages=messages),
+        previous=retrying.status,
+    )
+    compressed = variant(result.status, "w4")["conditions"][1]
+    assert (compressed["status"], compressed["reason"]) == ("False", "JobFailed")
+    assert (
+        "BackoffLimitExceeded" in compressed["message"]
+        and "CUDA out of memory" in compressed["message"]
+    )
+    assert conditions(result.status)["VariantsReady"] == ("False", "JobFailed")
+    assert result.create == [], "a failed Job is not replaced until it is removed"
+    assert any(e.type == "Warning" and e.reason == "JobFailed" for e in result.events)
+
+
+def test_a_variant_whose_compression_cannot_fit_its_gpu_gets_no_job() -> None:
+    config = OperatorConfig.model_validate({"gpuCatalog": {"mini": {"memoryGiB": 0.01}}})
+    spec = make_spec(compression={"gpu": {"product": "mini"}})
+    result = plan(spec, with_base(), config=config)
+    assert result.create == []
+    assert variant_conditions(result.status, "w4")["Compressed"] == (
+        "False",
+        "CompressionDoesNotFit",
+    )
+    assert conditions(result.status)["VariantsReady"] == ("False", "CompressionDoesNotFit")
+
+
+def test_removing_a_variant_removes_its_job_and_editing_one_replaces_only_its_job() -> None:
+    spec = make_spec()
+    first = plan(spec, with_base())
+    observed_jobs = tuple(job_state(o, active=1) for o in first.create)
+    only_w8 = make_spec(variants=[spec_dict()["variants"][0]])
+    removed = plan(only_w8, with_base(jobs=observed_jobs))
+    w4_job = next(o["metadata"]["name"] for o in first.create if "w4" in o["metadata"]["name"])
+    assert removed.delete == [("Job", w4_job)] and removed.create == []
+
+    edited = make_spec(
+        variants=[
+            spec_dict()["variants"][0],
+            {"name": "w4", "quantize": {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 32}},
+        ]
+    )
+    changed = plan(edited, with_base(jobs=observed_jobs))
+    assert changed.delete == [("Job", w4_job)]
+    assert [o["metadata"]["labels"][names.LABEL_VARIANT] for o in changed.create] == ["w4"]
+
+
+def test_jobs_of_other_owners_are_ignored() -> None:
+    first = plan(observed=with_base())
+    foreign = tuple(
+        replace(job_state(o), owner_uid="someone-else", name=o["metadata"]["name"] + "x")
+        for o in first.create
+    )
+    result = plan(observed=with_base(jobs=foreign))
+    assert result.delete == []
+    assert len(result.create) == 2
+
+
+def test_compression_jobs_are_kept_while_the_base_model_is_unknown() -> None:
+    first = plan(observed=with_base())
+    running = tuple(job_state(o, active=1) for o in first.create)
+    result = plan(observed=Observed(jobs=running))
+    assert result.delete == []
+
+
+# --- quality, fit and serving --------------------------------------------------------------------
+
+
+def test_everything_built_serves_the_smallest_passing_variant() -> None:
+    result = plan(observed=with_base(artifacts=built()))
+    kinds = sorted(o["kind"] for o in result.apply)
+    assert kinds == ["Deployment", "Service"]
+    deployment = next(o for o in result.apply if o["kind"] == "Deployment")
+    w4_key = variant_locations(make_spec(), SOURCE, OperatorConfig())["w4"][0]
+    assert deployment["spec"]["template"]["metadata"]["labels"][names.LABEL_KEY] == w4_key
+    status = result.status
+    assert conditions(status)["Serving"] == ("False", "RollingOut")
+    assert status["serving"]["variant"] == "w4"
+    assert status["serving"]["endpoint"] == "http://tiny.ml.svc:8000/v1"
+    assert status["serving"]["strategy"] == "RollingUpdate"
+    assert status["summary"]["phase"] == "Serving"
+    entry = variant(status, "w4")
+    assert entry["bytes"] == 60_000_000
+    assert entry["sizeRatio"] == round(60_000_000 / BASE.total_bytes, 4)
+    assert entry["parameters"] == 134_515_008 and entry["bitsPerWeight"] == 4.5
+    assert entry["metrics"]["perplexityIncrease"] == 0.05
+    assert entry["footprint"]["fits"] is True and entry["footprint"]["gpus"] == 0
+    assert variant_conditions(status, "w4") == {
+        "Ready": ("True", "Ready"),
+        "Compressed": ("True", "Published"),
+        "QualityGate": ("True", "Passed"),
+        "Fits": ("True", "Fits"),
+    }
+
+
+def rolled_out(result: Plan, **changes: Any) -> DeploymentState:
+    deployment = next(o for o in result.apply if o["kind"] == "Deployment")
+    state = DeploymentState.from_object(deployment)
+    ready = {"ready_replicas": 1, "updated_replicas": 1, "available_replicas": 1}
+    return replace(state, owner_uid=OWNER.uid, **{**ready, **changes})
+
+
+def service_state(result: Plan) -> ServiceState:
+    service = next(o for o in result.apply if o["kind"] == "Service")
+    return replace(ServiceState.from_object(service), owner_uid=OWNER.uid)
+
+
+def test_a_rolled_out_deployment_makes_the_model_ready_and_nothing_is_reapplied() -> None:
+    first = plan(observed=with_base(artifacts=built()))
+    observed = with_base(
+        artifacts=built(), deployment=rolled_out(first), service=service_state(first)
+    )
+    result = plan(observed=observed, previous=first.status, now=LATER)
+    assert result.apply == [] and result.create == [] and result.delete == []
+    assert conditions(result.status)["Ready"] == ("True", "Ready")
+    assert conditions(result.status)["Serving"] == ("True", "Available")
+    summary = result.status["summary"]
+    assert summary == {
+        "phase": "Ready",
+        "variants": "2/2",
+        "gpus": 0,
+        "sizeRatio": round(60_000_000 / BASE.total_bytes, 4),
+        "perplexityIncrease": 0.05,
+    }
+    again = plan(observed=observed, previous=result.status, now="2026-01-02T00:00:00Z")
+    assert again.status == result.status, "an unchanged world gives an unchanged status"
+    assert merge_patch(result.status, again.status) == {}
+    assert again.events == []
+
+
+def test_a_stalled_rollout_is_reported() -> None:
+    first = plan(observed=with_base(artifacts=built()))
+    stalled = rolled_out(
+        first,
+        ready_replicas=0,
+        available_replicas=0,
+        stalled_message="ReplicaSet has timed out progressing",
+    )
+    result = plan(
+        observed=with_base(artifacts=built(), deployment=stalled, service=service_state(first))
+    )
+    assert conditions(result.status)["Serving"] == ("False", "RolloutStalled")
+
+
+def test_a_variant_failing_the_gate_is_never_served_and_the_previous_keeps_serving() -> None:
+    named = make_spec(serving={"variant": "w4", "maxModelLen": 2048, "maxNumSeqs": 4})
+    good = plan(named, with_base(artifacts=built(named)))
+    previous = rolled_out(good)
+    worse = built(named, increases=(0.02, 0.4))
+    result = plan(
+        named,
+        with_base(
+            artifacts=worse,
+            deployment=replace(previous, spec_hash="old"),
+            service=service_state(good),
+        ),
+    )
+    assert result.apply == [] and result.delete == []
+    serving = next(c for c in result.status["conditions"] if c["type"] == "Serving")
+    assert (serving["status"], serving["reason"]) == ("False", "QualityGateFailed")
+    assert "+40.00%" in serving["message"] and "w4 keeps serving" in serving["message"]
+    assert result.status["serving"]["variant"] == "w4"
+    assert variant_conditions(result.status, "w4")["QualityGate"] == ("False", "QualityGateFailed")
+
+
+def test_a_variant_that_does_not_fit_says_so_with_numbers() -> None:
+    config = OperatorConfig.model_validate({"gpuCatalog": {"mini": {"memoryGiB": 0.5}}})
+    spec = make_spec(serving={"gpu": {"product": "mini"}, "maxModelLen": 2048})
+    result = plan(spec, with_base(artifacts=built(spec)), config=config)
+    fits = variant(result.status, "w4")["conditions"][3]
+    assert (fits["type"], fits["status"], fits["reason"]) == ("Fits", "False", "DoesNotFit")
+    assert "GiB" in fits["message"]
+    assert conditions(result.status)["Serving"] == ("False", "NoVariantQualifies")
+    assert result.apply == []
+
+
+def test_an_unknown_serving_gpu_is_a_clear_condition() -> None:
+    spec = make_spec(serving={"gpu": {"product": "nvidia-b999"}})
+    result = plan(spec, with_base(artifacts=built(spec)))
+    serving = next(c for c in result.status["conditions"] if c["type"] == "Serving")
+    assert serving["reason"] == "UnknownGpuProduct" and "nvidia-l4" in serving["message"]
+    assert variant_conditions(result.status, "w8")["Fits"] == ("False", "UnknownGpuProduct")
+    assert result.apply == []
+
+
+def test_a_max_model_len_beyond_the_context_is_a_sizing_failure() -> None:
+    spec = make_spec(serving={"maxModelLen": 100_000})
+    result = plan(spec, with_base(artifacts=built(spec)))
+    fits = variant(result.status, "w8")["conditions"][3]
+    assert fits["reason"] == "SizingFailed" and "maxModelLen" in fits["message"]
+
+
+def test_serving_none_removes_the_deployment_and_service_and_is_still_ready() -> None:
+    first = plan(observed=with_base(artifacts=built()))
+    spec = make_spec(serving={"variant": "none"})
+    result = plan(
+        spec,
+        with_base(
+            artifacts=built(spec), deployment=rolled_out(first), service=service_state(first)
+        ),
+    )
+    assert sorted(result.delete) == [("Deployment", "tiny-vllm"), ("Service", "tiny")]
+    assert conditions(result.status)["Serving"] == ("False", "ServingDisabled")
+    assert conditions(result.status)["Ready"] == ("True", "Ready")
+    assert "serving" not in result.status
+
+
+def test_while_auto_waits_the_current_deployment_keeps_serving() -> None:
+    first = plan(observed=with_base(artifacts=built()))
+    current = rolled_out(first)
+    spec = make_spec(
+        variants=[
+            *spec_dict()["variants"],
+            {"name": "w2", "quantize": {"scheme": "W4A16", "algorithm": "rtn"}},
+        ]
+    )
+    result = plan(
+        spec, with_base(artifacts=built(spec), deployment=current, service=service_state(first))
+    )
+    assert result.apply == []
+    assert conditions(result.status)["Serving"] == ("True", "Available")
+    assert (
+        "waiting for w2"
+        in next(c for c in result.status["conditions"] if c["type"] == "Serving")["message"]
+    )
+    assert result.status["serving"]["variant"] == "w4"
+
+
+def test_gpu_serving_with_one_replica_recreates() -> None:
+    spec = make_spec(serving={"gpu": {"product": "nvidia-l4"}, "maxModelLen": 2048})
+    result = plan(spec, with_base(artifacts=built(spec)))
+    assert result.status["serving"]["strategy"] == "Recreate"
+    assert result.status["serving"]["gpus"] == 1
+
+
+# --- transitions and invalid specs --------------------------------------------------------------
+
+
+def test_transition_times_move_only_when_a_status_changes() -> None:
+    running = tuple(job_state(o, active=1) for o in plan(observed=with_base()).create)
+    first = plan(observed=with_base(jobs=running))
+    second = plan(observed=with_base(jobs=running), previous=first.status, now=LATER)
+    assert second.create == []
+    assert second.status == first.status
+    assert second.events == []
+    third = plan(
+        observed=with_base(jobs=running, artifacts=built()), previous=second.status, now=LATER
+    )
+    times = {c["type"]: c["lastTransitionTime"] for c in third.status["conditions"]}
+    assert times["SourceReady"] == NOW and times["VariantsReady"] == LATER
+    reasons = {e.reason for e in third.events}
+    assert {"Built", "Published", "Passed", "Fits", "Applied"} <= reasons
+
+
+def test_spec_problems_name_the_field() -> None:
+    raw = spec_dict(
+        variants=[{"name": "f", "quantize": {"scheme": "FP8_DYNAMIC", "algorithm": "gptq"}}]
+    )
+    spec, problems = spec_problems(raw)
+    assert spec is None
+    assert len(problems) == 1 and problems[0].startswith("spec.variants.0.quantize")
+    assert spec_problems(spec_dict())[1] == []
+
+
+def test_an_invalid_spec_touches_no_child_and_keeps_what_was_known() -> None:
+    served = plan(observed=with_base(artifacts=built())).status
+    result = plan_invalid(OWNER, ["spec.variants.0.quantize: bad"], served, LATER)
+    assert result.create == result.apply == result.delete == []
+    ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False",
+        "InvalidSpec",
+        "spec.variants.0.quantize: bad",
+    )
+    assert result.status["serving"] == served["serving"]
+    assert result.status["summary"]["phase"] == "Failed"
+    assert [e.reason for e in result.events] == ["InvalidSpec"]
+    assert (
+        plan_invalid(OWNER, ["spec.variants.0.quantize: bad"], result.status, "later").events == []
+    )
+
+
+@pytest.mark.parametrize("variant_name", ["v" * 20, "a"])
+def test_every_child_name_fits_a_label_value(variant_name: str) -> None:
+    owner = replace(OWNER, name="m" * 32)
+    spec = make_spec(
+        variants=[{"name": variant_name, "quantize": {"scheme": "W8A16", "algorithm": "rtn"}}]
+    )
+    for observed in (Observed(), with_base(), with_base(artifacts=built(spec))):
+        result = plan(spec, observed, owner=owner)
+        for obj in result.create + result.apply:
+            assert len(obj["metadata"]["name"]) <= 63
+            assert all(len(v) <= 63 for v in obj["metadata"]["labels"].values())
+
+
+def test_the_variant_key_includes_the_compressor_version_or_custom_image() -> None:
+    spec = make_spec()
+    custom = make_spec(compression={"image": "example/compressor:dev"})
+    config = OperatorConfig()
+    default_keys = variant_locations(spec, SOURCE, config)
+    assert variant_locations(custom, SOURCE, config) != default_keys
+    newer = OperatorConfig.model_validate({"compressorVersion": "9.9.9"})
+    assert variant_locations(spec, SOURCE, newer) != default_keys
+    assert all(uri.startswith(f"{STORE}artifacts/") for _, uri in default_keys.values())
