@@ -75,3 +75,16 @@ def test_formatting_and_default_reporter_choice() -> None:
     assert format_duration(185) == "3m05s"
     assert isinstance(default_reporter(io.StringIO()), PlainReporter)
     assert "ETA ?" in describe(ProgressEvent("upload", "t", None, 0, 10, 0.0, None, False))
+
+
+def test_rich_reporter_draws_our_rate_and_eta() -> None:
+    from modelpress.storage import RichReporter
+
+    stream = io.StringIO()
+    reporter = RichReporter(stream)
+    reporter(
+        ProgressEvent("upload", "s3://b/a/", "w", 256 * 1024**2, 1024**3, 128 * 1024**2, 6.0, False)
+    )
+    reporter(ProgressEvent("upload", "s3://b/a/", None, 1024**3, 1024**3, 128 * 1024**2, 0.0, True))
+    output = stream.getvalue()
+    assert "upload s3://b/a/" in output and "128.00 MiB/s" in output

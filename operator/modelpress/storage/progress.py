@@ -183,29 +183,25 @@ class RichReporter:
     def __call__(self, event: ProgressEvent) -> None:
         if self._progress is None:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 DownloadColumn(binary_units=True),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
+                TextColumn("{task.fields[rate]}/s ETA {task.fields[eta]}"),
                 console=Console(file=self._stream or sys.stderr),
-                transient=False,
             )
             self._progress.start()
             self._task = self._progress.add_task(
-                f"{event.action} {event.target}", total=event.total_bytes
+                f"{event.action} {event.target}", total=event.total_bytes, rate="?", eta="?"
             )
-        self._progress.update(self._task, completed=event.done_bytes)
+        self._progress.update(
+            self._task,
+            completed=event.done_bytes,
+            rate=format_bytes(event.rate),
+            eta=format_duration(event.eta_seconds),
+        )
         if event.finished:
             self._progress.stop()
             self._progress = None
