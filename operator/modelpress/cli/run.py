@@ -69,9 +69,7 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="how long vLLM may take to become ready (900)",
     )
-    run.add_argument(
-        "--plain", action="store_true", help="plain progress lines even on a terminal"
-    )
+    run.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     run.set_defaults(func=run_model)
 
 

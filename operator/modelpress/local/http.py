@@ -48,9 +48,11 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
 
 def healthy(base_url: str, timeout: float = 2.0) -> bool:
     """True once the server answers GET /health with 200."""
-    with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-        with _OPENER.open(f"{base_url}/health", timeout=timeout) as response:
-            return response.status == 200
+    with (
+        contextlib.suppress(OSError, urllib.error.URLError, ValueError),
+        _OPENER.open(f"{base_url}/health", timeout=timeout) as response,
+    ):
+        return response.status == 200
     return False
 
 

@@ -123,7 +123,9 @@ def plain_table(rows: Sequence[Row]) -> str:
     """Aligned text columns, for logs and terminals alike."""
     table = [COLUMNS, *(row.cells() for row in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in table]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in table
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -133,7 +135,9 @@ def rich_table(rows: Sequence[Row]) -> Any:
 
     table = Table(show_lines=False, header_style="bold")
     for column in COLUMNS:
-        justify = "right" if column in ("bytes", "ratio", "perplexity", "Δ", "footprint") else "left"
+        justify = (
+            "right" if column in ("bytes", "ratio", "perplexity", "Δ", "footprint") else "left"
+        )
         table.add_column(column, justify=justify, no_wrap=column != "recipe")
     for row in rows:
         style = "bold" if row.served else None

@@ -104,9 +104,7 @@ def describe_variant(variant: Variant) -> str:
         if step.quantize is not None:
             q = step.quantize
             group = q.effective_group_size
-            parts.append(
-                f"{q.scheme} {q.effective_algorithm}" + (f" g{group}" if group else "")
-            )
+            parts.append(f"{q.scheme} {q.effective_algorithm}" + (f" g{group}" if group else ""))
         elif step.prune is not None:
             parts.append(f"{step.prune.method} {step.prune.fraction:.0%}")
         elif step.distill is not None:
@@ -124,12 +122,18 @@ def unpublished_prefixes(store: str) -> set[str]:
 
 def remove_unpublished(store: str, before: set[str]) -> list[str]:
     """Delete prefixes left without a manifest since `before` was taken; their URIs."""
-    from modelpress.storage import delete_artifact, read_manifest
+    import contextlib
+
+    from modelpress.storage import delete_artifact, parse_uri, read_manifest
 
     removed = []
     for uri in sorted(unpublished_prefixes(store) - before):
         if read_manifest(uri) is None:
             delete_artifact(uri)
+            location = parse_uri(uri)
+            if location.scheme == "file":
+                with contextlib.suppress(OSError):
+                    Path(location.path).rmdir()  # the now empty artifact directory
             removed.append(uri)
     return removed
 

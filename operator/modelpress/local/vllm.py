@@ -84,7 +84,9 @@ def interpreter_of(path: Path) -> Path:
 
 
 def candidates(
-    explicit: str | None, environ: Mapping[str, str] | None = None
+    explicit: str | None,
+    environ: Mapping[str, str] | None = None,
+    default_venv: Path | None = None,
 ) -> list[tuple[Path, str]]:
     """(path, how it was configured) in the order they are tried."""
     env = os.environ if environ is None else environ
@@ -96,8 +98,9 @@ def candidates(
     on_path = shutil.which("vllm", path=env.get("PATH"))
     if on_path:
         found.append((Path(on_path), "vllm on PATH"))
-    if DEFAULT_VLLM_VENV.is_dir():
-        found.append((DEFAULT_VLLM_VENV, "scripts/setup-local's default location"))
+    default = default_venv or DEFAULT_VLLM_VENV
+    if default.is_dir():
+        found.append((default, "scripts/setup-local's default location"))
     return found
 
 
@@ -119,10 +122,14 @@ def probe(python: Path, timeout: float = 60.0) -> tuple[str, str] | None:
     return name, version
 
 
-def find_vllm(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> VllmInstall:
+def find_vllm(
+    explicit: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    default_venv: Path | None = None,
+) -> VllmInstall:
     """The vLLM to serve with; VllmNotFoundError says what to install when there is none."""
     tried = []
-    options = candidates(explicit, environ)
+    options = candidates(explicit, environ, default_venv)
     for path, origin in options:
         try:
             python = interpreter_of(path)

@@ -1,0 +1,165 @@
+"""The local reconcile loop, with the compression Job's work replaced by a quick publish.
+
+The fetch Job is real (a local process running `modelpress fetch`); the compress
+Job is swapped for a function that publishes what the compressor would (files and
+metadata), so the loop, reuse, the gate, cleanup and the status are tested in
+seconds. The real compressor and vLLM run in test_vllm_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelpress.local import runner as runner_module
+from modelpress.local.console import Console
+from modelpress.local.jobs import JobResult, LocalMounts
+from modelpress.local.processes import ProcessResult
+from modelpress.local.runner import LocalRun, RunOptions, remove_unpublished, unpublished_prefixes
+from modelpress.local.spec import load_model
+from modelpress.plan import names
+from modelpress.storage import publish, read_manifest
+
+SMOLLM2_CONFIG = Path(__file__).parents[1] / "sizing" / "configs" / "SmolLM2-135M.json"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, spec_file: Callable[..., Path]) -> Path:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(SMOLLM2_CONFIG.read_text())
+    (model / "model.safetensors").write_bytes(b"\0" * 4096)
+    (tmp_path / "eval.txt").write_text("held-out text\n")
+    spec_file(
+        tmp_path / "model.yaml",
+        source=f"  source: {{uri: file://{model}/}}",
+        variants="  variants:\n"
+        "    - {name: small, quantize: {scheme: W4A16, algorithm: rtn, groupSize: 64}}\n"
+        "    - {name: worse, quantize: {scheme: W4A16, algorithm: rtn, groupSize: 128}}",
+        serving="  serving: {variant: none}",
+    )
+    return tmp_path
+
+
+def fake_compress(
+    real_run_job: Callable[..., JobResult], calls: list[str]
+) -> Callable[..., JobResult]:
+    """Runs fetch Jobs for real; publishes a compress Job's artifact as the compressor would."""
+
+    def run_job(job: Mapping[str, Any], mounts: LocalMounts, **kwargs: Any) -> JobResult:
+        labels = job["metadata"]["labels"]
+        if labels[names.LABEL_COMPONENT] != names.COMPRESS:
+            return real_run_job(job, mounts, **kwargs)
+        variant = labels[names.LABEL_VARIANT]
+        calls.append(variant)
+        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        out = args[args.index("--out") + 1]
+        staging = mounts.scratch_dir / "out"
+        staging.mkdir(parents=True)
+        (staging / "model.safetensors").write_bytes(b"\1" * (1024 if variant == "small" else 2048))
+        config = json.loads(SMOLLM2_CONFIG.read_text())
+        increase = 0.05 if variant == "small" else 0.5
+        metrics = {
+            "perplexity": 10 * (1 + increase),
+            "basePerplexity": 10.0,
+            "perplexityIncrease": increase,
+        }
+        publish(out, staging, {"metrics": metrics, "modelConfig": config})
+        done = ProcessResult(("compress",), 0, 0.1, False, Path("/dev/null"), ())
+        return JobResult(job["metadata"]["name"], (done,))
+
+    return run_job
+
+
+def run_once(workspace: Path) -> LocalRun:
+    model = load_model(workspace / "model.yaml")
+    run = LocalRun(model, RunOptions(work_dir=workspace / "work"), Console(rich=False))
+    run.preflight()
+    run.reconcile()
+    return run
+
+
+def test_a_second_run_reuses_every_artifact(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(runner_module, "run_job", fake_compress(runner_module.run_job, calls))
+
+    first = run_once(workspace)
+    assert calls == ["small", "worse"]
+    assert first.result.built == ["small", "worse"] and first.result.reused == []
+    assert first.result.ready, first.result.status["conditions"]
+    variants = {v["name"]: v for v in first.result.status["variants"]}
+    gate = {
+        v: next(c for c in e["conditions"] if c["type"] == "QualityGate")
+        for v, e in variants.items()
+    }
+    assert gate["small"]["status"] == "True" and gate["worse"]["status"] == "False"
+    assert variants["small"]["artifactUri"].startswith(f"file://{workspace}/store/artifacts/")
+    assert read_manifest(variants["small"]["artifactUri"]) is not None
+
+    capsys.readouterr()
+    second = run_once(workspace)
+    assert calls == ["small", "worse"], "the second run must not compress again"
+    assert second.result.built == []
+    assert sorted(second.result.reused) == ["base", "small", "worse"]
+    said = capsys.readouterr().err
+    assert said.count("(already published)") == 3
+    assert [v["key"] for v in second.result.status["variants"]] == [
+        v["key"] for v in first.result.status["variants"]
+    ]
+
+
+def test_a_failed_job_leaves_no_half_published_artifact(workspace: Path) -> None:
+    model = load_model(workspace / "model.yaml")
+    run = LocalRun(model, RunOptions(work_dir=workspace / "work"), Console(rich=False))
+    store = Path(run.store.removeprefix("file://"))
+    earlier = store / "artifacts" / "earlier"
+    earlier.mkdir(parents=True)
+    (earlier / "part").write_text("someone else's upload in progress")
+    partial = store / "artifacts" / "0123456789abcdef0123"
+    script = (
+        "import os, sys\n"
+        f"os.makedirs({str(partial)!r}, exist_ok=True)\n"
+        f"open(os.path.join({str(partial)!r}, 'model.safetensors'), 'w').write('half')\n"
+        "print('publishing, then failing', flush=True)\n"
+        "sys.exit(1)\n"
+    )
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "tiny-small-0000",
+            "labels": {names.LABEL_COMPONENT: names.COMPRESS, names.LABEL_VARIANT: "small"},
+        },
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"name": "c", "command": [sys.executable, "-c", script]}]}
+            }
+        },
+    }
+    run._run_job(job)
+    assert not partial.exists(), "the failed Job's unfinished upload must be removed"
+    assert earlier.exists(), "an upload that began before the Job is not this run's to remove"
+    assert run.result.failed == ["small"]
+    state = run.world.jobs["tiny-small-0000"]
+    assert state.is_failed and state.failure_reason == "ProcessFailed"
+    assert run.world.job_messages["tiny-small-0000"] == "publishing, then failing"
+
+
+def test_unpublished_prefixes_lists_only_uncommitted(tmp_path: Path) -> None:
+    store = f"file://{tmp_path}/store/"
+    committed = tmp_path / "files"
+    committed.mkdir()
+    (committed / "a").write_text("a")
+    publish(f"{store}artifacts/done/", committed)
+    (tmp_path / "store" / "artifacts" / "half").mkdir(parents=True)
+    (tmp_path / "store" / "artifacts" / "half" / "a").write_text("a")
+    assert unpublished_prefixes(store) == {f"{store}artifacts/half/"}
+    assert remove_unpublished(store, set()) == [f"{store}artifacts/half/"]
+    assert read_manifest(f"{store}artifacts/done/") is not None
