@@ -126,8 +126,8 @@ def distill(
             group["lr"] = learning_rate(current, step.steps, step.learning_rate)
         batch = windows[batch_indices(current, step.batch_size, len(windows))]
         with torch.no_grad():
-            teacher_logits = teacher(input_ids=batch).logits
-        student_logits = student(input_ids=batch).logits
+            teacher_logits = teacher(input_ids=batch, use_cache=False).logits
+        student_logits = student(input_ids=batch, use_cache=False).logits
         loss = kd_loss(student_logits, teacher_logits, step.temperature)
         del teacher_logits
         optimizer.zero_grad(set_to_none=True)

@@ -145,9 +145,7 @@ def prepare(
     step_windows = {}
     for planned in steps:
         calib = planned.calibration
-        if calib is None or (
-            isinstance(planned.action, QuantizeStep) and not planned.action.needs_data
-        ):
+        if calib is None:
             continue
         step_windows[planned.index] = windows(
             tokens[calib.dataset.uri],
@@ -284,13 +282,13 @@ def run_chain(
             model, details = _distill(
                 prepared, planned, model, scratch, checkpoints_root, credentials
             )
-        else:
+        # Counted before quantizing: the dense count (quantization adds scales, no weights).
+        parameters = parameter_count(model)
+        if isinstance(action, QuantizeStep):
             from modelpress.compress.quantize import quantize
 
-            parameters_before = parameter_count(model)
             quantize(model, action, windows_for_step)
             quantized = True
-        parameters = parameters_before if quantized else parameter_count(model)
         lineage.append(
             {
                 "step": planned.index + 1,
@@ -363,12 +361,8 @@ def training_fingerprint(prepared: Prepared, planned: PlannedStep) -> str:
 def _step_wire(planned: PlannedStep) -> dict[str, Any]:
     """The step's parameters as written, with the calibration it actually used."""
     wire = planned.action.to_wire()
-    if planned.calibration is not None and (
-        not isinstance(planned.action, QuantizeStep) or planned.action.needs_data
-    ):
+    if planned.calibration is not None:
         wire["calibration"] = planned.calibration.to_wire()
-    else:
-        wire.pop("calibration", None)
     return wire
 
 

@@ -49,7 +49,7 @@ def score(model: torch.nn.Module, windows: torch.Tensor, *, what: str) -> Scores
     model.eval()
     with torch.no_grad():
         for window in windows:
-            logits = model(input_ids=window.unsqueeze(0)).logits[0, :-1].float()
+            logits = model(input_ids=window.unsqueeze(0), use_cache=False).logits[0, :-1].float()
             targets = window[1:]
             nll_sum += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
             greedy.append(logits.argmax(-1).to(torch.int32))

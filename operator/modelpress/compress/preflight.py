@@ -104,8 +104,9 @@ def resolve_chain(variant: Variant, default_calibration: Calibration | None) -> 
     """The variant's steps with their calibration text, failing on steps that lack one."""
     planned = []
     for index, step in enumerate(variant.chain):
-        calibration = step.action.calibration or default_calibration
-        if calibration is None and _needs_data(step):
+        needs_data = _needs_data(step)
+        calibration = (step.action.calibration or default_calibration) if needs_data else None
+        if calibration is None and needs_data:
             raise CompressionError(
                 f"variant {variant.name!r} step {index + 1} ({step.kind}) needs calibration "
                 "text: set the spec's calibration or the step's own calibration",

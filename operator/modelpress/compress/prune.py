@@ -95,7 +95,7 @@ def block_angular_distances(model: torch.nn.Module, windows: torch.Tensor) -> li
         progress = Progress("layer-drop scoring", total=len(windows), unit="windows")
         with torch.no_grad():
             for window in windows:
-                model.model(input_ids=window.unsqueeze(0))
+                model.model(input_ids=window.unsqueeze(0), use_cache=False)
                 tokens += window.numel()
                 progress.advance(1)
     finally:
@@ -138,7 +138,7 @@ def ffn_channel_importance(model: torch.nn.Module, windows: torch.Tensor) -> lis
         progress = Progress("ffn-width scoring", total=len(windows), unit="windows")
         with torch.no_grad():
             for window in windows:
-                model.model(input_ids=window.unsqueeze(0))
+                model.model(input_ids=window.unsqueeze(0), use_cache=False)
                 tokens += window.numel()
                 progress.advance(1)
     finally:

