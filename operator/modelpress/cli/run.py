@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
         "--vllm",
         metavar="PATH",
         help="vLLM's virtual environment, its python, or its vllm script (default: "
-        "$MODELPRESS_VLLM, vllm on PATH, /var/tmp/modelpress/vllm-venv)",
+        "$MODELPRESS_VLLM, vllm on PATH, the checkout's .venv-vllm)",
     )
     run.add_argument(
         "--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 = any free)"
@@ -133,6 +133,11 @@ def run_model(args: argparse.Namespace) -> int:
         )
         print(f"status: {status_path}", file=out)
         if answer is not None and result.server is not None:
+            print(
+                f"vLLM loaded {result.served_root or result.server.model_dir}, the copy "
+                "`modelpress pull` verified file by file against the manifest",
+                file=out,
+            )
             print(file=out)
             print(f"Q: {options.prompt}", file=out)
             print(f"A ({result.server.model_name}, {result.endpoint}): {answer}", file=out)

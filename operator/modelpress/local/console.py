@@ -38,6 +38,31 @@ class Step:
         self._lock = threading.Lock()
         self._last_heartbeat = self.started
         self._task: Any = None
+        self._stopped = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def start_ticker(self) -> None:
+        """Plain mode: a heartbeat even while the work prints nothing."""
+        if self.console.heartbeat <= 0:
+            return
+        self._ticker = threading.Thread(
+            target=self._tick, name=f"heartbeat {self.title}", daemon=True
+        )
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(self.console.heartbeat / 2):
+            with self._lock:
+                if self.ended:
+                    return
+                now = time.monotonic()
+                if now - self._last_heartbeat < self.console.heartbeat:
+                    continue
+                self._last_heartbeat = now
+                self.console.plain(
+                    f"  … {self.title}: {format_duration(self.elapsed)}: "
+                    f"{self.last or 'working, no output yet'}"
+                )
 
     @property
     def elapsed(self) -> float:
@@ -70,6 +95,7 @@ class Step:
             if self.ended:
                 return
             self.ended = True
+        self._stopped.set()
         self.console.end_task(self)
         detail = f": {note}" if note else ""
         self.console.say(f"{mark} {self.title}{detail} ({format_duration(self.elapsed)})")
@@ -133,6 +159,7 @@ class Console:
     def start_task(self, step: Step) -> None:
         if not self.rich:
             self.plain(f"→ {step.title} …")
+            step.start_ticker()
             return
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

