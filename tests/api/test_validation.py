@@ -218,3 +218,9 @@ def test_inline_secret_message_says_what_to_do():
     problems = model_problems(mutate("spec.source.huggingface.token", "hf_x"))
     assert any("Secret" in p.message for p in problems)
     assert all("hf_x" not in str(p) for p in problems)
+
+
+def test_uri_credentials_never_reach_the_message():
+    secret = "wJalrXUtn/FEMI/K7MDENG"
+    problems = model_problems(mutate("spec.storage.uri", f"s3://AKIAEXAMPLE:{secret}@artifacts/x/"))
+    assert problems and all(secret not in str(p) and "AKIAEXAMPLE" not in str(p) for p in problems)

@@ -34,7 +34,7 @@ def _check_uri(uri: str) -> str:
             f"unknown scheme {scheme!r} in {redact_uri(uri)}: use s3://bucket/path/ or file:///absolute/path/"
         )
     authority = rest.split("/", 1)[0]
-    if "@" in authority:
+    if "@" in rest:
         raise ValueError(
             f"credentials must not be embedded in URIs ({redact_uri(uri)}): "
             "put them in a Secret and name it in secretRef"
@@ -54,8 +54,10 @@ def _check_uri(uri: str) -> str:
 
 
 def redact_uri(uri: str) -> str:
-    """Hide user:password@ in a URI before it reaches a message or a log."""
-    return re.sub(r"(://)[^/@]*@", r"\1***@", uri)
+    """Hide user:password@ in a URI before it reaches a message or a log.
+
+    Everything up to the last `@` goes: secret keys may themselves contain `/`."""
+    return re.sub(r"(://).*@", r"\1***@", uri)
 
 
 StoreUri = Annotated[
