@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import itertools
 import uuid
 from collections.abc import AsyncIterator
@@ -71,6 +72,23 @@ _RESOURCES: dict[str, dict[str, Any]] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """One request the emulator served."""
+
+    method: str
+    path: str
+    agent: str
+
+
+_WRITES = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
+
+
+def _resource_name(resource: Any) -> str:
+    prefix = f"{resource.group}/{resource.version}" if resource.group else resource.version
+    return f"{prefix}/{resource.plural}"
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -80,6 +98,11 @@ class Cluster(kmock.KubernetesEmulator):
     """The emulator plus identity, generations, resource versions and fast lookups."""
 
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
+    seen: list[Seen] = attrs.field(factory=list, init=False)
+    """Every request served: method, path and user agent (kmock keeps only recent ones)."""
+    listeners: list[Any] = attrs.field(factory=list, init=False)
+    """Callables told `(resource, namespace, name)` after each write, for stand-ins that
+    react to changes instead of scanning every object."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -93,14 +116,29 @@ class Cluster(kmock.KubernetesEmulator):
         ] = definition
 
     async def _handle(self, request: Any) -> Any:
+        method = getattr(request.method, "value", str(request.method))
+        self.seen.append(Seen(method, request.url.path, request.headers.get("User-Agent", "")))
         if request.resource is not None and isinstance(request.data, dict):
             if request.action == kmock.action.CREATE:
                 self._stamp_create(request.data)
             elif request.action == kmock.action.UPDATE and request.name is not None:
                 self._stamp_update(request)
-        response = await super()._handle(request)
+        try:
+            response = await super()._handle(request)
+        finally:
+            # kmock matches each request against every request it retained; keep only
+            # those in flight, or serving a long run becomes quadratic.
+            with contextlib.suppress(ValueError):
+                self._requests.remove(request)
         if request.resource is not None and request.name is not None:
             self._trim(request)
+        if request.resource is not None and request.action in _WRITES:
+            name = request.name or (request.data or {}).get("metadata", {}).get("name")
+            namespace = request.namespace or (request.data or {}).get("metadata", {}).get(
+                "namespace"
+            )
+            for listener in self.listeners:
+                listener(_resource_name(request.resource), namespace, name)
         return response
 
     def _stamp_create(self, data: dict[str, Any]) -> None:
@@ -154,17 +192,21 @@ class Cluster(kmock.KubernetesEmulator):
 
     # --- conveniences for tests -----------------------------------------------------------
 
-    @property
-    def log(self) -> list[Any]:
-        """Every request served so far (kmock's parsed requests), oldest first."""
-        return self._requests  # type: ignore[no-any-return]
-
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:  # type: ignore[override]
         """The live object as a plain dict, or None."""
         obj = self._find(kmock.resource(resource), namespace, name)
         if obj is None or obj.deleted:
             return None
         return copy.deepcopy(obj.last.raw)
+
+    def live(self, resource: str) -> list[dict[str, Any]]:
+        """The live objects of a resource, not copied: read them, never change them."""
+        wanted = kmock.resource(resource)
+        return [
+            obj.last.raw
+            for (res, _, _), obj in list(self._objects.items())
+            if res == wanted and not obj.deleted
+        ]
 
     def all(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
         wanted = kmock.resource(resource)

@@ -14,11 +14,9 @@ from modelpress.api.admission import schema_problems
 
 def _status_writes(harness: Harness, since: int) -> list[str]:
     return [
-        r.url.path
-        for r in harness.cluster.log[since:]
-        if r.method == "PATCH"
-        and r.url.path.endswith("/status")
-        and "kmock" not in r.headers.get("User-Agent", "")
+        r.path
+        for r in harness.cluster.seen[since:]
+        if r.method == "PATCH" and r.path.endswith("/status") and "kmock" not in r.agent
     ]
 
 
@@ -41,7 +39,7 @@ async def test_a_spec_only_the_operator_rejects_gets_a_condition_naming_the_fiel
     assert "set algorithm rtn or leave it unset" in ready["message"]
     assert harness.status("tiny")["summary"]["phase"] == "Failed"
 
-    mark = len(harness.cluster.log)
+    mark = len(harness.cluster.seen)
     await asyncio.sleep(4.5)  # two resync periods: no retries, no repeated writes
     assert harness.jobs("tiny") == []
     assert _status_writes(harness, mark) == []

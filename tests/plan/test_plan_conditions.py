@@ -65,3 +65,38 @@ def test_merge_patch_is_minimal_and_removes_what_is_gone() -> None:
     assert merge_patch(new, new) == {}
     assert merge_patch(None, {"a": {"b": 1}}) == {"a": {"b": 1}}
     assert merge_patch({"a": None}, {"a": None}) == {}
+
+
+def test_a_condition_first_seen_waiting_is_no_news() -> None:
+    new = status(
+        condition("SourceReady", False, "Fetching", "created Job f", 1),
+        condition("VariantsReady", False, "WaitingForSource", "", 1),
+        variants=[
+            {
+                "name": "w4",
+                "conditions": [condition("Compressed", False, "WaitingForSource", "", 1)],
+            }
+        ],
+    )
+    assert [e.reason for e in transitions(None, new)] == ["Fetching"]
+
+
+def test_ready_repeats_no_reason_another_condition_tells() -> None:
+    before = status(
+        condition("Ready", False, "Compressing", "", 1),
+        condition("VariantsReady", False, "Compressing", "", 1),
+    )
+    after = status(
+        condition("Ready", False, "JobFailed", "x", 1),
+        condition("VariantsReady", False, "JobFailed", "x", 1),
+    )
+    assert [e.message.split(" ")[0] for e in transitions(before, after)] == ["VariantsReady"]
+    invalid = status(
+        condition("Ready", False, "InvalidSpec", "spec.x: bad", 2), *after["conditions"][1:]
+    )
+    assert [e.reason for e in transitions(after, invalid)] == ["InvalidSpec"]
+
+
+def test_long_messages_are_cut_for_the_event_api() -> None:
+    [event] = transitions(None, status(condition("Ready", False, "JobFailed", "x" * 5000, 1)))
+    assert len(event.message) == 1000 and event.message.endswith("...")

@@ -164,7 +164,7 @@ def test_once_the_base_is_stored_every_variant_gets_a_job() -> None:
 def test_an_artifact_already_in_the_store_is_never_computed_again() -> None:
     artifacts = built()
     result = plan(observed=with_base(artifacts=artifacts))
-    assert result.create == []
+    assert [o["kind"] for o in result.create] == ["Deployment", "Service"]
     assert conditions(result.status)["VariantsReady"][0] == "True"
 
 
@@ -260,9 +260,9 @@ def test_compression_jobs_are_kept_while_the_base_model_is_unknown() -> None:
 
 def test_everything_built_serves_the_smallest_passing_variant() -> None:
     result = plan(observed=with_base(artifacts=built()))
-    kinds = sorted(o["kind"] for o in result.apply)
-    assert kinds == ["Deployment", "Service"]
-    deployment = next(o for o in result.apply if o["kind"] == "Deployment")
+    assert result.apply == []
+    assert sorted(o["kind"] for o in result.create) == ["Deployment", "Service"]
+    deployment = next(o for o in result.create if o["kind"] == "Deployment")
     w4_key = variant_locations(make_spec(), SOURCE, OperatorConfig())["w4"][0]
     assert deployment["spec"]["template"]["metadata"]["labels"][names.LABEL_KEY] == w4_key
     status = result.status
@@ -286,14 +286,14 @@ def test_everything_built_serves_the_smallest_passing_variant() -> None:
 
 
 def rolled_out(result: Plan, **changes: Any) -> DeploymentState:
-    deployment = next(o for o in result.apply if o["kind"] == "Deployment")
+    deployment = next(o for o in result.create + result.apply if o["kind"] == "Deployment")
     state = DeploymentState.from_object(deployment)
     ready = {"ready_replicas": 1, "updated_replicas": 1, "available_replicas": 1}
     return replace(state, owner_uid=OWNER.uid, **{**ready, **changes})
 
 
 def service_state(result: Plan) -> ServiceState:
-    service = next(o for o in result.apply if o["kind"] == "Service")
+    service = next(o for o in result.create + result.apply if o["kind"] == "Service")
     return replace(ServiceState.from_object(service), owner_uid=OWNER.uid)
 
 
@@ -441,7 +441,10 @@ def test_transition_times_move_only_when_a_status_changes() -> None:
     times = {c["type"]: c["lastTransitionTime"] for c in third.status["conditions"]}
     assert times["SourceReady"] == NOW and times["VariantsReady"] == LATER
     reasons = {e.reason for e in third.events}
-    assert {"Built", "Published", "Passed", "Fits", "Applied"} <= reasons
+    assert {"Built", "RollingOut", "VariantReady"} <= reasons
+    [w4] = [e for e in third.events if e.message.startswith("variant w4:")]
+    assert "Compressed is True" in w4.message and "QualityGate is True" in w4.message
+    assert "Fits is True" in w4.message
 
 
 def test_spec_problems_name_the_field() -> None:

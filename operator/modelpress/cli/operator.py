@@ -79,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-        logging.getLogger("botocore").setLevel(logging.WARNING)
+        # kopf reports every handler run at INFO; the operator logs what it changes.
+        for name in ("kopf.objects", "aiohttp.access", "botocore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     scope = ", ".join(namespaces) if namespaces else "all namespaces"
     logging.getLogger("modelpress").info(
         "modelpress operator watching %s (config: %s)", scope, path or "defaults"

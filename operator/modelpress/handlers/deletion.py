@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from modelpress.handlers import observe
+from modelpress.handlers.kube import ApiError, path
 from modelpress.handlers.state import OperatorState
 from modelpress.plan.names import LABEL_MODEL
 from modelpress.plan.observed import owner_uid
@@ -29,18 +30,34 @@ GIVE_UP_AFTER_RETRIES = 5
 
 
 def artifacts_to_delete(
-    namespace: str,
-    name: str,
-    candidates: set[str],
-    index: Any,
+    uid: str | None, candidates: set[str], others: list[dict[str, Any]]
 ) -> tuple[list[str], list[str]]:
-    """(URIs to delete, URIs kept because another model reports them)."""
-    delete, kept = [], []
-    for uri in sorted(candidates):
-        users = set(index.get(uri, [])) if index is not None else set()
-        users.discard((namespace, name))
-        (kept if users else delete).append(uri)
+    """(URIs to delete, URIs kept because another model reports them in its status)."""
+    in_use = {
+        entry.get("artifactUri")
+        for other in others
+        if (other.get("metadata") or {}).get("uid") != uid
+        for entry in (other.get("status") or {}).get("variants") or []
+    }
+    delete = sorted(uri for uri in candidates if uri not in in_use)
+    kept = sorted(uri for uri in candidates if uri in in_use)
     return delete, kept
+
+
+async def other_models(client: Any, namespace: str, namespaces: list[str]) -> list[dict[str, Any]]:
+    """Every CompressedModel the operator may see: cluster-wide when allowed, else in
+    the model's namespace and the configured ones."""
+    try:
+        answer = await client.request("GET", "/apis/modelpress.dev/v1alpha1/compressedmodels")
+        return list((answer or {}).get("items") or [])
+    except ApiError as error:
+        if error.status not in (403, 404):
+            raise
+    found: list[dict[str, Any]] = []
+    for ns in dict.fromkeys([namespace, *[n for n in namespaces if "*" not in n]]):
+        answer = await client.request("GET", path("CompressedModel", ns))
+        found += list((answer or {}).get("items") or [])
+    return found
 
 
 async def delete_model(
@@ -48,7 +65,6 @@ async def delete_model(
     body: Mapping[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
     retry: int,
-    index: Any,
 ) -> None:
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata.get("uid")
@@ -79,9 +95,10 @@ async def delete_model(
         if record is not None:
             locations = variant_locations(spec, record, state.config)
             candidates |= {uri for _, uri in locations.values()}
-        doomed, kept = artifacts_to_delete(namespace, name, candidates, index)
+        others = await other_models(client, namespace, state.config.namespaces)
+        doomed, kept = artifacts_to_delete(uid, candidates, others)
         removed = await asyncio.to_thread(_delete_artifacts, doomed, credentials)
-    except (StorageError, _StoreProblem) as error:
+    except (StorageError, ApiError, _StoreProblem) as error:
         if retry < GIVE_UP_AFTER_RETRIES:
             raise kopf.TemporaryError(
                 f"cannot delete artifacts yet: {error}", delay=state.config.backoff_seconds

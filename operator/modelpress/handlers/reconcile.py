@@ -35,6 +35,8 @@ from modelpress.plan.reconcile import (
     variant_locations,
 )
 
+log = logging.getLogger("modelpress.operator")
+
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -148,16 +150,30 @@ async def apply_plan(
     adopter = owner_reference_view(body)
     for obj in plan.create:
         kopf.adopt(obj, owner=adopter)  # type: ignore[arg-type]
-        created = await client.create(obj)
-        if created:
-            logger.info("created %s %s", obj["kind"], obj["metadata"]["name"])
+        if not await client.create(obj):
+            if obj["kind"] != "Job":  # it exists after all: make it exactly this
+                await client.apply(obj)
+            continue
+        log.info(
+            "%s/%s: created %s %s",
+            owner.namespace,
+            owner.name,
+            obj["kind"],
+            obj["metadata"]["name"],
+        )
     for obj in plan.apply:
         kopf.adopt(obj, owner=adopter)  # type: ignore[arg-type]
         await client.apply(obj)
-        logger.info("applied %s %s", obj["kind"], obj["metadata"]["name"])
+        log.info(
+            "%s/%s: applied %s %s",
+            owner.namespace,
+            owner.name,
+            obj["kind"],
+            obj["metadata"]["name"],
+        )
     for kind, name in plan.delete:
         if await client.delete(kind, owner.namespace, name):
-            logger.info("deleted obsolete %s %s", kind, name)
+            log.info("%s/%s: deleted obsolete %s %s", owner.namespace, owner.name, kind, name)
     patch = merge_patch(previous, plan.status)
     if patch:
         await client.patch_status("CompressedModel", owner.namespace, owner.name, patch)

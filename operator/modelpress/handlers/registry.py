@@ -87,13 +87,6 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
     async def child_changed(namespace: str, labels: Any, **_: Any) -> None:
         state.poke(namespace, labels[LABEL_MODEL])
 
-    @kopf.index(*MODEL, id="modelpress_artifacts", registry=registry)
-    async def modelpress_artifacts(namespace: str, name: str, status: Any, **_: Any) -> Any:
-        """Artifact URIs each model reports, so deleting one model never removes an
-        artifact another still uses."""
-        uris = [v.get("artifactUri") for v in (status or {}).get("variants") or []]
-        return {uri: (namespace, name) for uri in uris if uri}
-
     # --- the models -------------------------------------------------------------------
 
     @kopf.on.create(*MODEL, id="reconcile", registry=registry)
@@ -138,7 +131,7 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
     async def delete_model(
         body: Any, namespace: str, name: str, logger: logging.Logger, retry: int, **kwargs: Any
     ) -> None:
-        await deletion.delete_model(state, body, logger, retry, kwargs.get("modelpress_artifacts"))
+        await deletion.delete_model(state, body, logger, retry)
         state.forget(namespace, name, body.get("metadata", {}).get("uid"))
 
     return registry

@@ -37,6 +37,8 @@ def configure(
     settings.watching.label_selectors["", "services"] = selector
 
     settings.queueing.worker_limit = config.worker_limit
+    # An idle per-object worker holds one of the limited slots; let it go soon.
+    settings.queueing.idle_timeout = 0.05
     settings.execution.max_workers = config.worker_limit
     settings.execution.default_backoff = config.backoff_seconds
     settings.networking.request_timeout = 60

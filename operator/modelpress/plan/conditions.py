@@ -36,6 +36,19 @@ FAILURE_REASONS = frozenset(
 )
 #: Reasons worth a Warning Event although they may resolve on their own.
 WARNING_REASONS = FAILURE_REASONS | {"JobRetrying"}
+#: Reasons of work in progress: a condition first seen with one of these is no news,
+#: and a variant entering one is already told by VariantsReady.
+PROGRESS_REASONS = frozenset(
+    {
+        "WaitingForSource",
+        "WaitingForVariants",
+        "WaitingForVariant",
+        "WaitingForSizing",
+        "NotEvaluated",
+        "NotSized",
+        "Compressing",
+    }
+)
 
 
 def condition(
@@ -84,42 +97,98 @@ class Event:
     message: str
 
 
+EVENT_MESSAGE_LIMIT = 1000
+
+
 def _event_for(condition: Mapping[str, Any], prefix: str) -> Event:
     reason = condition.get("reason") or condition["type"]
-    status = condition.get("status")
-    warning = status != "True" and reason in WARNING_REASONS
-    message = f"{prefix}{condition['type']} is {status}"
+    warning = condition.get("status") != "True" and reason in WARNING_REASONS
+    return Event("Warning" if warning else "Normal", reason, prefix + _describe(condition))
+
+
+def _describe(condition: Mapping[str, Any]) -> str:
+    text = f"{condition['type']} is {condition.get('status')}"
     if condition.get("message"):
-        message += f": {condition['message']}"
-    return Event("Warning" if warning else "Normal", reason, message)
+        text += f": {condition['message']}"
+    return text
 
 
 def _changed(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
+    """A transition: a new status or reason. A condition first seen waiting is not one."""
     if before is None:
-        return True
+        return after.get("status") != "Unknown" and after.get("reason") not in PROGRESS_REASONS
     return before.get("status") != after.get("status") or before.get("reason") != after.get(
         "reason"
     )
 
 
+def _truncate(event: Event) -> Event:
+    if len(event.message) <= EVENT_MESSAGE_LIMIT:
+        return event
+    return Event(event.type, event.reason, event.message[: EVENT_MESSAGE_LIMIT - 3] + "...")
+
+
 def transitions(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[Event]:
-    """An Event for every condition (resource and variant) whose status or reason changed."""
+    """The Events a status change deserves.
+
+    One per resource condition whose status or reason changed (Ready when its status
+    flips, or for a reason no other condition tells, like InvalidSpec; a condition first seen
+    waiting is no news). One per variant whose conditions reached an outcome, naming
+    each change, so a variant built, evaluated and sized in one step is one Event.
+    """
     old = old or {}
     events = []
     old_conditions = {c.get("type"): c for c in old.get("conditions") or []}
-    for item in new.get("conditions") or []:
-        if _changed(old_conditions.get(item["type"]), item):
+    conditions = new.get("conditions") or []
+    for item in conditions:
+        before = old_conditions.get(item["type"])
+        if item["type"] == "Ready":
+            told_elsewhere = any(
+                c["type"] != "Ready" and c.get("reason") == item.get("reason") for c in conditions
+            )
+            flipped = before is None or before.get("status") != item.get("status")
+            if flipped or (_changed(before, item) and not told_elsewhere):
+                events.append(_event_for(item, ""))
+        elif _changed(before, item):
             events.append(_event_for(item, ""))
     old_variants = {v.get("name"): v for v in old.get("variants") or []}
     for variant in new.get("variants") or []:
         before = old_variants.get(variant["name"]) or {}
         before_conditions = {c.get("type"): c for c in before.get("conditions") or []}
-        for item in variant.get("conditions") or []:
-            if item["type"] == "Ready":
-                continue  # the variant's Ready repeats its other conditions
-            if _changed(before_conditions.get(item["type"]), item):
-                events.append(_event_for(item, f"variant {variant['name']}: "))
-    return events
+        changed = [
+            item
+            for item in variant.get("conditions") or []
+            if item["type"] != "Ready"
+            and item.get("reason") not in PROGRESS_REASONS
+            and _changed(before_conditions.get(item["type"]), item)
+        ]
+        if changed:
+            events.append(_variant_event(variant, changed, before_conditions))
+    return [_truncate(e) for e in events]
+
+
+def _variant_event(
+    variant: Mapping[str, Any],
+    changed: list[Mapping[str, Any]],
+    before: Mapping[str, Mapping[str, Any]],
+) -> Event:
+    warnings = [
+        c for c in changed if c.get("status") != "True" and c.get("reason") in WARNING_REASONS
+    ]
+    ready = next((c for c in variant.get("conditions") or [] if c["type"] == "Ready"), None)
+    became_ready = (
+        ready is not None
+        and ready.get("status") == "True"
+        and (before.get("Ready") or {}).get("status") != "True"
+    )
+    if warnings:
+        kind, reason = "Warning", warnings[0].get("reason") or "Failed"
+    elif became_ready:
+        kind, reason = "Normal", "VariantReady"
+    else:
+        kind, reason = "Normal", changed[0].get("reason") or changed[0]["type"]
+    message = f"variant {variant['name']}: " + "; ".join(_describe(c) for c in changed)
+    return Event(kind, reason, message)
 
 
 def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:

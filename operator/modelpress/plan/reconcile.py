@@ -50,9 +50,10 @@ class Plan:
     references; the caller adopts them."""
 
     create: list[dict[str, Any]] = field(default_factory=list)
-    """Jobs to create (an existing one of the same name is already right)."""
+    """Children not seen yet. A Job found to exist is already right (its name hashes its
+    spec); a Deployment or Service found to exist is applied instead."""
     apply: list[dict[str, Any]] = field(default_factory=list)
-    """Deployment and Service to create or update to exactly this."""
+    """Deployment and Service seen with another spec: update them to exactly this."""
     delete: list[tuple[str, str]] = field(default_factory=list)
     """(kind, name) of children that are obsolete."""
     status: dict[str, Any] = field(default_factory=dict)
@@ -370,7 +371,7 @@ def plan_model(
         status["serving"] = serving_status
     status["summary"] = _summary(conditions, variants_status, serving_status, observed, base)
     plan.status = status
-    plan.events = cond.transitions(previous, status) + _child_events(plan)
+    plan.events = cond.transitions(previous, status)
     return plan
 
 
@@ -576,13 +577,14 @@ def _plan_serving(
         svc = serving.service(owner.name, owner.namespace)
         desired_hash = desired["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH]
         up_to_date = current is not None and current.spec_hash == desired_hash
-        if not up_to_date:
+        if current is None:
+            plan.create.append(desired)
+        elif not up_to_date:
             plan.apply.append(desired)
-        if (
-            observed.service is None
-            or observed.service.spec_hash
-            != (svc["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH])
-        ):
+        service_hash = svc["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH]
+        if observed.service is None:
+            plan.create.append(svc)
+        elif observed.service.spec_hash != service_hash:
             plan.apply.append(svc)
         strategy = desired["spec"]["strategy"]["type"]
         replicas = spec.serving.replicas
@@ -691,18 +693,6 @@ def _summary(
             if isinstance(metrics.get("perplexityIncrease"), int | float):
                 summary["perplexityIncrease"] = round(float(metrics["perplexityIncrease"]), 4)
     return summary
-
-
-def _child_events(plan: Plan) -> list[Event]:
-    events = []
-    for obj in plan.create:
-        events.append(Event("Normal", "Created", f"created Job {obj['metadata']['name']}"))
-    for obj in plan.apply:
-        kind, name = obj["kind"], obj["metadata"]["name"]
-        events.append(Event("Normal", "Applied", f"applied {kind} {name}"))
-    for kind, name in plan.delete:
-        events.append(Event("Normal", "Deleted", f"deleted obsolete {kind} {name}"))
-    return events
 
 
 def plan_invalid(
