@@ -311,7 +311,9 @@ def main() -> int:
     )
     parser.add_argument("--json", metavar="OUT", help="also write the result as JSON here")
     parser.add_argument("--log", metavar="FILE", help="keep the operator's log here")
-    parser.add_argument("--profile", metavar="FILE", help="profile the operator (cProfile) into FILE")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="profile the operator (cProfile) into FILE"
+    )
     args = parser.parse_args()
     if args.objects < 1:
         parser.error("--objects must be at least 1")
