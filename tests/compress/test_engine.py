@@ -50,6 +50,7 @@ def test_quantized_variant_is_published_with_complete_metadata(
     }  # fmt: skip
     assert expected_keys <= set(meta)
     assert meta["kind"] == "variant"
+    assert meta["evaluation"] == {**evaluation, "metric": "perplexity"}  # no gate thresholds
     assert meta["source"] == {"id": "org/tiny", "revision": "c0ffee"}
     assert meta["recipe"] == variant | {"quantize": {**variant["quantize"], "ignore": ["lm_head"]}}
     assert meta["modelConfig"]["quantization_config"]["quant_method"] == "compressed-tensors"

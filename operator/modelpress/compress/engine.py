@@ -392,6 +392,17 @@ def evaluate_saved(prepared: Prepared, saved: Path, cache_dir: Path | None) -> d
     return metrics(result, reference)
 
 
+GATE_FIELDS = ("maxPerplexityIncrease", "minAgreement")
+
+
+def measurement_settings(evaluation: Evaluation) -> dict[str, Any]:
+    """How the metrics were measured; the gate thresholds judge them later and are left out."""
+    wire = evaluation.to_wire()
+    for name in GATE_FIELDS:
+        wire.pop(name, None)
+    return wire
+
+
 def _metadata(
     prepared: Prepared,
     saved: Path,
@@ -408,7 +419,7 @@ def _metadata(
         weights_bytes=weights_bytes(saved),
         model_config=read_config(saved),
         recipe=prepared.variant.to_wire(),
-        evaluation=prepared.evaluation.to_wire(),
+        evaluation=measurement_settings(prepared.evaluation),
         lineage=lineage,
         source=source_of(prepared.base.metadata, prepared.base.location),
         metrics=metrics,
