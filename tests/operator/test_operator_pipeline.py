@@ -22,6 +22,10 @@ async def test_happy_path_to_ready(harness: Harness) -> None:
 
     status = harness.status("tiny")
     assert status["observedGeneration"] == 1
+    metadata = harness.model("tiny")["metadata"]
+    assert "kopf" not in status, "kopf keeps its state in annotations, not in the strict status"
+    assert "kopf.modelpress.dev/last-handled-configuration" in metadata["annotations"]
+    assert metadata["finalizers"] == ["modelpress.dev/artifacts"]
     summary = status["summary"]
     assert summary["phase"] == "Ready"
     assert summary["variants"] == "2/2"
