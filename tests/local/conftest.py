@@ -21,15 +21,67 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+FAKE_SERVER = """
+import argparse, json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+parser = argparse.ArgumentParser()
+for option in ("--model", "--served-model-name", "--host"):
+    parser.add_argument(option)
+parser.add_argument("--port", type=int)
+args, _ = parser.parse_known_args()
+record = os.environ.get("FAKE_VLLM_RECORD")
+if record:
+    with open(record, "w") as out:
+        json.dump({"argv": sys.argv[1:], "env": dict(os.environ)}, out)
+if os.environ.get("FAKE_VLLM_FAIL"):
+    print("ValueError: cannot load this checkpoint", flush=True)
+    sys.exit(1)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def _json(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == "/health":
+            self._json({})
+        elif self.path == "/v1/models":
+            self._json({"data": [{"id": args.served_model_name, "root": args.model}]})
+        else:
+            self.send_error(404)
+
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert request["model"] == args.served_model_name
+        self._json({"choices": [{"message": {"content": "Paris, of course."}}]})
+
+    def log_message(self, *_):
+        pass
+
+
+print("fake vLLM listening", flush=True)
+ThreadingHTTPServer((args.host, args.port), Handler).serve_forever()
+"""
+
+
 @pytest.fixture
 def fake_vllm(tmp_path: Path) -> Path:
-    """A virtual-environment-shaped directory whose python can import a (fake) `vllm`.
-
-    Enough for discovery and argument checks; it cannot serve.
-    """
+    """A virtual-environment-shaped directory whose python imports a stand-in `vllm`:
+    `python -m vllm.entrypoints.openai.api_server` answers /health, /v1/models and chat
+    like vLLM. FAKE_VLLM_RECORD names a file for its argv and env; FAKE_VLLM_FAIL makes
+    it exit at start."""
     packages = tmp_path / "fake-vllm-site"
-    (packages / "vllm").mkdir(parents=True)
-    (packages / "vllm" / "__init__.py").write_text("__version__ = '0.0-fake'\n")
+    server = packages / "vllm" / "entrypoints" / "openai"
+    server.mkdir(parents=True)
+    for package in (packages / "vllm", server.parent, server):
+        (package / "__init__.py").write_text("")
+    (server / "api_server.py").write_text(FAKE_SERVER)
     venv = tmp_path / "fake-vllm-venv"
     (venv / "bin").mkdir(parents=True)
     python = venv / "bin" / "python"

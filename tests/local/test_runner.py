@@ -163,3 +163,79 @@ def test_unpublished_prefixes_lists_only_uncommitted(tmp_path: Path) -> None:
     assert unpublished_prefixes(store) == {f"{store}artifacts/half/"}
     assert remove_unpublished(store, set()) == [f"{store}artifacts/half/"]
     assert read_manifest(f"{store}artifacts/done/") is not None
+
+
+def serving_workspace(workspace: Path) -> Path:
+    text = (workspace / "model.yaml").read_text()
+    text = text.replace(
+        "serving: {variant: none}", "serving: {variant: auto, maxModelLen: 1024, maxNumSeqs: 2}"
+    )
+    (workspace / "model.yaml").write_text(text)
+    return workspace
+
+
+def test_the_serving_deployment_runs_locally(
+    workspace: Path, fake_vllm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(runner_module, "run_job", fake_compress(runner_module.run_job, calls))
+    record = workspace / "vllm.json"
+    monkeypatch.setenv("FAKE_VLLM_RECORD", str(record))
+    monkeypatch.setenv("VIRTUAL_ENV", "/the/compressor/venv")
+    serving_workspace(workspace)
+    model = load_model(workspace / "model.yaml")
+    options = RunOptions(work_dir=workspace / "work", vllm=str(fake_vllm), port=0)
+    run = LocalRun(model, options, Console(rich=False))
+    try:
+        run.preflight()
+        result = run.reconcile()
+        assert result.ready, result.status["conditions"]
+        assert result.server is not None
+        assert run.ask() == "Paris, of course."
+        status_path = run.write_status()
+    finally:
+        run.stop()
+    assert result.server.process.poll() is not None, "the server is stopped"
+
+    status = json.loads(status_path.read_text())
+    assert status["serving"]["variant"] == "small"
+    assert status["serving"]["endpoint"] == f"{result.server.base_url}/v1"
+    serving = next(c for c in status["conditions"] if c["type"] == "Serving")
+    assert result.server.base_url in serving["message"]
+    key = next(v["key"] for v in status["variants"] if v["name"] == "small")
+    served = workspace / "work" / "tiny" / "serving" / "models" / key
+    assert result.served_root == str(served)
+    manifest = read_manifest(
+        next(v["artifactUri"] for v in status["variants"] if v["name"] == "small")
+    )
+    assert manifest is not None
+    assert sorted(p.name for p in served.iterdir()) == sorted(f.path for f in manifest.files)
+
+    seen = json.loads(record.read_text())
+    argv = seen["argv"]
+    assert argv[argv.index("--model") + 1] == str(served)
+    assert argv[argv.index("--served-model-name") + 1] == "tiny"
+    assert argv[argv.index("--max-model-len") + 1] == "1024"
+    assert argv[argv.index("--max-num-seqs") + 1] == "2"
+    assert "--enforce-eager" in argv
+    assert seen["env"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert "VIRTUAL_ENV" not in seen["env"], "the caller's Python settings must not reach vLLM"
+
+
+def test_a_server_that_dies_at_start_is_reported_with_its_log(
+    workspace: Path, fake_vllm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelpress.local.errors import ServerStartError
+
+    monkeypatch.setattr(runner_module, "run_job", fake_compress(runner_module.run_job, []))
+    monkeypatch.setenv("FAKE_VLLM_FAIL", "1")
+    serving_workspace(workspace)
+    run = LocalRun(
+        load_model(workspace / "model.yaml"),
+        RunOptions(work_dir=workspace / "work", vllm=str(fake_vllm), port=0),
+        Console(rich=False),
+    )
+    run.preflight()
+    with pytest.raises(ServerStartError, match="cannot load this checkpoint"):
+        run.reconcile()
+    run.stop()

@@ -36,6 +36,7 @@ from modelpress.local.vllm import VllmInstall, find_vllm
 from modelpress.local.world import LocalWorld, deployment_state, service_state
 from modelpress.plan import names
 from modelpress.plan.reconcile import Owner, plan_model, variant_locations
+from modelpress.plan.serving import endpoint as serving_endpoint
 
 DEFAULT_WORK_DIR = Path("/var/tmp/modelpress/work")
 LOCAL_NAMESPACE = "local"
@@ -191,12 +192,15 @@ class LocalRun:
             previous = plan.status
             self.result.status = plan.status
             self._delete(plan.delete)
-            jobs = [obj for obj in plan.create if obj.get("kind") == "Job"]
+            # New children are in `create`, changed ones in `apply`; locally both mean
+            # "make it so".
+            wanted = [*plan.create, *plan.apply]
+            jobs = [obj for obj in wanted if obj.get("kind") == "Job"]
             if jobs:
                 for job in jobs:
                     self._run_job(job)
                 continue
-            if self._apply(plan.apply):
+            if self._apply([obj for obj in wanted if obj.get("kind") != "Job"]):
                 continue
             return self.result
         raise LocalRunError(
@@ -361,11 +365,21 @@ class LocalRun:
         return answer
 
     def write_status(self) -> Path:
-        """The final status, as the operator would write it, in `<work-dir>/status.json`."""
+        """The final status, as the operator would write it, in `<work-dir>/status.json`.
+
+        The one difference: the endpoint is the local server's, not the in-cluster
+        Service's, in `serving.endpoint` and in the Serving condition's message.
+        """
         status = dict(self.result.status)
         server = self.result.server
         if server is not None and status.get("serving"):
-            status["serving"] = {**status["serving"], "endpoint": f"{server.base_url}/v1"}
+            cluster = serving_endpoint(self.name, LOCAL_NAMESPACE)
+            local = f"{server.base_url}/v1"
+            status["serving"] = {**status["serving"], "endpoint": local}
+            status["conditions"] = [
+                {**c, "message": str(c.get("message", "")).replace(cluster, local)}
+                for c in status.get("conditions") or []
+            ]
         self.result.status = status
         path = self.work_dir / "status.json"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -67,10 +67,15 @@ def cpu_serving_problem(variant: Variant) -> str | None:
     scheme = final_scheme(variant)
     if scheme is None or scheme in CPU_SERVABLE_SCHEMES:
         return None
+    why = (
+        "which vLLM's CPU kernels cannot serve"
+        if scheme == "W8A16"
+        else "which local mode does not serve: it is not known to load in vLLM's CPU backend"
+    )
     return (
-        f"variant {variant.name!r} is {scheme}, which vLLM's CPU kernels cannot serve "
-        f"(on CPU it serves {', '.join(sorted(CPU_SERVABLE_SCHEMES))} and unquantized "
-        "models): set serving.variant to one of those, or serve it on a GPU cluster"
+        f"variant {variant.name!r} is {scheme}, {why} (on CPU, vLLM serves "
+        f"{', '.join(sorted(CPU_SERVABLE_SCHEMES))} and unquantized models): set "
+        "serving.variant to one of those, or serve it on a GPU cluster"
     )
 
 
