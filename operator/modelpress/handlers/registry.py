@@ -27,8 +27,12 @@ from modelpress.handlers.state import OperatorState
 from modelpress.plan.names import LABEL_MODEL, MANAGED_BY, MANAGER
 from modelpress.plan.observed import DeploymentState, JobState, ServiceState
 
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 MODEL = (GROUP, VERSION, PLURAL)
-CHILD_LABELS = {MANAGED_BY: MANAGER, LABEL_MODEL: kopf.PRESENT}
+CHILD_LABELS: dict[str, Any] = {
+    MANAGED_BY: MANAGER,
+    LABEL_MODEL: kopf.PRESENT,
+}
 INDEX_NAMES = ("modelpress_jobs", "modelpress_deployments", "modelpress_services")
 
 
@@ -41,7 +45,7 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(id="configure", registry=registry)
-    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def startup(*, settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings, state.config, standalone)
 
     @kopf.on.login(id="login", registry=registry)
@@ -61,7 +65,7 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
     # --- children, indexed by their model and waking it up when they change -------------
 
     @kopf.index("batch", "v1", "jobs", id="modelpress_jobs", labels=CHILD_LABELS, registry=registry)
-    async def modelpress_jobs(namespace: str, labels: Any, body: Any, **_: Any) -> Any:
+    async def modelpress_jobs(*, namespace: Any, labels: Any, body: Any, **_: Any) -> Any:
         return {(namespace, labels[LABEL_MODEL]): JobState.from_object(body)}
 
     @kopf.index(
@@ -72,19 +76,19 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
         labels=CHILD_LABELS,
         registry=registry,
     )
-    async def modelpress_deployments(namespace: str, labels: Any, body: Any, **_: Any) -> Any:
+    async def modelpress_deployments(*, namespace: Any, labels: Any, body: Any, **_: Any) -> Any:
         return {(namespace, labels[LABEL_MODEL]): DeploymentState.from_object(body)}
 
     @kopf.index(
         "", "v1", "services", id="modelpress_services", labels=CHILD_LABELS, registry=registry
     )
-    async def modelpress_services(namespace: str, labels: Any, body: Any, **_: Any) -> Any:
+    async def modelpress_services(*, namespace: Any, labels: Any, body: Any, **_: Any) -> Any:
         return {(namespace, labels[LABEL_MODEL]): ServiceState.from_object(body)}
 
     @kopf.on.event("batch", "v1", "jobs", id="poke", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("apps", "v1", "deployments", id="poke", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("", "v1", "services", id="poke", labels=CHILD_LABELS, registry=registry)
-    async def child_changed(namespace: str, labels: Any, **_: Any) -> None:
+    async def child_changed(*, namespace: Any, labels: Any, **_: Any) -> None:
         state.poke(namespace, labels[LABEL_MODEL])
 
     # --- the models -------------------------------------------------------------------
@@ -92,12 +96,12 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
     @kopf.on.create(*MODEL, id="reconcile", registry=registry)
     @kopf.on.resume(*MODEL, id="reconcile", registry=registry)
     @kopf.on.update(*MODEL, id="reconcile", field="spec", registry=registry)
-    async def reconcile_model(body: Any, logger: logging.Logger, **kwargs: Any) -> None:
+    async def reconcile_model(*, body: Any, logger: Logger, **kwargs: Any) -> None:
         await reconcile(state, body, logger, kwargs)
 
     @kopf.daemon(*MODEL, id="resync", registry=registry, cancellation_timeout=5.0)
     async def resync(
-        stopped: Any, body: Any, namespace: str, name: str, logger: logging.Logger, **kwargs: Any
+        *, stopped: Any, body: Any, namespace: Any, name: Any, logger: Logger, **kwargs: Any
     ) -> None:
         """Reconcile when poked by a child's change, and every resyncSeconds regardless."""
         trigger = state.trigger(namespace, name)
@@ -129,7 +133,7 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
 
     @kopf.on.delete(*MODEL, id="artifacts", registry=registry)
     async def delete_model(
-        body: Any, namespace: str, name: str, logger: logging.Logger, retry: int, **kwargs: Any
+        *, body: Any, namespace: Any, name: Any, logger: Logger, retry: int, **_: Any
     ) -> None:
         await deletion.delete_model(state, body, logger, retry)
         state.forget(namespace, name, body.get("metadata", {}).get("uid"))

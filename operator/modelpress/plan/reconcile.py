@@ -354,12 +354,12 @@ def plan_model(
     conditions = cond.stamp([ready_condition, *top], previous.get("conditions"), now)
     variants_status = []
     for outcome in outcomes:
-        earlier = next(
+        before: Mapping[str, Any] = next(
             (v for v in previous.get("variants") or [] if v.get("name") == outcome.variant.name),
             {},
         )
         entry = dict(outcome.status)
-        entry["conditions"] = cond.stamp(entry["conditions"], earlier.get("conditions"), now)
+        entry["conditions"] = cond.stamp(entry["conditions"], before.get("conditions"), now)
         variants_status.append(entry)
 
     status: dict[str, Any] = {"conditions": conditions, "variants": variants_status}
