@@ -220,6 +220,11 @@ def test_the_serving_deployment_runs_locally(
     assert "--enforce-eager" in argv
     assert seen["env"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert "VIRTUAL_ENV" not in seen["env"], "the caller's Python settings must not reach vLLM"
+    # vLLM binds Unix sockets in TMPDIR; their paths must stay under 108 bytes.
+    temp = seen["env"]["TMPDIR"]
+    assert len(temp) + len("/afe3efb3-2b5d-4f48-9911-360d6bd90f1a") < 100
+    assert seen["env"]["HOME"] == temp
+    assert not Path(temp).exists(), "the server's temp dir is removed when it stops"
 
 
 def test_a_server_that_dies_at_start_is_reported_with_its_log(

@@ -50,6 +50,10 @@ class LocalMounts:
     secrets: Mapping[str, Path] = field(default_factory=dict)
     """Secret name -> local directory holding one file per key."""
 
+    volumes: Mapping[str, Path] = field(default_factory=dict)
+    """Volume name -> local directory, before any other rule (e.g. a short temp dir:
+    Unix socket paths, which vLLM puts in TMPDIR, must stay under 108 bytes)."""
+
 
 @dataclass(frozen=True)
 class Invocation:
@@ -130,6 +134,10 @@ def volume_paths(
 
 def _local_volume(volume: Mapping[str, Any], mounts: LocalMounts) -> Path | None:
     name = volume["name"]
+    if name in mounts.volumes:
+        path = Path(mounts.volumes[name])
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     if "secret" in volume:
         secret = (volume["secret"] or {}).get("secretName", "")
         local = mounts.secrets.get(secret)

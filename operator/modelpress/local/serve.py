@@ -11,6 +11,7 @@ default `--enforce-eager` (see `EAGER_NOTE`).
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ EAGER_NOTE = (
 #: compressor's packages instead of its own.
 _FOREIGN_PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
 DEFAULT_START_TIMEOUT = 900.0
+#: The serving pod's scratch volume, mounted at /tmp (TMPDIR, HOME).
+TMP_VOLUME = "tmp"
 
 
 @dataclass
@@ -44,6 +47,7 @@ class LocalServer:
     base_url: str
     model_name: str
     model_dir: Path
+    temp_dir: Path | None = None
     start_seconds: float = 0.0
     ready: bool = False
 
@@ -58,6 +62,8 @@ class LocalServer:
     def stop(self) -> None:
         self.process.stop()
         self.ready = False
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def _template_labels(deployment: Mapping[str, Any]) -> Mapping[str, str]:
@@ -121,52 +127,67 @@ def start_server(
     containers = list(pod.get("containers") or [])
     if len(containers) != 1:
         raise ServerStartError(f"the serving pod has {len(containers)} containers; expected 1")
-    mounts = LocalMounts(scratch_dir=work_dir / "serving")
-    logs = work_dir / "logs"
-    for init in pod.get("initContainers") or []:
-        invocation = local_invocation(init, pod, mounts, modelpress=modelpress)
-        if invocation.argv[len(modelpress) : len(modelpress) + 1] == ("pull",):
-            key = _template_labels(deployment).get(names.LABEL_KEY)
-            if key:
-                prune_other_models(Path(invocation.argv[-1]).parent, key)
-        with console.step("copy the artifact and verify every file's sha256") as step:
-            result = run_process(
-                invocation.argv,
-                env=invocation.env,
-                cwd=invocation.cwd,
-                log_path=logs / f"serving-{invocation.name}.log",
-                on_line=step.line,
-            )
-            if not result.ok:
-                tail = " | ".join(result.tail[-3:])
-                raise ServerStartError(
-                    f"init container {invocation.name} failed (exit code {result.exit_code}): "
-                    f"{tail}; log: {result.log_path}"
-                )
-    server = local_invocation(containers[0], pod, mounts, modelpress=modelpress)
-    argv = local_server_command(server.argv, install, port, compile=compile)
-    model_dir = Path(_option(argv, "--model") or "")
-    model_name = _option(argv, "--served-model-name") or str(model_dir)
-    base_url = f"http://{http.LOOPBACK}:{port}"
+    # vLLM's engine talks over Unix sockets in TMPDIR: give the pod's /tmp a short path.
+    temp = Path(tempfile.mkdtemp(prefix="modelpress-vllm-"))
+    mounts = LocalMounts(scratch_dir=work_dir / "serving", volumes={TMP_VOLUME: temp})
     local: LocalServer | None = None
     try:
+        for init in pod.get("initContainers") or []:
+            _run_init(init, pod, mounts, deployment, work_dir / "logs", console, modelpress)
+        server = local_invocation(containers[0], pod, mounts, modelpress=modelpress)
+        argv = local_server_command(server.argv, install, port, compile=compile)
+        model_dir = Path(_option(argv, "--model") or "")
+        model_name = _option(argv, "--served-model-name") or str(model_dir)
+        base_url = f"http://{http.LOOPBACK}:{port}"
         with console.step(f"start vLLM ({install.distribution} {install.version})") as step:
             process = ManagedProcess(
                 argv,
                 env=server_environment(server.env),
-                log_path=logs / "vllm.log",
+                log_path=work_dir / "logs" / "vllm.log",
                 on_line=step.line,
                 cwd=server.cwd,
             )
-            local = LocalServer(deployment, process, base_url, model_name, model_dir)
+            local = LocalServer(deployment, process, base_url, model_name, model_dir, temp)
             _wait_ready(local, timeout)
             local.start_seconds = time.monotonic() - process.started
     except BaseException:
         if local is not None:
             local.stop()
+        shutil.rmtree(temp, ignore_errors=True)
         raise
     local.ready = True
     return local
+
+
+def _run_init(
+    init: Mapping[str, Any],
+    pod: Mapping[str, Any],
+    mounts: LocalMounts,
+    deployment: Mapping[str, Any],
+    logs: Path,
+    console: Console,
+    modelpress: Sequence[str],
+) -> None:
+    """One init container (`modelpress pull`), to completion; ServerStartError if it fails."""
+    invocation = local_invocation(init, pod, mounts, modelpress=modelpress)
+    if invocation.argv[len(modelpress) : len(modelpress) + 1] == ("pull",):
+        key = _template_labels(deployment).get(names.LABEL_KEY)
+        if key:
+            prune_other_models(Path(invocation.argv[-1]).parent, key)
+    with console.step("copy the artifact and verify every file's sha256") as step:
+        result = run_process(
+            invocation.argv,
+            env=invocation.env,
+            cwd=invocation.cwd,
+            log_path=logs / f"serving-{invocation.name}.log",
+            on_line=step.line,
+        )
+        if not result.ok:
+            tail = " | ".join(result.tail[-3:])
+            raise ServerStartError(
+                f"init container {invocation.name} failed (exit code {result.exit_code}): "
+                f"{tail}; log: {result.log_path}"
+            )
 
 
 def _wait_ready(server: LocalServer, timeout: float) -> None:
