@@ -75,20 +75,7 @@ def _operator_accepts(args: list[str]) -> argparse.Namespace:
         pytest.fail(f"`modelpress {' '.join(args)}` is refused by the operator's command line")
 
 
-@pytest.mark.parametrize(
-    "value_set",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True, reason="`modelpress operator` does not serve metrics (--metrics) yet"
-            ),
-        )
-        if VALUE_SETS[name].get("metrics", {}).get("enabled")
-        else name
-        for name in sorted(VALUE_SETS)
-    ],
-)
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_arguments_are_ones_the_operator_command_accepts(value_set):
     args = _container(rendered_set(value_set))["args"]
     parsed = _operator_accepts(args)
@@ -101,6 +88,11 @@ def test_arguments_are_ones_the_operator_command_accepts(value_set):
     else:
         assert parsed.namespace == watched and not parsed.all_namespaces
     assert parsed.verbose is bool(VALUE_SETS[value_set].get("verbose"))
+    metrics = VALUE_SETS[value_set].get("metrics", {})
+    if metrics.get("enabled"):
+        assert parsed.metrics == f"http://0.0.0.0:{metrics.get('port', 9090)}/metrics"
+    else:
+        assert parsed.metrics is None
 
 
 def _checksum(chart, values: dict[str, Any]) -> str:

@@ -191,7 +191,7 @@ class Harness:
 
     # --- the operator -----------------------------------------------------------------
 
-    async def start_operator(self, **config: Any) -> Any:
+    async def start_operator(self, metrics_endpoint: str | None = None, **config: Any) -> Any:
         """An operator in a thread of its own (kopf cancels every task of its event loop
         when it stops, so it gets a loop of its own, as in a real process)."""
         import kopf
@@ -210,7 +210,11 @@ class Harness:
 
         def run() -> None:
             try:
-                asyncio.run(run_operator(state, stop_flag=stop, ready_flag=ready))
+                asyncio.run(
+                    run_operator(
+                        state, metrics_endpoint=metrics_endpoint, stop_flag=stop, ready_flag=ready
+                    )
+                )
             except BaseException as error:  # reported when the operator is stopped
                 failures.append(error)
 

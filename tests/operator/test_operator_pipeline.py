@@ -125,3 +125,28 @@ async def test_applying_the_same_spec_again_changes_nothing(harness: Harness) ->
         if r.method in ("POST", "PATCH", "PUT", "DELETE") and "kmock" not in r.agent
     ]
     assert writes == [], [f"{r.method} {r.path}" for r in writes]
+
+
+async def test_metrics_endpoint_counts_the_work(harness: Harness) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/metrics"
+    await harness.start_operator(metrics_endpoint=url)
+    await harness.apply(model_manifest("tiny", harness.store))
+    await harness.wait_condition("tiny", "Ready", "True", timeout=45)
+
+    def scrape() -> str:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
+
+    text = await asyncio.to_thread(scrape)
+    assert 'modelpress_models{phase="Ready"} 1' in text
+    assert 'modelpress_children_created_total{kind="Job"} 3' in text
+    reconciles = next(
+        line for line in text.splitlines() if line.startswith("modelpress_reconciles_total ")
+    )
+    assert int(reconciles.split()[1]) >= 3

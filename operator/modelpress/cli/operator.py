@@ -47,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
     )
     parser.add_argument(
+        "--metrics",
+        metavar="URL",
+        help="serve Prometheus metrics, e.g. http://0.0.0.0:9090/metrics",
+    )
+    parser.add_argument(
         "--standalone",
         action="store_true",
         default=None,
@@ -73,6 +78,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--liveness {args.liveness!r} must be a URL like http://0.0.0.0:8080/healthz"
         )
+    if args.metrics:
+        from modelpress.handlers.metrics import parse_endpoint
+
+        try:
+            parse_endpoint(args.metrics)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     namespaces = [] if args.all_namespaces else (args.namespace or config.namespaces)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -92,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             namespaces=namespaces,
             standalone=args.standalone,
             liveness_endpoint=args.liveness,
+            metrics_endpoint=args.metrics,
         )
     )
     return 0

@@ -7,6 +7,7 @@ loop; a per-model lock keeps two of them from interleaving.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -154,6 +155,7 @@ async def apply_plan(
             if obj["kind"] != "Job":  # it exists after all: make it exactly this
                 await client.apply(obj)
             continue
+        state.metrics.children_created[obj["kind"]] += 1
         log.info(
             "%s/%s: created %s %s",
             owner.namespace,
@@ -173,6 +175,7 @@ async def apply_plan(
         )
     for kind, name in plan.delete:
         if await client.delete(kind, owner.namespace, name):
+            state.metrics.children_deleted[kind] += 1
             log.info("%s/%s: deleted obsolete %s %s", owner.namespace, owner.name, kind, name)
     patch = merge_patch(previous, plan.status)
     if patch:
@@ -193,6 +196,7 @@ async def reconcile(
     metadata = body["metadata"]
     namespace, name = metadata["namespace"], metadata["name"]
     async with state.lock(namespace, name), state.slots:
+        started = time.monotonic()
         owner = Owner(
             name=name,
             namespace=namespace,
@@ -219,8 +223,10 @@ async def reconcile(
         try:
             await apply_plan(state, body, owner, plan, previous, logger)
         except ApiError as error:
+            state.metrics.reconcile_errors += 1
             raise kopf.TemporaryError(
                 f"applying the plan failed: {error}", delay=state.config.backoff_seconds
             ) from None
-        state.reconciles += 1
+        state.metrics.reconciles += 1
+        state.metrics.reconcile_seconds += time.monotonic() - started
         return plan

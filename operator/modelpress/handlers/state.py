@@ -13,6 +13,7 @@ from typing import Any
 
 from modelpress.config import OperatorConfig
 from modelpress.handlers.kube import KubeClient
+from modelpress.handlers.metrics import OperatorMetrics
 from modelpress.handlers.observe import StoreReader
 
 ModelKey = tuple[str, str]
@@ -32,7 +33,7 @@ class OperatorState:
     even before the watch brings the patched object back."""
     pod_messages: dict[tuple[str, str, int], str] = field(default_factory=dict)
     """Failed pods' messages by (namespace, Job, failed count)."""
-    reconciles: int = 0
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     _slots: asyncio.Semaphore | None = None
 
     def __post_init__(self) -> None:
