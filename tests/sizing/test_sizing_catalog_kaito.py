@@ -148,3 +148,14 @@ def test_compare_cpu_prediction_with_vllm_report() -> None:
     assert comparison.predicted_weights_bytes == weights
     assert comparison.weights_error == pytest.approx((weights - 0.2514 * GiB) / (0.2514 * GiB))
     assert comparison.kv_cache_tokens_error == pytest.approx((46603 - 46592) / 46592)
+
+
+def test_product_label_adds_to_a_node_selector_given_in_the_same_entry():
+    from modelpress.sizing import catalog_with_overrides
+
+    for entry in (
+        {"memory": "10Gi", "productLabel": "A", "nodeSelector": {"pool": "p"}},
+        {"memory": "10Gi", "nodeSelector": {"pool": "p"}, "productLabel": "A"},
+    ):
+        selector = catalog_with_overrides({"rtx": entry})["rtx"].node_selector
+        assert selector == {"pool": "p", "nvidia.com/gpu.product": "A"}

@@ -125,7 +125,8 @@ def catalog_with_overrides(
                 raise SizingError(f"gpuCatalog.{name} is a new product: give its memory")
             if entry.get("kind", "gpu") == "gpu":
                 fields["tolerations"] = [dict(t) for t in DEFAULT_GPU_TOLERATIONS]
-        for key, value in entry.items():
+        # productLabel last: it adds to a nodeSelector given in the same entry.
+        for key, value in sorted(entry.items(), key=lambda item: item[0] == "productLabel"):
             if key == "productLabel":
                 fields["node_selector"] = {
                     **fields.get("node_selector", {}),
