@@ -115,7 +115,8 @@ def test_run_job_runs_init_containers_then_the_main_one(tmp_path: Path) -> None:
     )
     assert result.ok, result
     assert lines == ["init ran", "main sees hello"]
-    assert (tmp_path / "logs" / "probe-main.log").read_text().strip() == "main sees hello"
+    log = (tmp_path / "logs" / "probe-main.log").read_text().splitlines()
+    assert log[0].startswith("=== ") and log[1:] == ["main sees hello"]
 
 
 def test_a_failing_init_container_stops_the_pod(tmp_path: Path) -> None:

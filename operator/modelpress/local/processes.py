@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import threading
@@ -76,6 +77,9 @@ class ManagedProcess:
         self.started = time.monotonic()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
+        started_at = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._log.write(f"=== {started_at} {shlex.join(self.argv)}\n".encode())
+        self._log.flush()
         try:
             self._process = subprocess.Popen(
                 self.argv,

@@ -91,10 +91,11 @@ def candidates(
 ) -> list[tuple[Path, str]]:
     """(path, how it was configured) in the order they are tried."""
     env = os.environ if environ is None else environ
+    # absolute(), not resolve(): a venv's python is a symlink to the base interpreter.
     if explicit:
-        return [(Path(explicit).expanduser(), "--vllm")]
+        return [(Path(explicit).expanduser().absolute(), "--vllm")]
     if env.get(VLLM_ENV):
-        return [(Path(env[VLLM_ENV]).expanduser(), VLLM_ENV)]
+        return [(Path(env[VLLM_ENV]).expanduser().absolute(), VLLM_ENV)]
     found: list[tuple[Path, str]] = []
     on_path = shutil.which("vllm", path=env.get("PATH"))
     if on_path:
