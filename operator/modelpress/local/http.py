@@ -119,10 +119,17 @@ def complete(
 ) -> str:
     """One plain text completion (greedy), for models without a chat template.
 
-    The prompt is framed as `Question: ...\nAnswer:`; a bare question often makes a
-    small model end its text at once.
+    The prompt is framed as `Question: ...\nAnswer:` and at least one token is asked
+    for (vLLM's `min_tokens`): without its chat template, an instruct model often ends
+    its text at once.
     """
     framed = f"Question: {prompt}\nAnswer:"
-    body = {"model": model, "prompt": framed, "max_tokens": max_tokens, "temperature": 0}
+    body = {
+        "model": model,
+        "prompt": framed,
+        "max_tokens": max_tokens,
+        "min_tokens": 1,
+        "temperature": 0,
+    }
     answer = _post(base_url, "/v1/completions", body, timeout)
     return _text(answer, "choices", 0, "text")
