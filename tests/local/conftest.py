@@ -59,7 +59,17 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert request["model"] == args.served_model_name
-        self._json({"choices": [{"message": {"content": "Paris, of course."}}]})
+        if self.path == "/v1/completions":
+            self._json({"choices": [{"text": " Paris " + json.dumps(request)}]})
+        elif os.environ.get("FAKE_VLLM_NO_TEMPLATE"):
+            message = b'{"error": {"message": "As of transformers v4.44, default chat template '
+            message += b'is no longer allowed, so you must provide a chat template"}}'
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(message)))
+            self.end_headers()
+            self.wfile.write(message)
+        else:
+            self._json({"choices": [{"message": {"content": "Paris, of course."}}]})
 
     def log_message(self, *_):
         pass
@@ -75,7 +85,8 @@ def fake_vllm(tmp_path: Path) -> Path:
     """A virtual-environment-shaped directory whose python imports a stand-in `vllm`:
     `python -m vllm.entrypoints.openai.api_server` answers /health, /v1/models and chat
     like vLLM. FAKE_VLLM_RECORD names a file for its argv and env; FAKE_VLLM_FAIL makes
-    it exit at start."""
+    it exit at start; FAKE_VLLM_NO_TEMPLATE makes it refuse chat as for a model without
+    a chat template (its completions echo the request)."""
     packages = tmp_path / "fake-vllm-site"
     server = packages / "vllm" / "entrypoints" / "openai"
     server.mkdir(parents=True)

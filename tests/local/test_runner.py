@@ -244,3 +244,30 @@ def test_a_server_that_dies_at_start_is_reported_with_its_log(
     with pytest.raises(ServerStartError, match="cannot load this checkpoint"):
         run.reconcile()
     run.stop()
+
+
+def test_a_model_without_chat_template_is_asked_through_completions(
+    workspace: Path,
+    fake_vllm: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(runner_module, "run_job", fake_compress(runner_module.run_job, []))
+    monkeypatch.setenv("FAKE_VLLM_NO_TEMPLATE", "1")
+    serving_workspace(workspace)
+    run = LocalRun(
+        load_model(workspace / "model.yaml"),
+        RunOptions(work_dir=workspace / "work", vllm=str(fake_vllm), port=0, prompt="Capital?"),
+        Console(rich=False),
+    )
+    try:
+        run.preflight()
+        run.reconcile()
+        answer = run.ask()
+    finally:
+        run.stop()
+    assert run.result.endpoint == "/v1/completions"
+    assert answer is not None and answer.startswith("Paris ")
+    request = json.loads(answer.removeprefix("Paris "))
+    assert request["prompt"] == "Question: Capital?\nAnswer:" and request["min_tokens"] == 1
+    assert "has no chat template" in capsys.readouterr().err
