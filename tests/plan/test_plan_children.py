@@ -241,7 +241,7 @@ def test_the_deployment_pulls_then_serves_with_vllm(config: OperatorConfig) -> N
     assert pull["image"] == server["image"] == config.images.serving
     assert pull["args"] == ["pull", uri, "/models/kkk"]
     assert server["args"][:6] == [
-        "serve",
+        "--model",
         "/models/kkk",
         "--served-model-name",
         "tiny",

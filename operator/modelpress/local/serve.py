@@ -2,8 +2,8 @@
 artifact, then its vLLM container serves it on 127.0.0.1.
 
 The pod's own commands run: `modelpress pull URI DIR` (sha256 of every file
-checked against the manifest) and `vllm serve DIR --served-model-name MODEL
-<sized args>` with the sized environment (VLLM_CPU_KVCACHE_SPACE). Only what
+checked against the manifest) and `python3 -m vllm.entrypoints.openai.api_server
+--model DIR --served-model-name MODEL <sized args>` with the sized environment (VLLM_CPU_KVCACHE_SPACE). Only what
 ties it to a pod changes: the port, the listen address, volume paths, and by
 default `--enforce-eager` (see `EAGER_NOTE`).
 """

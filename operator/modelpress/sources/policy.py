@@ -14,6 +14,7 @@ from modelpress.sources.errors import SourcePolicyError
 DEFAULT_ALLOW_PATTERNS: tuple[str, ...] = (
     "*.safetensors",
     "*.json",
+    "*.jinja",
     "*.model",
     "*.tiktoken",
     "merges.txt",
