@@ -83,6 +83,7 @@ HUB_FILES = {
     "pytorch_model.bin": b"pickled duplicate",
     "tokenizer.json": b'{"version": "1.0"}',
     "tokenizer_config.json": b"{}",
+    "chat_template.jinja": b"{{ messages }}",
     "README.md": b"# card",
     "onnx/model.onnx": b"onnx",
 }
@@ -138,8 +139,9 @@ def test_bad_specs_say_what_to_change(spec: Any, hint: str) -> None:
 # --- file policy --------------------------------------------------------------------------
 
 
-def test_default_selection_takes_safetensors_config_and_tokenizer() -> None:
+def test_default_selection_takes_safetensors_config_tokenizer_and_chat_template() -> None:
     assert select_files(HUB_FILES) == [
+        "chat_template.jinja",
         "config.json",
         "model.safetensors",
         "tokenizer.json",
@@ -208,6 +210,7 @@ def test_hub_source_is_fetched_once_and_recorded(
     normalized = {"huggingface": {"repo": "org/tiny", "revision": "main", "allowPickle": False}}
     assert read_json(store_uri + f"sources/{source_key(normalized)}.json") == record.model_dump()
     assert sorted(hub.downloaded()) == [
+        "chat_template.jinja",
         "config.json",
         "model.safetensors",
         "tokenizer.json",
