@@ -25,7 +25,7 @@ def test_weight_only_schemes_use_the_requested_group_or_channel_scales():
     w4 = build_recipe(QuantizeStep(scheme="W4A16", algorithm="rtn", group_size=64))
     assert names(w4) == ["QuantizationModifier"]
     assert (weights(w4).num_bits, weights(w4).group_size) == (4, 64)
-    assert weights(w4).symmetric
+    assert weights(w4).symmetric and weights(w4).observer == "memoryless_mse"
     w4_default = build_recipe(QuantizeStep(scheme="W4A16", algorithm="gptq"))
     assert names(w4_default) == ["GPTQModifier"] and weights(w4_default).group_size == 128
     w8 = build_recipe(QuantizeStep(scheme="W8A16", algorithm="gptq"))

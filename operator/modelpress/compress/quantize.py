@@ -2,7 +2,8 @@
 
 Schemes (weights symmetric, scales in the base model's dtype):
 - W8A16, W4A16: integer weights, one scale per group of `groupSize` input weights
-  (or per output channel when W8A16 has no group size); activations stay 16-bit.
+  (or per output channel when W8A16 has no group size), chosen to minimize the
+  rounding error (`WEIGHT_OBSERVER`); activations stay 16-bit.
 - W8A8: int8 weights per output channel, int8 activations per token at run time;
   with gptq the activation outliers are first moved into the weights (SmoothQuant).
 - FP8_DYNAMIC: fp8 weights per output channel, fp8 activations per token.
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SMOOTHING_STRENGTH = 0.8
+
+WEIGHT_OBSERVER = "memoryless_mse"
+"""Integer weight scales come from a grid search that minimizes each group's rounding
+error, not from the group's min/max: a single outlier then no longer coarsens the
+whole group's grid. On SmolLM2-135M (W4A16, group 64, GPTQ) this halves the
+perplexity increase, for a few seconds more per model."""
 
 
 def check_scheme(step: QuantizeStep) -> None:
@@ -57,6 +64,7 @@ def scheme_config(step: QuantizeStep) -> dict[str, Any]:
         dynamic=False,
         strategy=QuantizationStrategy.GROUP if group else QuantizationStrategy.CHANNEL,
         group_size=group,
+        observer=WEIGHT_OBSERVER,
     )
     return {"group_0": QuantizationScheme(targets=["Linear"], weights=weights)}
 
