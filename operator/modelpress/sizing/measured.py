@@ -1,6 +1,7 @@
 """Compare a sizing prediction with what a running vLLM server reports.
 
-vLLM logs the memory its model took ("Model loading took 0.25 GiB ...") and the
+vLLM logs the memory its model took ("Model loading took 0.25 GiB ..."; the CPU
+engine only "Checkpoint size: 0.11 GiB", to two decimals) and the
 KV cache it allocated ("KV cache size: 12,345 tokens"; older engines log
 "# CPU blocks: N" / "# GPU blocks: N"). `parse_vllm_log` reads those lines and
 `compare_with_vllm` sets them against a `SizingResult`, typically one for the
@@ -19,6 +20,7 @@ from modelpress.sizing.shape import ModelShape
 from modelpress.sizing.units import GiB
 
 _MODEL_LOADING = re.compile(r"Model loading took ([\d.]+) ?GiB")
+_CHECKPOINT = re.compile(r"Checkpoint size: ([\d.]+) ?GiB")  # the CPU engine's only weights line
 _KV_TOKENS = re.compile(r"KV cache size: ([\d,]+) tokens")
 _BLOCKS = re.compile(r"# (?:CPU|GPU) blocks: (\d+)")
 
@@ -48,7 +50,7 @@ class MemoryComparison(BaseModel):
 
 def parse_vllm_log(text: str) -> VllmMemoryReport:
     """The last model-loading and KV-cache figures in a vLLM log."""
-    loading = _MODEL_LOADING.findall(text)
+    loading = _MODEL_LOADING.findall(text) or _CHECKPOINT.findall(text)
     tokens = _KV_TOKENS.findall(text)
     blocks = _BLOCKS.findall(text)
     return VllmMemoryReport(
