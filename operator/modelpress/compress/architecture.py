@@ -101,7 +101,7 @@ def renumber_layers(layers: torch.nn.ModuleList) -> None:
     for position, layer in enumerate(layers):
         for module in layer.modules():
             if isinstance(getattr(module, "layer_idx", None), int):
-                module.layer_idx = position
+                module.layer_idx = position  # type: ignore[assignment]  # a plain int attribute
 
 
 def parameter_count(model: torch.nn.Module) -> int:

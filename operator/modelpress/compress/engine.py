@@ -277,6 +277,11 @@ def run_chain(
         if isinstance(action, PruneStep):
             from modelpress.compress.prune import prune
 
+            if windows_for_step is None:  # the spec's validators make this unreachable
+                raise CompressionError(
+                    f"step {planned.index} (prune) needs calibration text",
+                    reason="MissingCalibration",
+                )
             details = prune(model, action, windows_for_step)
         elif isinstance(action, DistillStep):
             model, details = _distill(

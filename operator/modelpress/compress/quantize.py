@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from modelpress.api.spec import QuantizeStep
 from modelpress.compress.errors import CompressionError
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +136,11 @@ def quantize(model: torch.nn.Module, step: QuantizeStep, windows: torch.Tensor |
         step.scheme,
         step.effective_algorithm,
         step.effective_group_size or "per channel",
-        f"{len(windows)} calibration windows" if arguments else "no calibration data",
+        f"{len(windows)} calibration windows"
+        if windows is not None and arguments
+        else "no calibration data",
     )
-    oneshot(model=model, recipe=recipe, **arguments)
+    oneshot(model=cast("PreTrainedModel", model), recipe=recipe, **arguments)
 
 
 def calibration_dataset(windows: torch.Tensor) -> Any:
