@@ -279,7 +279,7 @@ def run_chain(
 
             if windows_for_step is None:  # the spec's validators make this unreachable
                 raise CompressionError(
-                    f"step {planned.index} (prune) needs calibration text",
+                    f"{planned.label} needs calibration text",
                     reason="MissingCalibration",
                 )
             details = prune(model, action, windows_for_step)
