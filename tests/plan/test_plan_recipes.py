@@ -172,7 +172,19 @@ def test_compress_job_args_carry_the_resolved_recipe_and_the_measurement_only() 
     assert evaluation == evaluation_settings(spec)
     assert "maxPerplexityIncrease" not in evaluation and evaluation["samples"] == 64
     assert args[-2:] == ["--work-dir", "/work"]
+    assert "--checkpoint-dir" not in args  # nothing to resume without distillation
     assert not any("secret" in a.lower() for a in args)
+
+
+def test_distilling_variants_checkpoint_into_the_store_beside_their_artifact() -> None:
+    chain = [
+        {"prune": {"method": "layer-drop", "fraction": 0.25}},
+        {"distill": {"steps": 10}},
+        {"quantize": {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 64}},
+    ]
+    spec = make_spec(variants=[{"name": "slim", "steps": chain}])
+    args = compress_job_args(spec, spec.variants[0], f"{STORE}models/k/", f"{STORE}artifacts/v1/")
+    assert args[args.index("--checkpoint-dir") + 1] == f"{STORE}checkpoints/v1/"
 
 
 # --- the quality gate ----------------------------------------------------------------------------

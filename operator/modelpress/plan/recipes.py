@@ -80,6 +80,13 @@ def artifact_uri(spec: CompressedModelSpec, key: str) -> str:
     return f"{store_prefix(spec)}artifacts/{key}/"
 
 
+def checkpoint_uri(spec: CompressedModelSpec, out_uri: str) -> str:
+    """Where a variant's distillation checkpoints live: beside its artifact, under
+    `<storage.uri>/checkpoints/<key>/`, so a rescheduled pod resumes training."""
+    key = out_uri.rstrip("/").rsplit("/", 1)[-1]
+    return f"{store_prefix(spec)}checkpoints/{key}/"
+
+
 def variant_artifact(
     spec: CompressedModelSpec, base_key: str, variant: Variant, compressor_version: str
 ) -> tuple[str, str]:
@@ -129,6 +136,8 @@ def compress_job_args(
     ]  # fmt: skip
     if work_dir:
         args += ["--work-dir", work_dir]
+    if any(step.distill is not None for step in variant.chain):
+        args += ["--checkpoint-dir", checkpoint_uri(spec, out_uri)]
     return args
 
 
