@@ -76,7 +76,6 @@ def block_angular_distances(model: torch.nn.Module, windows: torch.Tensor) -> li
 
     layers = decoder_layers(model, purpose="layer-drop pruning")
     totals = [0.0] * len(layers)
-    tokens = 0
 
     def hook_for(index: int) -> Any:
         def hook(module: Any, args: tuple, kwargs: dict, output: Any) -> None:
@@ -91,8 +90,20 @@ def block_angular_distances(model: torch.nn.Module, windows: torch.Tensor) -> li
         layer.register_forward_hook(hook_for(index), with_kwargs=True)
         for index, layer in enumerate(layers)
     ]
+    tokens = score_windows(model, windows, handles, "layer-drop scoring")
+    return [total / tokens for total in totals]
+
+
+def score_windows(
+    model: torch.nn.Module, windows: torch.Tensor, handles: list[Any], what: str
+) -> int:
+    """Run the calibration windows through the model while scoring hooks watch; the
+    hooks are removed whatever happens. Returns the number of tokens seen."""
+    import torch
+
+    tokens = 0
     try:
-        progress = Progress("layer-drop scoring", total=len(windows), unit="windows")
+        progress = Progress(what, total=len(windows), unit="windows")
         with torch.no_grad():
             for window in windows:
                 model.model(input_ids=window.unsqueeze(0), use_cache=False)
@@ -101,7 +112,7 @@ def block_angular_distances(model: torch.nn.Module, windows: torch.Tensor) -> li
     finally:
         for handle in handles:
             handle.remove()
-    return [total / tokens for total in totals]
+    return tokens
 
 
 def _narrow_ffn(model: torch.nn.Module, fraction: float, windows: torch.Tensor) -> dict[str, Any]:
@@ -124,7 +135,6 @@ def ffn_channel_importance(model: torch.nn.Module, windows: torch.Tensor) -> lis
     layers = decoder_layers(model, purpose="ffn-width pruning")
     downs = [mlp_projections(layer, index)[2] for index, layer in enumerate(layers)]
     squares = [torch.zeros(down.in_features, dtype=torch.float64) for down in downs]
-    tokens = 0
 
     def hook_for(index: int) -> Any:
         def hook(module: Any, args: tuple) -> None:
@@ -134,16 +144,7 @@ def ffn_channel_importance(model: torch.nn.Module, windows: torch.Tensor) -> lis
         return hook
 
     handles = [down.register_forward_pre_hook(hook_for(index)) for index, down in enumerate(downs)]
-    try:
-        progress = Progress("ffn-width scoring", total=len(windows), unit="windows")
-        with torch.no_grad():
-            for window in windows:
-                model.model(input_ids=window.unsqueeze(0), use_cache=False)
-                tokens += window.numel()
-                progress.advance(1)
-    finally:
-        for handle in handles:
-            handle.remove()
+    tokens = score_windows(model, windows, handles, "ffn-width scoring")
     return [(total / tokens).sqrt().float() for total in squares]
 
 
