@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
+from tests.sizing.known_models import shape_of
 
 from modelpress.sizing import (
     GPU_CATALOG,
-    ModelShape,
     ServingSettings,
     SizingError,
     catalog_with_overrides,
@@ -22,12 +19,6 @@ from modelpress.sizing import (
     size_variant,
 )
 from modelpress.sizing.units import GiB, parse_bytes
-
-CONFIGS = Path(__file__).parent / "configs"
-
-
-def shape_of(name: str) -> ModelShape:
-    return ModelShape.from_config(json.loads((CONFIGS / f"{name}.json").read_text()))
 
 
 def test_default_catalog_has_the_documented_products() -> None:

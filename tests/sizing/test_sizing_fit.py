@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from tests.sizing.known_models import shape_of
 
 from modelpress.sizing import (
     GPU_CATALOG,
     GpuType,
-    ModelShape,
     ServingSettings,
     SizingError,
     catalog_with_overrides,
@@ -18,13 +17,6 @@ from modelpress.sizing import (
     size_variant,
 )
 from modelpress.sizing.units import GiB
-
-CONFIGS = Path(__file__).parent / "configs"
-
-
-def shape_of(name: str) -> ModelShape:
-    return ModelShape.from_config(json.loads((CONFIGS / f"{name}.json").read_text()))
-
 
 LLAMA_8B = shape_of("Llama-3.1-8B-Instruct")
 LLAMA_70B = shape_of("Llama-3.1-70B")

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
+from tests.sizing.known_models import shape_of
 
-from modelpress.sizing import ModelShape, ServingSettings, kv_cache_bytes, kv_cache_bytes_per_token
+from modelpress.sizing import ServingSettings, kv_cache_bytes, kv_cache_bytes_per_token
 from modelpress.sizing.memory import activation_bytes, kv_heads_per_gpu
 from modelpress.sizing.units import KiB
-
-CONFIGS = Path(__file__).parent / "configs"
-
-
-def shape_of(name: str, **changes: object) -> ModelShape:
-    return ModelShape.from_config({**json.loads((CONFIGS / f"{name}.json").read_text()), **changes})
 
 
 @pytest.mark.parametrize(

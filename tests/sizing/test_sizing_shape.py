@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
+from tests.sizing.known_models import PUBLISHED_PARAMETERS, load
 
 from modelpress.sizing import ModelShape, SizingError
-
-CONFIGS = Path(__file__).parent / "configs"
-
-# Parameter counts the model publishers state (sum of numel over the checkpoint).
-PUBLISHED_PARAMETERS = {
-    "Llama-3.1-8B-Instruct": 8_030_261_248,
-    "Llama-3.1-70B": 70_553_706_496,
-    "Qwen2.5-7B": 7_615_616_512,
-    "Qwen2.5-72B": 72_706_203_648,
-    "Mistral-7B-v0.3": 7_248_023_552,
-    "Mixtral-8x7B": 46_702_792_704,
-    "SmolLM2-135M": 134_515_008,
-}
-
-
-def load(name: str) -> dict:
-    return json.loads((CONFIGS / f"{name}.json").read_text())
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))

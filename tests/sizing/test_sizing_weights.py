@@ -7,24 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.sizing.known_models import PUBLISHED_PARAMETERS, shape_of
 
 from modelpress.sizing import ModelShape, SizingError, predict_weights_bytes
 from modelpress.sizing.schemes import SCHEMES, linear_weight_bytes
-
-CONFIGS = Path(__file__).parent / "configs"
-PUBLISHED_PARAMETERS = {
-    "Llama-3.1-8B-Instruct": 8_030_261_248,
-    "Llama-3.1-70B": 70_553_706_496,
-    "Qwen2.5-7B": 7_615_616_512,
-    "Qwen2.5-72B": 72_706_203_648,
-    "Mistral-7B-v0.3": 7_248_023_552,
-    "Mixtral-8x7B": 46_702_792_704,
-    "SmolLM2-135M": 134_515_008,
-}
-
-
-def shape_of(name: str) -> ModelShape:
-    return ModelShape.from_config(json.loads((CONFIGS / f"{name}.json").read_text()))
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
