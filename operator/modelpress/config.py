@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from modelpress import __version__
+from modelpress.problems import describe
 
 DEFAULT_REGISTRY = "ghcr.io/modelpress"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
@@ -198,14 +199,7 @@ def parse_config(data: Mapping[str, Any] | None, origin: str = "configuration") 
     try:
         return OperatorConfig.model_validate(dict(data))
     except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            where = ".".join(str(part) for part in item["loc"]) or "(root)"
-            message = item["msg"].removeprefix("Value error, ")
-            if item["type"] == "extra_forbidden":
-                message = "unknown setting: remove it or check its spelling"
-            problems.append(f"{where}: {message}")
-        raise ConfigError(f"{origin} is invalid: " + "; ".join(problems)) from None
+        raise ConfigError(f"{origin} is invalid: {describe(error, noun='setting')}") from None
 
 
 def load_config(path: str | Path | None) -> OperatorConfig:

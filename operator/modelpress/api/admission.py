@@ -9,7 +9,6 @@ passes here is accepted by `kubectl apply` and understood by the operator.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -17,23 +16,7 @@ from pydantic import ValidationError
 
 from modelpress.api import resource
 from modelpress.api.crd import openapi_schema
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: str
-    message: str
-    judge: str  # "schema" (the API server would reject) or "model" (the operator would)
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-def dotted(parts: tuple[Any, ...] | list[Any]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(root)"
+from modelpress.problems import Problem, dotted, problems
 
 
 def model_problems(manifest: dict[str, Any]) -> list[Problem]:
@@ -41,29 +24,8 @@ def model_problems(manifest: dict[str, Any]) -> list[Problem]:
     try:
         resource.CompressedModel.from_manifest(manifest)
     except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            location = [p for p in item["loc"] if not _is_union_tag(p)]
-            message = item["msg"].removeprefix("Value error, ")
-            if item["type"] == "extra_forbidden":
-                message = _unknown_field_message(location)
-            problems.append(Problem(dotted(location), message, "model"))
-        return problems
+        return problems(error)
     return []
-
-
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and ("[" in part or part in {"function-after", "constrained-str"})
-
-
-def _unknown_field_message(location: list[Any]) -> str:
-    field = str(location[-1]) if location else "?"
-    if field.lower() in {"token", "password", "secret", "accesskey", "secretkey", "credentials"}:
-        return (
-            f"unknown field {field!r}: secrets must not be written inline; "
-            "store them in a Secret and reference it (tokenSecretRef / secretRef)"
-        )
-    return f"unknown field {field!r}: remove it or check its spelling"
 
 
 def schema_problems(manifest: dict[str, Any]) -> list[Problem]:
@@ -78,6 +40,21 @@ def schema_problems(manifest: dict[str, Any]) -> list[Problem]:
     problems += _unknown_fields(manifest, _schema(), ())
     problems += _list_map_problems(manifest, _schema(), ())
     problems += _cel_problems(manifest, _schema(), ())
+    return problems
+
+
+def status_problems(status: dict[str, Any]) -> list[Problem]:
+    """What the API server would reject (schema) or silently prune (unknown fields) in a
+    write to the status subresource: the operator must write neither."""
+    import jsonschema
+
+    schema = _schema()["properties"]["status"]
+    problems = [
+        Problem(dotted(["status", *e.absolute_path]), e.message, "schema")
+        for e in jsonschema.Draft4Validator(schema).iter_errors(status)
+    ]
+    problems += _unknown_fields(status, schema, ("status",))
+    problems += _list_map_problems(status, schema, ("status",))
     return problems
 
 

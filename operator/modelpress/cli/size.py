@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from modelpress.problems import describe
     from modelpress.sizing import (
         GPU_CATALOG,
         ModelShape,
@@ -81,7 +82,6 @@ def _run(args: argparse.Namespace) -> int:
         predict_weights_bytes,
         size_variant,
     )
-    from modelpress.sizing.errors import validation_message
 
     if args.kv_cache_dtype not in KV_CACHE_DTYPES:
         raise UsageError(
@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
             max_num_batched_tokens=args.max_num_batched_tokens,
         )
     except ValidationError as error:
-        raise UsageError(_flag_message(validation_message(error))) from None
+        raise UsageError(_flag_message(describe(error, limit=1))) from None
 
     if args.manifest:
         if args.scheme or args.group_size:

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modelpress.sizing.errors import SizingError, validation_message
+from modelpress.problems import describe
+from modelpress.sizing.errors import SizingError
 from modelpress.sizing.units import GiB, parse_bytes
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -139,7 +140,7 @@ def catalog_with_overrides(
         try:
             catalog[name] = GpuType.model_validate(fields)
         except ValidationError as error:
-            raise SizingError(f"gpuCatalog.{name}: {validation_message(error)}") from None
+            raise SizingError(f"gpuCatalog.{name}: {describe(error, limit=1)}") from None
     return catalog
 
 

@@ -10,14 +10,3 @@ class SizingError(ValueError):
     operator turns it into a condition. A model that is valid but does not fit
     is not an error: it is a `SizingResult` with `fits=False`.
     """
-
-
-def validation_message(error: Exception) -> str:
-    """The first problem a pydantic ValidationError reports, as one readable line."""
-    errors = getattr(error, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        message = str(first.get("msg", error)).removeprefix("Value error, ")
-        return f"{where}: {message}" if where else message
-    return str(error)

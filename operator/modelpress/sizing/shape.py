@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modelpress.sizing.errors import SizingError, validation_message
+from modelpress.problems import describe
+from modelpress.sizing.errors import SizingError
 
 # Model types whose q/k/v projections carry a bias although the config says nothing.
 _QKV_BIAS_MODEL_TYPES = frozenset({"qwen2", "qwen2_moe", "qwen2_vl", "qwen2_5_vl"})
@@ -140,7 +141,7 @@ class ModelShape(BaseModel):
                 weight_group_size=_group_size(cfg.get("quantization_config")),
             )
         except ValidationError as error:
-            raise SizingError(f"model config is not usable: {validation_message(error)}") from None
+            raise SizingError(f"model config is not usable: {describe(error, limit=1)}") from None
 
     # ---- derived numbers -----------------------------------------------------
 

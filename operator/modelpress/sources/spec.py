@@ -4,7 +4,7 @@
                      "allowPickle": false}}
     {"uri": "s3://bucket/base/model/"}
 
-Validation is the API's own (`modelpress.api.spec.Source`), so the command
+Validation is the API's own (`modelpress.api.inputs.Source`), so the command
 accepts exactly what a CompressedModel may contain, and the source key is
 computed from the same normalized form the operator sees.
 """
@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelpress.problems import describe
 from modelpress.sources.errors import SourceSpecError
 from modelpress.storage import InvalidURIError, parse_uri
 
@@ -37,18 +38,9 @@ class UriSource:
 Source = HuggingFaceSource | UriSource
 
 
-def _describe(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors()[:3]:
-        where = ".".join(str(part) for part in ("source", *item["loc"]))
-        problems.append(f"{where}: {item['msg']}")
-    more = f" (and {error.error_count() - 3} more)" if error.error_count() > 3 else ""
-    return "; ".join(problems) + more
-
-
 def normalize_source_spec(spec: Any) -> dict[str, Any]:
     """The spec validated by the API model and written back in wire form (defaults filled)."""
-    from modelpress.api.spec import Source as ApiSource
+    from modelpress.api.inputs import Source as ApiSource
 
     if not isinstance(spec, Mapping):
         raise SourceSpecError(
@@ -57,7 +49,7 @@ def normalize_source_spec(spec: Any) -> dict[str, Any]:
     try:
         return ApiSource.model_validate(dict(spec)).to_wire()
     except ValidationError as error:
-        raise SourceSpecError(_describe(error)) from None
+        raise SourceSpecError(describe(error, ("source",), limit=3)) from None
 
 
 def parse_source_spec(spec: Any) -> Source:

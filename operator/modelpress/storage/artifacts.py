@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelpress.problems import describe
 from modelpress.storage.base import ObjectStore
 from modelpress.storage.credentials import Credentials
 from modelpress.storage.errors import (
@@ -61,8 +62,8 @@ def _read_manifest(store: ObjectStore) -> Manifest | None:
     except ValidationError as error:
         uri = store.uri_for(MANIFEST_NAME)
         raise StorageError(
-            f"{uri} is not a valid manifest ({error.error_count()} problem(s), first: "
-            f"{error.errors()[0]['msg']}); delete the artifact and publish it again",
+            f"{uri} is not a valid manifest ({describe(error, limit=1)}); delete the artifact "
+            "and publish it again",
             uri=uri,
         ) from None
 

@@ -1,0 +1,84 @@
+"""Validation errors in words: one problem per field, named by its path.
+
+Every place that turns a pydantic `ValidationError` into a message (`validate`, the
+operator's InvalidSpec, the configuration, sources, sizing, manifests, the
+compress command) goes through here, so the same mistake is named the same way
+everywhere: `spec.variants[0].quantize.scheme: ...`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+#: Field names that suggest a secret written inline.
+SECRET_LIKE = frozenset({"token", "password", "secret", "accesskey", "secretkey", "credentials"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    judge: str = "model"
+    """"schema" (the API server would reject) or "model" (the operator would)."""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def dotted(parts: Sequence[Any]) -> str:
+    """`spec.variants[0].quantize` from ("spec", "variants", 0, "quantize")."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(root)"
+
+
+def _is_tag(part: Any) -> bool:
+    """Parts of a pydantic location that name a validator or union member, not a field."""
+    return isinstance(part, str) and (
+        "[" in part or part.startswith("function-") or part == "constrained-str"
+    )
+
+
+def unknown_field_message(field: str, noun: str = "field") -> str:
+    if field.lower() in SECRET_LIKE:
+        return (
+            f"unknown {noun} {field!r}: secrets must not be written inline; "
+            "store them in a Secret and reference it (tokenSecretRef / secretRef)"
+        )
+    return f"unknown {noun} {field!r}: remove it or check its spelling"
+
+
+def problems(
+    error: ValidationError, prefix: Sequence[Any] = (), noun: str = "field"
+) -> list[Problem]:
+    """One problem per failing field; `prefix` is where the validated object sits
+    (e.g. ("spec",)), `noun` what an unknown key is called ("field", "setting")."""
+    found = []
+    for item in error.errors():
+        location = [*prefix, *(p for p in item["loc"] if not _is_tag(p))]
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = unknown_field_message(str(location[-1]) if location else "?", noun)
+        found.append(Problem(dotted(location), message))
+    return found
+
+
+def describe(
+    error: ValidationError,
+    prefix: Sequence[Any] = (),
+    *,
+    limit: int | None = None,
+    noun: str = "field",
+) -> str:
+    """The problems as one line, the first `limit` of them and how many more."""
+    listed = problems(error, prefix, noun)
+    shown = listed if limit is None else listed[:limit]
+    text = "; ".join(str(p) for p in shown)
+    if len(listed) > len(shown):
+        text += f" (and {len(listed) - len(shown)} more)"
+    return text
