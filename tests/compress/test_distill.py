@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modelpress.api.spec import DistillStep
+from modelpress.api.steps import DistillStep
 from modelpress.compress.checkpoint import load_model
 from modelpress.compress.checkpoints import CheckpointStore
 from modelpress.compress.distill import (

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from transformers import GPT2Config, LlamaConfig
 
-from modelpress.api.spec import Calibration, Evaluation, Variant
+from modelpress.api.inputs import Calibration
+from modelpress.api.spec import Evaluation
+from modelpress.api.steps import Variant
 from modelpress.compress.errors import CompressionError
 from modelpress.compress.preflight import (
     check_chain,

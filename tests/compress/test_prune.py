@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM, Qwen3Config
 
-from modelpress.api.spec import PruneStep
+from modelpress.api.steps import PruneStep
 from modelpress.compress.checkpoint import load_model
 from modelpress.compress.prune import block_angular_distances, prune, remove_layers
 

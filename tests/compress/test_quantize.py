@@ -8,7 +8,7 @@ import pytest
 import torch
 from compressed_tensors.quantization import QuantizationStrategy
 
-from modelpress.api.spec import QuantizeStep
+from modelpress.api.steps import QuantizeStep
 from modelpress.compress.checkpoint import load_model, load_tokenizer, safetensors_header
 from modelpress.compress.quantize import build_recipe, quantize, save_quantized
 

@@ -11,9 +11,10 @@ It runs inside Jobs through `modelpress compress`; the operator never imports it
 
 from __future__ import annotations
 
-from modelpress.compress.engine import CompressionResult, compress_variant, validate_variant
+from modelpress.compress.engine import CompressionResult, compress_variant
 from modelpress.compress.errors import CompressionError
 from modelpress.compress.gguf import ImportResult, import_gguf
+from modelpress.compress.request import validate_variant
 
 __all__ = [
     "CompressionError",

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelpress.api.spec import DistillStep
+from modelpress.api.steps import DistillStep
 from modelpress.compress.checkpoints import CheckpointStore
 from modelpress.compress.preflight import student_layer_indices
 from modelpress.compress.progress import Progress

@@ -18,25 +18,18 @@ import logging
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
+from modelpress.api.inputs import Calibration
 from modelpress.api.keys import content_key
-from modelpress.api.spec import (
-    Calibration,
-    DistillStep,
-    Evaluation,
-    PruneStep,
-    QuantizeStep,
-    Variant,
-)
-from modelpress.compress.base import Base, as_uri, fetch_weights, open_base
+from modelpress.api.spec import Evaluation
+from modelpress.api.steps import DistillStep, PruneStep, QuantizeStep, Variant
+from modelpress.compress.base import as_uri, fetch_weights
 from modelpress.compress.errors import CompressionError
-from modelpress.compress.preflight import PlannedStep, check_chain, resolve_chain
-from modelpress.compress.text import Text, check_disjoint, read_text, tokenize, windows
+from modelpress.compress.preflight import PlannedStep
+from modelpress.compress.request import Prepared, describe, parse_request, prepare
 
 if TYPE_CHECKING:
     import torch
@@ -51,130 +44,6 @@ class CompressionResult:
     uri: str
     metadata: dict[str, Any]
     already_published: bool = False
-
-
-@dataclass
-class Prepared:
-    """A request that passed every check, with its data cut into windows."""
-
-    base: Base
-    variant: Variant
-    evaluation: Evaluation
-    steps: list[PlannedStep]
-    config: Any
-    tokenizer: Any
-    evaluation_windows: torch.Tensor
-    step_windows: dict[int, torch.Tensor] = field(default_factory=dict)
-
-
-def parse_request(
-    variant: Variant | Mapping[str, Any],
-    evaluation: Evaluation | Mapping[str, Any],
-    calibration: Calibration | Mapping[str, Any] | None,
-) -> tuple[Variant, Evaluation, Calibration | None]:
-    """The API models from wire JSON (camelCase dicts) or as given."""
-    try:
-        parsed_variant = (
-            variant if isinstance(variant, Variant) else Variant.model_validate(variant)
-        )
-        parsed_evaluation = (
-            evaluation
-            if isinstance(evaluation, Evaluation)
-            else Evaluation.model_validate(evaluation)
-        )
-        parsed_calibration = (
-            calibration
-            if calibration is None or isinstance(calibration, Calibration)
-            else Calibration.model_validate(calibration)
-        )
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or error.title
-        raise CompressionError(
-            f"invalid {error.title}: {where}: {first['msg']}", reason="InvalidVariant"
-        ) from None
-    return parsed_variant, parsed_evaluation, parsed_calibration
-
-
-def prepare(
-    base_location: str,
-    variant: Variant,
-    evaluation: Evaluation,
-    calibration: Calibration | None,
-    scratch: Path,
-    *,
-    credentials: Any = None,
-) -> Prepared:
-    """Every check that needs no weights: config, chain, datasets, token counts."""
-    from transformers import AutoConfig
-
-    from modelpress.compress.checkpoint import load_tokenizer
-    from modelpress.compress.quantize import check_scheme
-
-    steps = resolve_chain(variant, calibration)
-    for planned in steps:
-        if isinstance(planned.action, QuantizeStep):
-            try:
-                check_scheme(planned.action)
-            except CompressionError as error:
-                raise CompressionError(f"{planned.label}: {error}", reason=error.reason) from None
-    base = open_base(base_location, scratch, credentials=credentials)
-    config = AutoConfig.from_pretrained(base.directory)
-    check_chain(config, steps, evaluation)
-
-    texts: dict[str, Text] = {}
-    for uri in [
-        evaluation.dataset.uri,
-        *(p.calibration.dataset.uri for p in steps if p.calibration),
-    ]:
-        if uri not in texts:
-            texts[uri] = read_text(uri, credentials=credentials)
-    held_out = texts[evaluation.dataset.uri]
-    for planned in steps:
-        if planned.calibration is not None:
-            check_disjoint(texts[planned.calibration.dataset.uri], held_out)
-
-    tokenizer = load_tokenizer(base.directory)
-    tokens = {uri: tokenize(tokenizer, text) for uri, text in texts.items()}
-    evaluation_windows = windows(
-        tokens[held_out.uri],
-        evaluation.samples,
-        evaluation.sequence_length,
-        what=f"evaluation dataset {held_out.uri}",
-    )
-    step_windows = {}
-    for planned in steps:
-        calib = planned.calibration
-        if calib is None:
-            continue
-        step_windows[planned.index] = windows(
-            tokens[calib.dataset.uri],
-            calib.samples,
-            calib.sequence_length,
-            what=f"{planned.label} calibration dataset {calib.dataset.uri}",
-        )
-    return Prepared(
-        base, variant, evaluation, steps, config, tokenizer, evaluation_windows, step_windows
-    )
-
-
-def validate_variant(
-    base: str,
-    variant: Variant | Mapping[str, Any],
-    evaluation: Evaluation | Mapping[str, Any],
-    *,
-    calibration: Calibration | Mapping[str, Any] | None = None,
-    work_dir: str | Path | None = None,
-    credentials: Any = None,
-) -> str:
-    """Run every check `compress_variant` runs before heavy work; returns a summary line.
-
-    Only the base model's small files are read (config, tokenizer), never its weights.
-    Raises `CompressionError` saying what to change.
-    """
-    parsed = parse_request(variant, evaluation, calibration)
-    with tempfile.TemporaryDirectory(prefix="modelpress-check-", dir=work_dir) as temp:
-        return describe(prepare(base, *parsed, Path(temp), credentials=credentials))
 
 
 def compress_variant(
@@ -243,15 +112,6 @@ def compress_variant(
         metrics["agreement"],
     )
     return CompressionResult(out_uri, metadata)
-
-
-def describe(prepared: Prepared) -> str:
-    chain = " -> ".join(p.kind for p in prepared.steps)
-    return (
-        f"variant {prepared.variant.name!r} ({chain}) of a {prepared.config.num_hidden_layers}-layer "
-        f"{prepared.config.model_type} model; evaluation on {len(prepared.evaluation_windows)} windows "
-        f"of {prepared.evaluation.sequence_length} tokens"
-    )
 
 
 def run_chain(
@@ -397,17 +257,6 @@ def evaluate_saved(prepared: Prepared, saved: Path, cache_dir: Path | None) -> d
     return metrics(result, reference)
 
 
-GATE_FIELDS = ("maxPerplexityIncrease", "minAgreement")
-
-
-def measurement_settings(evaluation: Evaluation) -> dict[str, Any]:
-    """How the metrics were measured; the gate thresholds judge them later and are left out."""
-    wire = evaluation.to_wire()
-    for name in GATE_FIELDS:
-        wire.pop(name, None)
-    return wire
-
-
 def _metadata(
     prepared: Prepared,
     saved: Path,
@@ -424,7 +273,7 @@ def _metadata(
         weights_bytes=weights_bytes(saved),
         model_config=read_config(saved),
         recipe=prepared.variant.to_wire(),
-        evaluation=measurement_settings(prepared.evaluation),
+        evaluation=prepared.evaluation.measurement(),
         lineage=lineage,
         source=source_of(prepared.base.metadata, prepared.base.location),
         metrics=metrics,

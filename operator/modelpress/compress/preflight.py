@@ -14,15 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from modelpress.api.spec import (
-    Calibration,
-    DistillStep,
-    Evaluation,
-    PruneStep,
-    QuantizeStep,
-    Step,
-    Variant,
-)
+from modelpress.api.inputs import Calibration
+from modelpress.api.spec import Evaluation
+from modelpress.api.steps import DistillStep, PruneStep, QuantizeStep, Variant
 from modelpress.compress.architecture import (
     PER_LAYER_CONFIG_LISTS,
     check_ffn_width,
@@ -104,7 +98,7 @@ def resolve_chain(variant: Variant, default_calibration: Calibration | None) -> 
     """The variant's steps with their calibration text, failing on steps that lack one."""
     planned = []
     for index, step in enumerate(variant.chain):
-        needs_data = _needs_data(step)
+        needs_data = step.needs_data
         calibration = (step.action.calibration or default_calibration) if needs_data else None
         if calibration is None and needs_data:
             raise CompressionError(
@@ -114,10 +108,6 @@ def resolve_chain(variant: Variant, default_calibration: Calibration | None) -> 
             )
         planned.append(PlannedStep(index, step.kind, step.action, calibration))
     return planned
-
-
-def _needs_data(step: Step) -> bool:
-    return step.quantize.needs_data if step.quantize is not None else True
 
 
 def check_chain(config: Any, steps: list[PlannedStep], evaluation: Evaluation | None = None) -> Any:

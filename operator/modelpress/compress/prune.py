@@ -16,7 +16,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from modelpress.api.spec import PruneStep
+from modelpress.api.steps import PruneStep
 from modelpress.compress.architecture import (
     check_ffn_width,
     decoder_layers,

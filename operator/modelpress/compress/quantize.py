@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from modelpress.api.spec import QuantizeStep
+from modelpress.api.steps import QuantizeStep
 from modelpress.compress.errors import CompressionError
 
 if TYPE_CHECKING:

@@ -1,0 +1,155 @@
+"""Where a CompressedModel's inputs live: the base model, the store, datasets, Secrets.
+
+URIs are checked here with messages in words; the same rules reach the API server
+as patterns and CEL rules in the generated CRD.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, model_validator
+
+from modelpress.api.base import ApiModel, cel
+
+_S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$"
+_FILE_URI = r"^file:///[^\s]*$"
+STORE_URI_PATTERN = f"({_S3_URI})|({_FILE_URI})"
+URI_CEL = [
+    cel(
+        "!self.contains('/../') && !self.endsWith('/..')",
+        "must not contain '..' path segments: give the object's full path",
+    ),
+]
+
+
+def _check_uri(uri: str) -> str:
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        raise ValueError(f"{uri!r} is not a URI: use s3://bucket/path/ or file:///absolute/path/")
+    if scheme not in ("s3", "file"):
+        raise ValueError(
+            f"unknown scheme {scheme!r} in {redact_uri(uri)}: use s3://bucket/path/ or file:///absolute/path/"
+        )
+    authority = rest.split("/", 1)[0]
+    if "@" in rest:
+        raise ValueError(
+            f"credentials must not be embedded in URIs ({redact_uri(uri)}): "
+            "put them in a Secret and name it in secretRef"
+        )
+    if ".." in rest.split("/"):
+        raise ValueError(
+            f"{redact_uri(uri)} contains a '..' path segment: give the object's full path"
+        )
+    if scheme == "file" and authority:
+        raise ValueError(f"{uri!r} is not an absolute file URI: write file:///absolute/path/")
+    if not re.fullmatch(STORE_URI_PATTERN, uri):
+        raise ValueError(
+            f"{redact_uri(uri)} is not a valid store URI: use s3://bucket/path/ "
+            "(bucket: 3-63 lowercase letters, digits, dots, dashes) or file:///absolute/path/"
+        )
+    return uri
+
+
+def redact_uri(uri: str) -> str:
+    """Hide user:password@ in a URI before it reaches a message or a log.
+
+    Everything up to the last `@` goes: secret keys may themselves contain `/`."""
+    return re.sub(r"(://).*@", r"\1***@", uri)
+
+
+StoreUri = Annotated[
+    str,
+    Field(
+        max_length=1024,
+        pattern=STORE_URI_PATTERN,
+        json_schema_extra={"x-kubernetes-validations": URI_CEL},
+    ),
+    AfterValidator(_check_uri),
+]
+"""An object-store location: `s3://bucket/prefix/` or `file:///absolute/path/`."""
+
+
+class SecretRef(ApiModel):
+    """A Secret in the resource's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    """Name of the Secret."""
+
+
+class SecretKeyRef(SecretRef):
+    """One key of a Secret in the resource's namespace."""
+
+    key: str = Field(default="token", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """Key within the Secret that holds the value."""
+
+
+# --- where the base model comes from ---------------------------------------------
+
+
+class HuggingFaceSource(ApiModel):
+    """A model repository on the Hugging Face Hub."""
+
+    repo: str = Field(
+        min_length=3,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$",
+    )
+    """Repository id, `organization/name`."""
+
+    revision: str = Field(default="main", min_length=1, max_length=255, pattern=r"^[^\s]+$")
+    """Branch, tag or commit. It is resolved to a commit once and recorded in status."""
+
+    token_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a Hub token, for gated or private repositories."""
+
+    allow_pickle: bool = False
+    """Allow pickled `.bin` weights. Off by default: pickles can run code when loaded."""
+
+
+class Source(ApiModel):
+    """The base model. Exactly one of `huggingface` or `uri`."""
+
+    huggingface: HuggingFaceSource | None = None
+    """Fetch from the Hugging Face Hub (once per commit, then reused from the store)."""
+
+    uri: StoreUri | None = None
+    """A Hugging Face checkpoint directory already in object storage."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        if (self.huggingface is None) == (self.uri is None):
+            raise ValueError("set exactly one of source.huggingface or source.uri")
+        return self
+
+
+class Storage(ApiModel):
+    """Where artifacts are stored, content-addressed."""
+
+    uri: StoreUri
+    """Root of the artifact store, `s3://bucket/prefix/` or `file:///path/` (local mode)."""
+
+    secret_ref: SecretRef | None = None
+    """Secret with keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and optionally
+    AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_REGION. Never put credentials in the URI."""
+
+
+class Dataset(ApiModel):
+    """A UTF-8 text file in object storage (documents separated by blank lines)."""
+
+    uri: StoreUri
+    """Location of the text file."""
+
+
+class Calibration(ApiModel):
+    """Text the compression steps learn from (calibration, importance, distillation)."""
+
+    dataset: Dataset
+    """Must differ from the evaluation dataset, so quality is measured on unseen text."""
+
+    samples: int = Field(default=256, ge=1, le=65536)
+    """Number of text sequences to use."""
+
+    sequence_length: int = Field(default=512, ge=16, le=131072)
+    """Tokens per sequence."""

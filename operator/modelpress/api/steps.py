@@ -1,0 +1,207 @@
+"""What a variant does: quantize, prune or distill, alone or as a chain of steps."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from modelpress.api.base import ApiModel, VariantName, cel
+from modelpress.api.inputs import Calibration
+
+QuantScheme = Literal["W8A16", "W4A16", "W8A8", "FP8_DYNAMIC"]
+QuantAlgorithm = Literal["rtn", "gptq", "awq"]
+
+
+class QuantizeStep(ApiModel):
+    """Quantize weights (and for W8A8 / FP8 activations) with llmcompressor.
+    The result is a compressed-tensors checkpoint that vLLM loads natively."""
+
+    scheme: QuantScheme
+    """W8A16 and W4A16: integer weights, 16-bit activations. W8A8: int8 weights and
+    activations (SmoothQuant + GPTQ). FP8_DYNAMIC: fp8 weights, dynamic fp8 activations."""
+
+    algorithm: QuantAlgorithm = "gptq"
+    """rtn: round to nearest, no data. gptq: error-compensating, needs calibration text.
+    awq: activation-aware (W4A16 only), needs calibration text. FP8_DYNAMIC uses rtn."""
+
+    group_size: int | None = Field(default=None, ge=16, le=1024)
+    """Weights per scale. Unset: 128 for W4A16, per output channel otherwise. Must divide
+    the hidden and intermediate sizes (e.g. 64 for hidden size 576)."""
+
+    kv_cache_scheme: Literal["fp8"] | None = None
+    """Also calibrate an fp8 KV cache (serve with kvCacheDtype fp8)."""
+
+    ignore: list[str] = Field(default_factory=lambda: ["lm_head"], max_length=64)
+    """Modules left unquantized (names or `re:` patterns)."""
+
+    calibration: Calibration | None = None
+    """Overrides spec.calibration for this step."""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> QuantizeStep:
+        if self.algorithm == "awq" and self.scheme != "W4A16":
+            raise ValueError("algorithm awq applies to scheme W4A16 only: use gptq or rtn")
+        if (
+            self.scheme == "FP8_DYNAMIC"
+            and self.algorithm == "gptq"
+            and "algorithm" in self.model_fields_set
+        ):
+            raise ValueError(
+                "scheme FP8_DYNAMIC needs no calibration: set algorithm rtn or leave it unset"
+            )
+        return self
+
+    @property
+    def effective_algorithm(self) -> QuantAlgorithm:
+        return "rtn" if self.scheme == "FP8_DYNAMIC" else self.algorithm
+
+    @property
+    def effective_group_size(self) -> int | None:
+        if self.group_size is not None:
+            return self.group_size
+        return 128 if self.scheme == "W4A16" else None
+
+    @property
+    def needs_data(self) -> bool:
+        return self.effective_algorithm != "rtn" or self.kv_cache_scheme is not None
+
+
+PruneMethod = Literal["layer-drop", "ffn-width"]
+SPARSE_METHODS = ("2:4", "unstructured", "sparsegpt", "wanda")
+
+
+class PruneStep(ApiModel):
+    """Structured pruning that really shrinks the checkpoint."""
+
+    method: str = Field(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self in ['layer-drop', 'ffn-width']",
+                    "method must be layer-drop or ffn-width; 2:4 and unstructured sparsity "
+                    "are not offered because vLLM no longer saves memory from them",
+                )
+            ]
+        }
+    )
+    """layer-drop: remove whole decoder blocks, those whose output changes the hidden
+    state least on calibration text (angular distance). ffn-width: remove MLP channels
+    with the lowest activation importance (Minitron-style)."""
+
+    fraction: float = Field(gt=0, lt=1)
+    """Share of layers (layer-drop) or MLP channels (ffn-width) to remove."""
+
+    calibration: Calibration | None = None
+    """Overrides spec.calibration for this step."""
+
+    @model_validator(mode="after")
+    def _structured_only(self) -> PruneStep:
+        if self.method in SPARSE_METHODS:
+            raise ValueError(
+                f"prune method {self.method!r} is not offered: vLLM no longer gains memory or "
+                "speed from 2:4 or unstructured sparsity; use layer-drop or ffn-width"
+            )
+        if self.method not in ("layer-drop", "ffn-width"):
+            raise ValueError(f"unknown prune method {self.method!r}: use layer-drop or ffn-width")
+        return self
+
+
+class DistillStep(ApiModel):
+    """Logit knowledge distillation from the base model (the teacher) into the model
+    produced by the previous steps (the student)."""
+
+    steps: int = Field(default=400, ge=1, le=1_000_000)
+    """Optimizer steps."""
+
+    temperature: float = Field(default=2.0, gt=0, le=100)
+    """Softens both distributions; the loss is scaled by temperature squared."""
+
+    learning_rate: float = Field(default=5e-5, gt=0, le=1)
+    """AdamW learning rate."""
+
+    batch_size: int = Field(default=4, ge=1, le=1024)
+    """Sequences per optimizer step."""
+
+    checkpoint_every: int = Field(default=100, ge=1, le=1_000_000)
+    """Save a resumable checkpoint every this many steps."""
+
+    student_layers: int | None = Field(default=None, ge=1, le=1024)
+    """When distill is the first step: build the student from the teacher's evenly spaced
+    layers, keeping this many. Must be fewer than the teacher's."""
+
+    calibration: Calibration | None = None
+    """Training text; overrides spec.calibration for this step."""
+
+
+_ONE_ACTION = ["quantize", "prune", "distill"]
+
+
+class Step(ApiModel):
+    """One action of a chain. Exactly one of `quantize`, `prune` or `distill`."""
+
+    quantize: QuantizeStep | None = None
+    prune: PruneStep | None = None
+    distill: DistillStep | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Step:
+        chosen = [name for name in _ONE_ACTION if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                "a step needs exactly one of quantize, prune or distill"
+                + (f"; this one sets {', '.join(chosen)}" if chosen else "")
+            )
+        return self
+
+    @property
+    def action(self) -> QuantizeStep | PruneStep | DistillStep:
+        return self.quantize or self.prune or self.distill  # type: ignore[return-value]
+
+    @property
+    def kind(self) -> str:
+        return next(name for name in _ONE_ACTION if getattr(self, name) is not None)
+
+    @property
+    def needs_data(self) -> bool:
+        """Whether the step learns from calibration text (pruning and distillation always;
+        quantization unless it is plain rounding)."""
+        return self.quantize.needs_data if self.quantize is not None else True
+
+
+class Variant(ApiModel):
+    """One compressed version of the base model. Exactly one of `quantize`, `prune`,
+    `distill` or `steps`."""
+
+    name: VariantName
+    """Unique within the resource; a DNS label of at most 20 characters."""
+
+    quantize: QuantizeStep | None = None
+    prune: PruneStep | None = None
+    distill: DistillStep | None = None
+    steps: list[Step] | None = Field(default=None, min_length=1, max_length=8)
+    """An ordered chain, each step feeding the next (e.g. prune, distill, quantize)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Variant:
+        chosen = [n for n in [*_ONE_ACTION, "steps"] if getattr(self, n) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"variant {self.name!r} needs exactly one of quantize, prune, distill or steps"
+                + (f"; it sets {', '.join(chosen)}" if chosen else "")
+            )
+        chain = self.chain
+        quant_positions = [i for i, s in enumerate(chain) if s.quantize is not None]
+        if len(quant_positions) > 1 or (quant_positions and quant_positions[0] != len(chain) - 1):
+            raise ValueError(
+                f"variant {self.name!r}: quantize must be the last step, and only once "
+                "(a quantized model cannot be pruned or trained further)"
+            )
+        return self
+
+    @property
+    def chain(self) -> list[Step]:
+        """The variant as a chain, whether written as one action or as steps."""
+        if self.steps is not None:
+            return list(self.steps)
+        return [Step(quantize=self.quantize, prune=self.prune, distill=self.distill)]
