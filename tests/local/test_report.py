@@ -4,36 +4,43 @@ from __future__ import annotations
 
 import io
 
+from modelpress.api.status import CompressedModelStatus
 from modelpress.local.console import Console
 from modelpress.local.report import plain_table, render, variant_rows
 
-STATUS = {
-    "conditions": [
-        {"type": "Ready", "status": "True", "reason": "Ready", "message": "ok"},
-        {"type": "Serving", "status": "True", "reason": "Available", "message": "w4 serves"},
-    ],
-    "source": {"id": "file:///m/", "uri": "file:///s/models/b/", "bytes": 272_585_278},
-    "serving": {"variant": "w4"},
-    "variants": [
-        {
-            "name": "w4",
-            "artifactUri": "file:///s/artifacts/k1/",
-            "bytes": 116_707_768,
-            "sizeRatio": 0.4282,
-            "metrics": {"perplexity": 24.5, "basePerplexity": 21.8, "perplexityIncrease": 0.1239},
-            "footprint": {"totalBytes": 3_650_000_000},
-            "conditions": [
-                {"type": "QualityGate", "status": "True", "reason": "Passed", "message": ""}
-            ],
-        },
-        {
-            "name": "broken",
-            "conditions": [
-                {"type": "Compressed", "status": "False", "reason": "JobFailed", "message": "x"}
-            ],
-        },
-    ],
-}
+STATUS = CompressedModelStatus.model_validate(
+    {
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Ready", "message": "ok"},
+            {"type": "Serving", "status": "True", "reason": "Available", "message": "w4 serves"},
+        ],
+        "source": {"id": "file:///m/", "uri": "file:///s/models/b/", "bytes": 272_585_278},
+        "serving": {"variant": "w4"},
+        "variants": [
+            {
+                "name": "w4",
+                "artifactUri": "file:///s/artifacts/k1/",
+                "bytes": 116_707_768,
+                "sizeRatio": 0.4282,
+                "metrics": {
+                    "perplexity": 24.5,
+                    "basePerplexity": 21.8,
+                    "perplexityIncrease": 0.1239,
+                },
+                "footprint": {"totalBytes": 3_650_000_000},
+                "conditions": [
+                    {"type": "QualityGate", "status": "True", "reason": "Passed", "message": ""}
+                ],
+            },
+            {
+                "name": "broken",
+                "conditions": [
+                    {"type": "Compressed", "status": "False", "reason": "JobFailed", "message": "x"}
+                ],
+            },
+        ],
+    }
+)
 
 
 def test_rows_carry_the_numbers_of_the_status() -> None:

@@ -93,8 +93,8 @@ def test_a_second_run_reuses_every_artifact(
     first = run_once(workspace)
     assert calls == ["small", "worse"]
     assert first.result.built == ["small", "worse"] and first.result.reused == []
-    assert first.result.ready, first.result.status["conditions"]
-    variants = {v["name"]: v for v in first.result.status["variants"]}
+    assert first.result.ready, first.result.status.conditions
+    variants = {v["name"]: v for v in first.result.status.to_wire()["variants"]}
     gate = {
         v: next(c for c in e["conditions"] if c["type"] == "QualityGate")
         for v, e in variants.items()
@@ -110,8 +110,8 @@ def test_a_second_run_reuses_every_artifact(
     assert sorted(second.result.reused) == ["base", "small", "worse"]
     said = capsys.readouterr().err
     assert said.count("(already published)") == 3
-    assert [v["key"] for v in second.result.status["variants"]] == [
-        v["key"] for v in first.result.status["variants"]
+    assert [v.key for v in second.result.status.variants] == [
+        v.key for v in first.result.status.variants
     ]
 
 
@@ -189,7 +189,7 @@ def test_the_serving_deployment_runs_locally(
     try:
         run.preflight()
         result = run.reconcile()
-        assert result.ready, result.status["conditions"]
+        assert result.ready, result.status.conditions
         assert result.server is not None
         assert run.ask() == "Paris, of course."
         status_path = run.write_status()

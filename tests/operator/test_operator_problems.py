@@ -35,7 +35,7 @@ async def test_a_spec_only_the_operator_rejects_gets_a_condition_naming_the_fiel
     await harness.start_operator()
     await harness.apply(manifest)
     ready = await harness.wait_condition("tiny", "Ready", "False", "InvalidSpec")
-    assert "spec.variants.1.quantize" in ready["message"]
+    assert "spec.variants[1].quantize" in ready["message"]
     assert "set algorithm rtn or leave it unset" in ready["message"]
     assert harness.status("tiny")["summary"]["phase"] == "Failed"
 

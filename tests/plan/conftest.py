@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from modelpress.api.artifact import VariantMetadata
 from modelpress.api.spec import CompressedModelSpec
 from modelpress.config import OperatorConfig
 from modelpress.plan.observed import Artifact, SourceRecord
@@ -45,9 +46,7 @@ SOURCE = SourceRecord(
     uri=f"{STORE}models/basekey/",
     key="basekey",
 )
-BASE = Artifact(
-    uri=SOURCE.uri, total_bytes=270_000_000, weights_bytes=269_000_000, metadata={}, config=SMOLLM2
-)
+BASE = Artifact(uri=SOURCE.uri, total_bytes=270_000_000, weights_bytes=269_000_000, config=SMOLLM2)
 
 
 def variant_artifact(
@@ -57,16 +56,18 @@ def variant_artifact(
         uri=uri,
         total_bytes=total,
         weights_bytes=total - 1000,
-        metadata={
-            "parameters": 134_515_008,
-            "bitsPerWeight": 4.5,
-            "metrics": {
-                "perplexity": 10 * (1 + increase),
-                "basePerplexity": 10.0,
-                "perplexityIncrease": increase,
-                "agreement": 0.95,
-            },
-        },
+        metadata=VariantMetadata.read(
+            {
+                "parameters": 134_515_008,
+                "bitsPerWeight": 4.5,
+                "metrics": {
+                    "perplexity": 10 * (1 + increase),
+                    "basePerplexity": 10.0,
+                    "perplexityIncrease": increase,
+                    "agreement": 0.95,
+                },
+            }
+        ),
         config=SMOLLM2 if config is None else config,
     )
 

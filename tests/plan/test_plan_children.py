@@ -145,8 +145,8 @@ def test_a_gpu_too_small_for_one_layer_is_a_problem_with_numbers() -> None:
     _, sized = compress(spec, config)
     assert (
         sized.problem is not None
-        and "GiB of GPU memory" in sized.problem
-        and "tiny-gpu" in sized.problem
+        and "GiB of GPU memory" in sized.problem.message
+        and "tiny-gpu" in sized.problem.message
     )
 
 
@@ -154,7 +154,9 @@ def test_an_unknown_compression_gpu_is_a_problem_naming_known_ones(config: Opera
     spec = make_spec(compression={"gpu": {"product": "nvidia-b999"}})
     _, sized = compress(spec, config)
     assert (
-        sized.problem is not None and "nvidia-l4" in sized.problem and "gpuCatalog" in sized.problem
+        sized.problem is not None
+        and "nvidia-l4" in sized.problem.message
+        and "gpuCatalog" in sized.problem.message
     )
 
 

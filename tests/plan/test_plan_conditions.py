@@ -2,54 +2,66 @@
 
 from __future__ import annotations
 
-from modelpress.plan.conditions import condition, merge_patch, stamp, transitions
+from modelpress.api.reasons import ConditionType as T
+from modelpress.api.reasons import Reason as R
+from modelpress.api.status import CompressedModelStatus, Condition, VariantStatus
+from modelpress.plan.conditions import condition, merge_patch, stamp
+from modelpress.plan.events import transitions
 
 
 def test_condition_wire_form() -> None:
-    assert condition("Ready", True, "Ready", "ok", 4) == {
+    assert condition(T.READY, True, R.READY, "ok", 4).to_wire() == {
         "type": "Ready",
         "status": "True",
         "reason": "Ready",
         "message": "ok",
         "observedGeneration": 4,
     }
-    assert condition("Fits", None, "NotSized", "", None)["status"] == "Unknown"
-    assert "observedGeneration" not in condition("Fits", False, "DoesNotFit", "", None)
+    assert condition(T.FITS, None, R.NOT_SIZED, "", None).status == "Unknown"
+    assert "observedGeneration" not in condition(T.FITS, False, R.DOES_NOT_FIT, "", None).to_wire()
+
+
+def _at(item: Condition, when: str) -> Condition:
+    return item.model_copy(update={"last_transition_time": when})
 
 
 def test_stamp_keeps_the_time_while_the_status_holds() -> None:
-    old = [{**condition("Ready", False, "Compressing", "", 1), "lastTransitionTime": "t0"}]
-    same = stamp([condition("Ready", False, "JobRetrying", "x", 2)], old, "t1")
-    assert same[0]["lastTransitionTime"] == "t0"
-    flipped = stamp([condition("Ready", True, "Ready", "", 2)], old, "t1")
-    assert flipped[0]["lastTransitionTime"] == "t1"
-    assert stamp([condition("New", True, "Ok", "", 2)], None, "t1")[0]["lastTransitionTime"] == "t1"
+    old = [_at(condition(T.READY, False, R.COMPRESSING, "", 1), "t0")]
+    same = stamp([condition(T.READY, False, R.JOB_RETRYING, "x", 2)], old, "t1")
+    assert same[0].last_transition_time == "t0"
+    flipped = stamp([condition(T.READY, True, R.READY, "", 2)], old, "t1")
+    assert flipped[0].last_transition_time == "t1"
+    assert stamp([condition(T.FITS, True, R.FITS, "", 2)], [], "t1")[0].last_transition_time == "t1"
 
 
-def status(*conditions: dict, variants: list | None = None) -> dict:
-    return {"conditions": list(conditions), "variants": variants or []}
+def status(
+    *conditions: Condition, variants: list[VariantStatus] | None = None
+) -> CompressedModelStatus:
+    return CompressedModelStatus(conditions=list(conditions), variants=variants or [])
 
 
 def test_events_fire_on_status_or_reason_changes_only() -> None:
-    before = status(condition("Ready", False, "Compressing", "1/2", 1))
-    assert transitions(before, status(condition("Ready", False, "Compressing", "2/2", 1))) == []
-    [event] = transitions(before, status(condition("Ready", False, "JobFailed", "Job x failed", 1)))
+    before = status(condition(T.READY, False, R.COMPRESSING, "1/2", 1))
+    assert transitions(before, status(condition(T.READY, False, R.COMPRESSING, "2/2", 1))) == []
+    [event] = transitions(
+        before, status(condition(T.READY, False, R.JOB_FAILED, "Job x failed", 1))
+    )
     assert (event.type, event.reason) == ("Warning", "JobFailed")
     assert event.message == "Ready is False: Job x failed"
-    [event] = transitions(before, status(condition("Ready", True, "Ready", "", 1)))
+    [event] = transitions(before, status(condition(T.READY, True, R.READY, "", 1)))
     assert (event.type, event.reason) == ("Normal", "Ready")
 
 
 def test_variant_events_name_the_variant_and_skip_its_ready_summary() -> None:
     new = status(
         variants=[
-            {
-                "name": "w4",
-                "conditions": [
-                    condition("Ready", False, "QualityGateFailed", "worse", 1),
-                    condition("QualityGate", False, "QualityGateFailed", "worse", 1),
+            VariantStatus(
+                name="w4",
+                conditions=[
+                    condition(T.READY, False, R.QUALITY_GATE_FAILED, "worse", 1),
+                    condition(T.QUALITY_GATE, False, R.QUALITY_GATE_FAILED, "worse", 1),
                 ],
-            }
+            )
         ]
     )
     events = transitions(None, new)
@@ -69,13 +81,13 @@ def test_merge_patch_is_minimal_and_removes_what_is_gone() -> None:
 
 def test_a_condition_first_seen_waiting_is_no_news() -> None:
     new = status(
-        condition("SourceReady", False, "Fetching", "created Job f", 1),
-        condition("VariantsReady", False, "WaitingForSource", "", 1),
+        condition(T.SOURCE_READY, False, R.FETCHING, "created Job f", 1),
+        condition(T.VARIANTS_READY, False, R.WAITING_FOR_SOURCE, "", 1),
         variants=[
-            {
-                "name": "w4",
-                "conditions": [condition("Compressed", False, "WaitingForSource", "", 1)],
-            }
+            VariantStatus(
+                name="w4",
+                conditions=[condition(T.COMPRESSED, False, R.WAITING_FOR_SOURCE, "", 1)],
+            )
         ],
     )
     assert [e.reason for e in transitions(None, new)] == ["Fetching"]
@@ -83,20 +95,26 @@ def test_a_condition_first_seen_waiting_is_no_news() -> None:
 
 def test_ready_repeats_no_reason_another_condition_tells() -> None:
     before = status(
-        condition("Ready", False, "Compressing", "", 1),
-        condition("VariantsReady", False, "Compressing", "", 1),
+        condition(T.READY, False, R.COMPRESSING, "", 1),
+        condition(T.VARIANTS_READY, False, R.COMPRESSING, "", 1),
     )
     after = status(
-        condition("Ready", False, "JobFailed", "x", 1),
-        condition("VariantsReady", False, "JobFailed", "x", 1),
+        condition(T.READY, False, R.JOB_FAILED, "x", 1),
+        condition(T.VARIANTS_READY, False, R.JOB_FAILED, "x", 1),
     )
     assert [e.message.split(" ")[0] for e in transitions(before, after)] == ["VariantsReady"]
     invalid = status(
-        condition("Ready", False, "InvalidSpec", "spec.x: bad", 2), *after["conditions"][1:]
+        condition(T.READY, False, R.INVALID_SPEC, "spec.x: bad", 2), *after.conditions[1:]
     )
     assert [e.reason for e in transitions(after, invalid)] == ["InvalidSpec"]
 
 
 def test_long_messages_are_cut_for_the_event_api() -> None:
-    [event] = transitions(None, status(condition("Ready", False, "JobFailed", "x" * 5000, 1)))
+    [event] = transitions(None, status(condition(T.READY, False, R.JOB_FAILED, "x" * 5000, 1)))
     assert len(event.message) == 1000 and event.message.endswith("...")
+
+
+def test_a_reason_this_version_does_not_know_is_news_not_a_crash() -> None:
+    stored = Condition(type="Ready", status="False", reason="SomethingNewer", message="m")
+    [event] = transitions(None, status(stored))
+    assert (event.type, event.reason) == ("Normal", "SomethingNewer")

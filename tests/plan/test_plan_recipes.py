@@ -7,12 +7,13 @@ import json
 import pytest
 from tests.plan.conftest import STORE, make_spec
 
+from modelpress.api.artifact import VariantMetadata
+from modelpress.api.reasons import Reason
 from modelpress.api.spec import Evaluation
 from modelpress.plan.recipes import (
     Candidate,
     choose_variant,
     compress_job_args,
-    evaluation_settings,
     gate,
     resolved_variant,
     source_job_args,
@@ -169,7 +170,7 @@ def test_compress_job_args_carry_the_resolved_recipe_and_the_measurement_only() 
     assert args[args.index("--out") + 1] == "s3://b/artifacts/v/"
     assert json.loads(args[args.index("--variant") + 1]) == resolved_variant(spec, spec.variants[1])
     evaluation = json.loads(args[args.index("--evaluation") + 1])
-    assert evaluation == evaluation_settings(spec)
+    assert evaluation == spec.evaluation.measurement()
     assert "maxPerplexityIncrease" not in evaluation and evaluation["samples"] == 64
     assert args[-2:] == ["--work-dir", "/work"]
     assert "--checkpoint-dir" not in args  # nothing to resume without distillation
@@ -194,15 +195,22 @@ def evaluation(**changes: object) -> Evaluation:
     return Evaluation.model_validate({"dataset": {"uri": "s3://data/e.txt"}, **changes})
 
 
+def judge(evaluation: Evaluation, metrics: dict | None) -> tuple[bool, str]:
+    """The gate on metrics as a manifest stores them."""
+    measured = VariantMetadata.read({"metrics": metrics}).metrics
+    verdict = gate(evaluation, measured)
+    return verdict.reason is Reason.PASSED, verdict.message
+
+
 def test_the_gate_passes_within_the_limit_and_says_by_how_much() -> None:
-    passed, message = gate(
+    passed, message = judge(
         evaluation(), {"perplexity": 10.5, "basePerplexity": 10.0, "perplexityIncrease": 0.05}
     )
     assert passed and "+5.00%" in message and "10.5 (base 10)" in message
 
 
 def test_the_gate_fails_beyond_the_limit_with_the_numbers_and_the_remedy() -> None:
-    passed, message = gate(
+    passed, message = judge(
         evaluation(), {"perplexity": 12.0, "basePerplexity": 10.0, "perplexityIncrease": 0.2}
     )
     assert not passed
@@ -212,26 +220,26 @@ def test_the_gate_fails_beyond_the_limit_with_the_numbers_and_the_remedy() -> No
 
 
 def test_exactly_at_the_limit_passes() -> None:
-    assert gate(evaluation(maxPerplexityIncrease=0.2), {"perplexityIncrease": 0.2})[0]
+    assert judge(evaluation(maxPerplexityIncrease=0.2), {"perplexityIncrease": 0.2})[0]
 
 
 @pytest.mark.parametrize("metrics", [None, {}, {"perplexity": 3.0}])
 def test_an_unmeasured_variant_never_passes(metrics: dict | None) -> None:
-    passed, message = gate(evaluation(), metrics)
+    passed, message = judge(evaluation(), metrics)
     assert not passed and "no perplexity" in message
 
 
-def test_the_agreement_gate() -> None:
+def test_the_agreement_judge() -> None:
     strict = evaluation(minAgreement=0.9)
-    assert gate(strict, {"perplexityIncrease": 0.01, "agreement": 0.95})[0]
-    passed, message = gate(strict, {"perplexityIncrease": 0.01, "agreement": 0.8})
+    assert judge(strict, {"perplexityIncrease": 0.01, "agreement": 0.95})[0]
+    passed, message = judge(strict, {"perplexityIncrease": 0.01, "agreement": 0.8})
     assert not passed and "80.00%" in message and "minAgreement" in message
-    passed, message = gate(strict, {"perplexityIncrease": 0.01})
+    passed, message = judge(strict, {"perplexityIncrease": 0.01})
     assert not passed and "agreement" in message
 
 
 def test_the_gate_ignores_unknown_metrics() -> None:
-    assert gate(evaluation(), {"perplexityIncrease": 0.0, "bleu": 3})[0]
+    assert judge(evaluation(), {"perplexityIncrease": 0.0, "bleu": 3})[0]
 
 
 # --- choosing what to serve ----------------------------------------------------------------------

@@ -8,18 +8,22 @@ from typing import Any
 import pytest
 from tests.plan.conftest import BASE, SOURCE, STORE, make_spec, spec_dict, variant_artifact
 
+from modelpress.api.admission import model_problems, status_problems
+from modelpress.api.reasons import Reason
+from modelpress.api.resource import API_VERSION, KIND, read_spec
 from modelpress.config import OperatorConfig
 from modelpress.plan import names
 from modelpress.plan.conditions import merge_patch
-from modelpress.plan.observed import Blocker, DeploymentState, JobState, Observed, ServiceState
-from modelpress.plan.reconcile import (
+from modelpress.plan.observed import (
+    Blocker,
+    DeploymentState,
+    JobState,
+    Observed,
     Owner,
-    Plan,
-    plan_invalid,
-    plan_model,
-    spec_problems,
-    variant_locations,
+    ServiceState,
 )
+from modelpress.plan.recipes import variant_locations
+from modelpress.plan.reconcile import Plan, plan_invalid, plan_model
 
 OWNER = Owner(name="tiny", namespace="ml", uid="uid-1", generation=3)
 NOW = "2026-01-01T00:00:00Z"
@@ -27,7 +31,8 @@ LATER = "2026-01-01T00:05:00Z"
 
 
 def plan(spec=None, observed=None, previous=None, now=NOW, config=None, owner=OWNER) -> Plan:
-    return plan_model(
+    """plan_model, with its status held to what the API server would store."""
+    result = plan_model(
         owner,
         spec or make_spec(),
         observed or Observed(),
@@ -35,6 +40,8 @@ def plan(spec=None, observed=None, previous=None, now=NOW, config=None, owner=OW
         previous,
         now,
     )
+    assert status_problems(result.wire_status) == []
+    return result
 
 
 def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -75,7 +82,7 @@ def test_first_sight_creates_the_fetch_job_and_reports_pending() -> None:
     fetch = result.create[0]
     assert fetch["metadata"]["labels"][names.LABEL_COMPONENT] == "fetch"
     assert result.apply == [] and result.delete == []
-    status = result.status
+    status = result.wire_status
     assert status["observedGeneration"] == 3
     assert conditions(status) == {
         "Ready": ("False", "Fetching"),
@@ -93,8 +100,8 @@ def test_an_existing_fetch_job_is_not_created_again() -> None:
     fetch = plan().create[0]
     running = plan(observed=Observed(jobs=(job_state(fetch, active=1),)))
     assert running.create == []
-    assert conditions(running.status)["SourceReady"] == ("False", "Fetching")
-    assert "is running" in running.status["conditions"][1]["message"]
+    assert conditions(running.wire_status)["SourceReady"] == ("False", "Fetching")
+    assert "is running" in running.wire_status["conditions"][1]["message"]
 
 
 def test_a_failed_fetch_reports_the_pod_message() -> None:
@@ -108,24 +115,26 @@ def test_a_failed_fetch_reports_the_pod_message() -> None:
             jobs=(failed,), job_messages={name: "exit code 1 (Error): 401 Unauthorized"}
         )
     )
-    assert conditions(result.status)["SourceReady"] == ("False", "FetchFailed")
-    message = next(c for c in result.status["conditions"] if c["type"] == "SourceReady")["message"]
+    assert conditions(result.wire_status)["SourceReady"] == ("False", "FetchFailed")
+    message = next(c for c in result.wire_status["conditions"] if c["type"] == "SourceReady")[
+        "message"
+    ]
     assert "BackoffLimitExceeded" in message and "401 Unauthorized" in message
-    assert result.status["summary"]["phase"] == "Failed"
+    assert result.wire_status["summary"]["phase"] == "Failed"
     assert result.create == []
 
 
 def test_a_succeeded_fetch_without_a_record_is_reported() -> None:
     fetch = plan().create[0]
     result = plan(observed=Observed(jobs=(job_state(fetch, succeeded=1, complete=True),)))
-    assert conditions(result.status)["SourceReady"] == ("False", "FetchIncomplete")
+    assert conditions(result.wire_status)["SourceReady"] == ("False", "FetchIncomplete")
 
 
 def test_a_missing_hub_token_secret_blocks_the_fetch() -> None:
-    blocker = Blocker("SecretNotFound", "Hub token Secret 'hub' does not exist")
+    blocker = Blocker(Reason.SECRET_NOT_FOUND, "Hub token Secret 'hub' does not exist")
     result = plan(observed=Observed(source_blocker=blocker))
     assert result.create == []
-    assert conditions(result.status)["SourceReady"] == ("False", "SecretNotFound")
+    assert conditions(result.wire_status)["SourceReady"] == ("False", "SecretNotFound")
 
 
 def test_an_unreadable_store_changes_nothing_and_says_why() -> None:
@@ -134,11 +143,13 @@ def test_an_unreadable_store_changes_nothing_and_says_why() -> None:
     stale = replace(stale, name="tiny-fetch-obsolete")
     result = plan(
         spec,
-        Observed(jobs=(stale,), store_blocker=Blocker("StoreUnavailable", "endpoint unreachable")),
+        Observed(
+            jobs=(stale,), store_blocker=Blocker(Reason.STORE_UNAVAILABLE, "endpoint unreachable")
+        ),
     )
     assert result.create == [] and result.delete == [] and result.apply == []
-    assert conditions(result.status)["SourceReady"] == ("False", "StoreUnavailable")
-    assert conditions(result.status)["Ready"] == ("False", "StoreUnavailable")
+    assert conditions(result.wire_status)["SourceReady"] == ("False", "StoreUnavailable")
+    assert conditions(result.wire_status)["Ready"] == ("False", "StoreUnavailable")
 
 
 # --- the variants ---------------------------------------------------------------------------
@@ -148,7 +159,7 @@ def test_once_the_base_is_stored_every_variant_gets_a_job() -> None:
     result = plan(observed=with_base())
     created = {o["metadata"]["labels"][names.LABEL_VARIANT] for o in result.create}
     assert created == {"w8", "w4"}
-    status = result.status
+    status = result.wire_status
     assert conditions(status)["SourceReady"] == ("True", "Stored")
     assert conditions(status)["VariantsReady"] == ("False", "Compressing")
     assert status["source"]["uri"] == SOURCE.uri and status["source"]["bytes"] == BASE.total_bytes
@@ -165,7 +176,7 @@ def test_an_artifact_already_in_the_store_is_never_computed_again() -> None:
     artifacts = built()
     result = plan(observed=with_base(artifacts=artifacts))
     assert [o["kind"] for o in result.create] == ["Deployment", "Service"]
-    assert conditions(result.status)["VariantsReady"][0] == "True"
+    assert conditions(result.wire_status)["VariantsReady"][0] == "True"
 
 
 def test_a_retrying_job_and_then_a_failed_one() -> None:
@@ -179,9 +190,11 @@ def test_a_retrying_job_and_then_a_failed_one() -> None:
             jobs=(job_state(w4, failed=1, active=1), job_state(w8, active=1)), job_messages=messages
         )
     )
-    assert variant_conditions(retrying.status, "w4")["Compressed"] == ("False", "JobRetrying")
-    assert "1 of 3 attempts failed" in variant(retrying.status, "w4")["conditions"][1]["message"]
-    assert conditions(retrying.status)["VariantsReady"] == ("False", "JobRetrying")
+    assert variant_conditions(retrying.wire_status, "w4")["Compressed"] == ("False", "JobRetrying")
+    assert (
+        "1 of 3 attempts failed" in variant(retrying.wire_status, "w4")["conditions"][1]["message"]
+    )
+    assert conditions(retrying.wire_status)["VariantsReady"] == ("False", "JobRetrying")
     assert any(e.type == "Warning" and e.reason == "JobRetrying" for e in retrying.events)
 
     failed = job_state(
@@ -192,15 +205,15 @@ def test_a_retrying_job_and_then_a_failed_one() -> None:
     )
     result = plan(
         observed=with_base(jobs=(failed, job_state(w8, active=1)), job_messages=messages),
-        previous=retrying.status,
+        previous=retrying.wire_status,
     )
-    compressed = variant(result.status, "w4")["conditions"][1]
+    compressed = variant(result.wire_status, "w4")["conditions"][1]
     assert (compressed["status"], compressed["reason"]) == ("False", "JobFailed")
     assert (
         "BackoffLimitExceeded" in compressed["message"]
         and "CUDA out of memory" in compressed["message"]
     )
-    assert conditions(result.status)["VariantsReady"] == ("False", "JobFailed")
+    assert conditions(result.wire_status)["VariantsReady"] == ("False", "JobFailed")
     assert result.create == [], "a failed Job is not replaced until it is removed"
     assert any(e.type == "Warning" and e.reason == "JobFailed" for e in result.events)
 
@@ -210,11 +223,11 @@ def test_a_variant_whose_compression_cannot_fit_its_gpu_gets_no_job() -> None:
     spec = make_spec(compression={"gpu": {"product": "mini"}})
     result = plan(spec, with_base(), config=config)
     assert result.create == []
-    assert variant_conditions(result.status, "w4")["Compressed"] == (
+    assert variant_conditions(result.wire_status, "w4")["Compressed"] == (
         "False",
         "CompressionDoesNotFit",
     )
-    assert conditions(result.status)["VariantsReady"] == ("False", "CompressionDoesNotFit")
+    assert conditions(result.wire_status)["VariantsReady"] == ("False", "CompressionDoesNotFit")
 
 
 def test_removing_a_variant_removes_its_job_and_editing_one_replaces_only_its_job() -> None:
@@ -265,7 +278,7 @@ def test_everything_built_serves_the_smallest_passing_variant() -> None:
     deployment = next(o for o in result.create if o["kind"] == "Deployment")
     w4_key = variant_locations(make_spec(), SOURCE, OperatorConfig())["w4"][0]
     assert deployment["spec"]["template"]["metadata"]["labels"][names.LABEL_KEY] == w4_key
-    status = result.status
+    status = result.wire_status
     assert conditions(status)["Serving"] == ("False", "RollingOut")
     assert status["serving"]["variant"] == "w4"
     assert status["serving"]["endpoint"] == "http://tiny.ml.svc:8000/v1"
@@ -302,11 +315,11 @@ def test_a_rolled_out_deployment_makes_the_model_ready_and_nothing_is_reapplied(
     observed = with_base(
         artifacts=built(), deployment=rolled_out(first), service=service_state(first)
     )
-    result = plan(observed=observed, previous=first.status, now=LATER)
+    result = plan(observed=observed, previous=first.wire_status, now=LATER)
     assert result.apply == [] and result.create == [] and result.delete == []
-    assert conditions(result.status)["Ready"] == ("True", "Ready")
-    assert conditions(result.status)["Serving"] == ("True", "Available")
-    summary = result.status["summary"]
+    assert conditions(result.wire_status)["Ready"] == ("True", "Ready")
+    assert conditions(result.wire_status)["Serving"] == ("True", "Available")
+    summary = result.wire_status["summary"]
     assert summary == {
         "phase": "Ready",
         "variants": "2/2",
@@ -314,9 +327,9 @@ def test_a_rolled_out_deployment_makes_the_model_ready_and_nothing_is_reapplied(
         "sizeRatio": round(60_000_000 / BASE.total_bytes, 4),
         "perplexityIncrease": 0.05,
     }
-    again = plan(observed=observed, previous=result.status, now="2026-01-02T00:00:00Z")
-    assert again.status == result.status, "an unchanged world gives an unchanged status"
-    assert merge_patch(result.status, again.status) == {}
+    again = plan(observed=observed, previous=result.wire_status, now="2026-01-02T00:00:00Z")
+    assert again.wire_status == result.wire_status, "an unchanged world gives an unchanged status"
+    assert merge_patch(result.wire_status, again.wire_status) == {}
     assert again.events == []
 
 
@@ -331,7 +344,7 @@ def test_a_stalled_rollout_is_reported() -> None:
     result = plan(
         observed=with_base(artifacts=built(), deployment=stalled, service=service_state(first))
     )
-    assert conditions(result.status)["Serving"] == ("False", "RolloutStalled")
+    assert conditions(result.wire_status)["Serving"] == ("False", "RolloutStalled")
 
 
 def test_a_variant_failing_the_gate_is_never_served_and_the_previous_keeps_serving() -> None:
@@ -348,37 +361,40 @@ def test_a_variant_failing_the_gate_is_never_served_and_the_previous_keeps_servi
         ),
     )
     assert result.apply == [] and result.delete == []
-    serving = next(c for c in result.status["conditions"] if c["type"] == "Serving")
+    serving = next(c for c in result.wire_status["conditions"] if c["type"] == "Serving")
     assert (serving["status"], serving["reason"]) == ("False", "QualityGateFailed")
     assert "+40.00%" in serving["message"] and "w4 keeps serving" in serving["message"]
-    assert result.status["serving"]["variant"] == "w4"
-    assert variant_conditions(result.status, "w4")["QualityGate"] == ("False", "QualityGateFailed")
+    assert result.wire_status["serving"]["variant"] == "w4"
+    assert variant_conditions(result.wire_status, "w4")["QualityGate"] == (
+        "False",
+        "QualityGateFailed",
+    )
 
 
 def test_a_variant_that_does_not_fit_says_so_with_numbers() -> None:
     config = OperatorConfig.model_validate({"gpuCatalog": {"mini": {"memoryGiB": 0.5}}})
     spec = make_spec(serving={"gpu": {"product": "mini"}, "maxModelLen": 2048})
     result = plan(spec, with_base(artifacts=built(spec)), config=config)
-    fits = variant(result.status, "w4")["conditions"][3]
+    fits = variant(result.wire_status, "w4")["conditions"][3]
     assert (fits["type"], fits["status"], fits["reason"]) == ("Fits", "False", "DoesNotFit")
     assert "GiB" in fits["message"]
-    assert conditions(result.status)["Serving"] == ("False", "NoVariantQualifies")
+    assert conditions(result.wire_status)["Serving"] == ("False", "NoVariantQualifies")
     assert result.apply == []
 
 
 def test_an_unknown_serving_gpu_is_a_clear_condition() -> None:
     spec = make_spec(serving={"gpu": {"product": "nvidia-b999"}})
     result = plan(spec, with_base(artifacts=built(spec)))
-    serving = next(c for c in result.status["conditions"] if c["type"] == "Serving")
+    serving = next(c for c in result.wire_status["conditions"] if c["type"] == "Serving")
     assert serving["reason"] == "UnknownGpuProduct" and "nvidia-l4" in serving["message"]
-    assert variant_conditions(result.status, "w8")["Fits"] == ("False", "UnknownGpuProduct")
+    assert variant_conditions(result.wire_status, "w8")["Fits"] == ("False", "UnknownGpuProduct")
     assert result.apply == []
 
 
 def test_a_max_model_len_beyond_the_context_is_a_sizing_failure() -> None:
     spec = make_spec(serving={"maxModelLen": 100_000})
     result = plan(spec, with_base(artifacts=built(spec)))
-    fits = variant(result.status, "w8")["conditions"][3]
+    fits = variant(result.wire_status, "w8")["conditions"][3]
     assert fits["reason"] == "SizingFailed" and "maxModelLen" in fits["message"]
 
 
@@ -392,9 +408,9 @@ def test_serving_none_removes_the_deployment_and_service_and_is_still_ready() ->
         ),
     )
     assert sorted(result.delete) == [("Deployment", "tiny-vllm"), ("Service", "tiny")]
-    assert conditions(result.status)["Serving"] == ("False", "ServingDisabled")
-    assert conditions(result.status)["Ready"] == ("True", "Ready")
-    assert "serving" not in result.status
+    assert conditions(result.wire_status)["Serving"] == ("False", "ServingDisabled")
+    assert conditions(result.wire_status)["Ready"] == ("True", "Ready")
+    assert "serving" not in result.wire_status
 
 
 def test_while_auto_waits_the_current_deployment_keeps_serving() -> None:
@@ -410,19 +426,19 @@ def test_while_auto_waits_the_current_deployment_keeps_serving() -> None:
         spec, with_base(artifacts=built(spec), deployment=current, service=service_state(first))
     )
     assert result.apply == []
-    assert conditions(result.status)["Serving"] == ("True", "Available")
+    assert conditions(result.wire_status)["Serving"] == ("True", "Available")
     assert (
         "waiting for w2"
-        in next(c for c in result.status["conditions"] if c["type"] == "Serving")["message"]
+        in next(c for c in result.wire_status["conditions"] if c["type"] == "Serving")["message"]
     )
-    assert result.status["serving"]["variant"] == "w4"
+    assert result.wire_status["serving"]["variant"] == "w4"
 
 
 def test_gpu_serving_with_one_replica_recreates() -> None:
     spec = make_spec(serving={"gpu": {"product": "nvidia-l4"}, "maxModelLen": 2048})
     result = plan(spec, with_base(artifacts=built(spec)))
-    assert result.status["serving"]["strategy"] == "Recreate"
-    assert result.status["serving"]["gpus"] == 1
+    assert result.wire_status["serving"]["strategy"] == "Recreate"
+    assert result.wire_status["serving"]["gpus"] == 1
 
 
 # --- transitions and invalid specs --------------------------------------------------------------
@@ -431,14 +447,14 @@ def test_gpu_serving_with_one_replica_recreates() -> None:
 def test_transition_times_move_only_when_a_status_changes() -> None:
     running = tuple(job_state(o, active=1) for o in plan(observed=with_base()).create)
     first = plan(observed=with_base(jobs=running))
-    second = plan(observed=with_base(jobs=running), previous=first.status, now=LATER)
+    second = plan(observed=with_base(jobs=running), previous=first.wire_status, now=LATER)
     assert second.create == []
-    assert second.status == first.status
+    assert second.wire_status == first.wire_status
     assert second.events == []
     third = plan(
-        observed=with_base(jobs=running, artifacts=built()), previous=second.status, now=LATER
+        observed=with_base(jobs=running, artifacts=built()), previous=second.wire_status, now=LATER
     )
-    times = {c["type"]: c["lastTransitionTime"] for c in third.status["conditions"]}
+    times = {c["type"]: c["lastTransitionTime"] for c in third.wire_status["conditions"]}
     assert times["SourceReady"] == NOW and times["VariantsReady"] == LATER
     reasons = {e.reason for e in third.events}
     assert {"Built", "RollingOut", "VariantReady"} <= reasons
@@ -447,32 +463,52 @@ def test_transition_times_move_only_when_a_status_changes() -> None:
     assert "Fits is True" in w4.message
 
 
-def test_spec_problems_name_the_field() -> None:
+def test_spec_problems_name_the_field_as_validate_does() -> None:
     raw = spec_dict(
         variants=[{"name": "f", "quantize": {"scheme": "FP8_DYNAMIC", "algorithm": "gptq"}}]
     )
-    spec, problems = spec_problems(raw)
+    spec, problems = read_spec(raw)
     assert spec is None
-    assert len(problems) == 1 and problems[0].startswith("spec.variants.0.quantize")
-    assert spec_problems(spec_dict())[1] == []
+    assert len(problems) == 1 and problems[0].startswith("spec.variants[0].quantize")
+    manifest = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "m"}, "spec": raw}
+    assert [str(p) for p in model_problems(manifest)] == problems
+    assert read_spec(spec_dict())[1] == []
 
 
 def test_an_invalid_spec_touches_no_child_and_keeps_what_was_known() -> None:
-    served = plan(observed=with_base(artifacts=built())).status
+    served = plan(observed=with_base(artifacts=built())).wire_status
     result = plan_invalid(OWNER, ["spec.variants.0.quantize: bad"], served, LATER)
     assert result.create == result.apply == result.delete == []
-    ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
+    assert status_problems(result.wire_status) == []
+    ready = next(c for c in result.wire_status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"], ready["message"]) == (
         "False",
         "InvalidSpec",
         "spec.variants.0.quantize: bad",
     )
-    assert result.status["serving"] == served["serving"]
-    assert result.status["summary"]["phase"] == "Failed"
+    assert result.wire_status["serving"] == served["serving"]
+    assert result.wire_status["summary"]["phase"] == "Failed"
     assert [e.reason for e in result.events] == ["InvalidSpec"]
     assert (
-        plan_invalid(OWNER, ["spec.variants.0.quantize: bad"], result.status, "later").events == []
+        plan_invalid(OWNER, ["spec.variants.0.quantize: bad"], result.wire_status, "later").events
+        == []
     )
+
+
+@pytest.mark.parametrize(
+    "written_by_hand",
+    [
+        {"conditions": "nonsense", "bogus": {"x": 1}},
+        {"variants": [{"name": 3, "conditions": [{"type": "Ready"}]}]},
+        {"source": {"job": ["not", "a", "name"]}, "summary": {"phase": 7}},
+    ],
+)
+def test_a_status_this_version_cannot_read_is_replaced_by_the_truth(written_by_hand) -> None:
+    honest = plan(observed=with_base(artifacts=built()))
+    result = plan(observed=with_base(artifacts=built()), previous=written_by_hand)
+    assert result.wire_status["conditions"] == honest.wire_status["conditions"]
+    patch = merge_patch(written_by_hand, result.wire_status)
+    assert all(patch.get(key) is None for key in written_by_hand.keys() - honest.wire_status.keys())
 
 
 @pytest.mark.parametrize("variant_name", ["v" * 20, "a"])

@@ -85,12 +85,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def run_model(args: argparse.Namespace) -> int:
+    from modelpress.api.reasons import ConditionType
     from modelpress.local import http
     from modelpress.local.console import Console
     from modelpress.local.errors import LocalRunError
-    from modelpress.local.report import render
-    from modelpress.local.runner import LocalRun, RunOptions, describe_variant
+    from modelpress.local.report import describe_variant, render
+    from modelpress.local.runner import LocalRun, RunOptions
     from modelpress.local.spec import SpecError, load_model
+    from modelpress.plan.conditions import find
     from modelpress.storage import StorageError
 
     _check_arguments(args)
@@ -145,11 +147,9 @@ def run_model(args: argparse.Namespace) -> int:
         print(f"\nrun took {elapsed:.0f} s", file=out, flush=True)
         code = 0 if result.ready else 1
         if not result.ready:
-            ready = result.condition("Ready")
-            print(
-                f"modelpress run: not ready ({ready.get('reason')}): {ready.get('message')}",
-                file=sys.stderr,
-            )
+            ready = find(result.status.conditions, ConditionType.READY)
+            why = f"({ready.reason}): {ready.message}" if ready else "(no Ready condition)"
+            print(f"modelpress run: not ready {why}", file=sys.stderr)
         if result.server is not None and not args.once:
             return _serve_until_interrupted(run, console) or code
         return code

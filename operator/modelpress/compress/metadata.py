@@ -1,5 +1,5 @@
-"""The manifest metadata of a compressed variant (camelCase keys, read by the operator,
-`modelpress size` and the status).
+"""The manifest metadata of a compressed variant (`api.artifact.VariantMetadata`, read by
+the operator, `modelpress size` and the status).
 
 Size figures come from the saved files themselves: `weightsBytes` is the exact
 tensor bytes in the safetensors files (numel x itemsize of every tensor, packed
@@ -12,6 +12,9 @@ import resource
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+from modelpress.api.artifact import VariantMetadata
+from modelpress.api.status import Metrics
 
 TOOLS = ("torch", "transformers", "llmcompressor", "compressed-tensors")
 
@@ -66,18 +69,19 @@ def variant_metadata(
     metrics: dict[str, float],
     wall_seconds: float,
 ) -> dict[str, Any]:
-    return {
-        "kind": "variant",
-        "parameters": parameters,
-        "weightsBytes": weights_bytes,
-        "bitsPerWeight": bits_per_weight(weights_bytes, parameters),
-        "modelConfig": model_config,
-        "recipe": recipe,
-        "evaluation": evaluation,
-        "lineage": lineage,
-        "source": source,
-        "tools": tool_versions(),
-        "metrics": metrics,
-        "wallSeconds": round(wall_seconds, 3),
-        "peakRssBytes": peak_rss_bytes(),
-    }
+    """The manifest's metadata, through the model every reader uses."""
+    return VariantMetadata(
+        kind="variant",
+        parameters=parameters,
+        weights_bytes=weights_bytes,
+        bits_per_weight=bits_per_weight(weights_bytes, parameters),
+        model_config_=model_config,
+        recipe=recipe,
+        evaluation=evaluation,
+        lineage=lineage,
+        source=source,
+        tools=tool_versions(),
+        metrics=Metrics.model_validate(metrics),
+        wall_seconds=round(wall_seconds, 3),
+        peak_rss_bytes=peak_rss_bytes(),
+    ).to_json()

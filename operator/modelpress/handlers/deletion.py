@@ -18,12 +18,13 @@ from typing import Any
 
 import kopf
 
+from modelpress.api.resource import KIND, read_spec
 from modelpress.handlers import observe
 from modelpress.handlers.kube import ApiError, path
 from modelpress.handlers.state import OperatorState
 from modelpress.plan.names import LABEL_MODEL
 from modelpress.plan.observed import owner_uid
-from modelpress.plan.reconcile import spec_problems, variant_locations
+from modelpress.plan.recipes import variant_locations
 from modelpress.storage import StorageError
 
 GIVE_UP_AFTER_RETRIES = 5
@@ -48,14 +49,14 @@ async def other_models(client: Any, namespace: str, namespaces: list[str]) -> li
     """Every CompressedModel the operator may see: cluster-wide when allowed, else in
     the model's namespace and the configured ones."""
     try:
-        answer = await client.request("GET", "/apis/modelpress.dev/v1alpha1/compressedmodels")
+        answer = await client.request("GET", path(KIND, None))
         return list((answer or {}).get("items") or [])
     except ApiError as error:
         if error.status not in (403, 404):
             raise
     found: list[dict[str, Any]] = []
     for ns in dict.fromkeys([namespace, *[n for n in namespaces if "*" not in n]]):
-        answer = await client.request("GET", path("CompressedModel", ns))
+        answer = await client.request("GET", path(KIND, ns))
         found += list((answer or {}).get("items") or [])
     return found
 
@@ -68,7 +69,7 @@ async def delete_model(
 ) -> None:
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata.get("uid")
-    spec, problems = spec_problems(body.get("spec"))
+    spec, problems = read_spec(body.get("spec"))
     policy = (body.get("spec") or {}).get("deletionPolicy", "Retain")
     if policy != "Delete":
         logger.info("deletionPolicy %s: artifacts are kept", policy)

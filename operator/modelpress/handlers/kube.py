@@ -8,7 +8,6 @@ field the operator stops setting is removed, and nothing else is touched.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -16,6 +15,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
+
+from modelpress.api.resource import API_VERSION, KIND, PLURAL
 
 FIELD_MANAGER = "modelpress"
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ RESOURCES = {
     "Service": ("/api/v1", "services"),
     "Secret": ("/api/v1", "secrets"),
     "Pod": ("/api/v1", "pods"),
-    "CompressedModel": ("/apis/modelpress.dev/v1alpha1", "compressedmodels"),
+    KIND: (f"/apis/{API_VERSION}", PLURAL),
 }
 
 
@@ -41,9 +42,13 @@ class ApiError(Exception):
         self.message = message
 
 
-def path(kind: str, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+def path(
+    kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None
+) -> str:
+    """The API path of a kind's collection or object; all namespaces when `namespace` is None."""
     prefix, plural = RESOURCES[kind]
-    result = f"{prefix}/namespaces/{quote(namespace)}/{plural}"
+    scope = f"/namespaces/{quote(namespace)}" if namespace is not None else ""
+    result = f"{prefix}{scope}/{plural}"
     if name is not None:
         result += f"/{quote(name)}"
     if subresource is not None:
@@ -201,14 +206,3 @@ class KubeClient:
             body={"status": patch},
             content_type="application/merge-patch+json",
         )
-
-
-async def gather_limited(limit: int, *coroutines: Any) -> list[Any]:
-    """Run coroutines at most `limit` at a time, results in order."""
-    semaphore = asyncio.Semaphore(limit)
-
-    async def run(coroutine: Any) -> Any:
-        async with semaphore:
-            return await coroutine
-
-    return list(await asyncio.gather(*(run(c) for c in coroutines)))

@@ -9,38 +9,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from modelpress.api.resource import API_VERSION, KIND
+from modelpress.api.reasons import Reason
+from modelpress.api.resource import API_VERSION, KIND, read_spec
 from modelpress.api.spec import CompressedModelSpec
 from modelpress.handlers import observe
 from modelpress.handlers.kube import ApiError
 from modelpress.handlers.state import OperatorState
-from modelpress.plan.conditions import merge_patch
+from modelpress.plan.conditions import merge_patch, now_rfc3339
 from modelpress.plan.observed import (
     Blocker,
     DeploymentState,
     JobState,
     Observed,
+    Owner,
     ServiceState,
 )
-from modelpress.plan.reconcile import (
-    Owner,
-    Plan,
-    plan_invalid,
-    plan_model,
-    spec_problems,
-    variant_locations,
-)
+from modelpress.plan.recipes import variant_locations
+from modelpress.plan.reconcile import Plan, plan_invalid, plan_model
 
 log = logging.getLogger("modelpress.operator")
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def owner_reference_view(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,27 +51,27 @@ def owner_reference_view(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _children(index: Any, key: tuple[str, str]) -> list[Any]:
-    if index is None:
-        return []
-    try:
-        return list(index.get(key, []))
-    except TypeError:
-        return []
+@dataclass(frozen=True)
+class Children:
+    """kopf's indexes of the children, keyed by (namespace, model name)."""
+
+    jobs: Mapping[tuple[str, str], Iterable[JobState]]
+    deployments: Mapping[tuple[str, str], Iterable[DeploymentState]]
+    services: Mapping[tuple[str, str], Iterable[ServiceState]]
 
 
 async def observe_model(
-    state: OperatorState,
-    owner: Owner,
-    spec: CompressedModelSpec,
-    jobs: Iterable[JobState],
-    deployments: Iterable[DeploymentState],
-    services: Iterable[ServiceState],
+    state: OperatorState, owner: Owner, spec: CompressedModelSpec, children: Children
 ) -> Observed:
     client = state.api()
-    job_list = tuple(j for j in jobs if owner.uid is None or j.owner_uid in (None, owner.uid))
-    deployment = next(iter(deployments), None)
-    service = next(iter(services), None)
+    key = (owner.namespace, owner.name)
+    job_list = tuple(
+        j
+        for j in children.jobs.get(key, ())
+        if owner.uid is None or j.owner_uid in (None, owner.uid)
+    )
+    deployment = next(iter(children.deployments.get(key, ())), None)
+    service = next(iter(children.services.get(key, ())), None)
     messages = await _pod_messages(state, owner.namespace, job_list)
     base = Observed(jobs=job_list, deployment=deployment, service=service, job_messages=messages)
     credentials, blocker = await observe.storage_credentials(client, spec, owner.namespace)
@@ -96,7 +88,7 @@ async def observe_model(
             extra,
         )
     except StorageError as error:
-        return _replace(base, store_blocker=Blocker("StoreUnavailable", str(error)))
+        return _replace(base, store_blocker=Blocker(Reason.STORE_UNAVAILABLE, str(error)))
     source_blocker = None
     if view.base is None:
         source_blocker = await observe.hf_token_blocker(client, spec, owner.namespace)
@@ -177,11 +169,11 @@ async def apply_plan(
         if await client.delete(kind, owner.namespace, name):
             state.metrics.children_deleted[kind] += 1
             log.info("%s/%s: deleted obsolete %s %s", owner.namespace, owner.name, kind, name)
-    patch = merge_patch(previous, plan.status)
+    patch = merge_patch(previous, plan.wire_status)
     if patch:
-        await client.patch_status("CompressedModel", owner.namespace, owner.name, patch)
+        await client.patch_status(KIND, owner.namespace, owner.name, patch)
         if owner.uid:
-            state.written[owner.uid] = plan.status
+            state.written[owner.uid] = plan.wire_status
     for event in plan.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)  # type: ignore[arg-type]
 
@@ -190,7 +182,7 @@ async def reconcile(
     state: OperatorState,
     body: Mapping[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
-    indexes: Mapping[str, Any],
+    children: Children,
 ) -> Plan:
     """Bring one CompressedModel's children and status in line with its spec."""
     metadata = body["metadata"]
@@ -205,20 +197,12 @@ async def reconcile(
         )
         uid = owner.uid or ""
         previous = state.written.get(uid) or dict(body.get("status") or {})
-        spec, problems = spec_problems(body.get("spec"))
+        spec, problems = read_spec(body.get("spec"))
         now = now_rfc3339()
         if spec is None:
             plan = plan_invalid(owner, problems, previous, now)
         else:
-            key = (namespace, name)
-            observed = await observe_model(
-                state,
-                owner,
-                spec,
-                _children(indexes.get("modelpress_jobs"), key),
-                _children(indexes.get("modelpress_deployments"), key),
-                _children(indexes.get("modelpress_services"), key),
-            )
+            observed = await observe_model(state, owner, spec, children)
             plan = plan_model(owner, spec, observed, state.config, previous, now)
         try:
             await apply_plan(state, body, owner, plan, previous, logger)

@@ -21,7 +21,7 @@ import kopf
 from modelpress.api.resource import GROUP, PLURAL, VERSION
 from modelpress.handlers import deletion
 from modelpress.handlers.kube import KubeClient
-from modelpress.handlers.reconcile import reconcile
+from modelpress.handlers.reconcile import Children, reconcile
 from modelpress.handlers.settings import configure
 from modelpress.handlers.state import OperatorState
 from modelpress.plan.names import LABEL_MODEL, MANAGED_BY, MANAGER
@@ -33,7 +33,6 @@ CHILD_LABELS: dict[str, Any] = {
     MANAGED_BY: MANAGER,
     LABEL_MODEL: kopf.PRESENT,
 }
-INDEX_NAMES = ("modelpress_jobs", "modelpress_deployments", "modelpress_services")
 
 
 def default_login(**kwargs: Any) -> Any:
@@ -95,15 +94,36 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
 
     @kopf.on.create(*MODEL, id="reconcile", registry=registry)
     @kopf.on.resume(*MODEL, id="reconcile", registry=registry)
-    @kopf.on.update(*MODEL, id="reconcile", field="spec", registry=registry)
-    async def reconcile_model(*, body: Any, logger: Logger, **kwargs: Any) -> None:
-        await reconcile(state, body, logger, kwargs)
+    # kopf passes each index as a keyword argument named by its id; its callback Protocols
+    # do not list them, hence the ignores.
+    @kopf.on.update(*MODEL, id="reconcile", field="spec", registry=registry)  # type: ignore[arg-type]
+    async def reconcile_model(
+        *,
+        body: Any,
+        logger: Logger,
+        modelpress_jobs: kopf.Index[Any, JobState],
+        modelpress_deployments: kopf.Index[Any, DeploymentState],
+        modelpress_services: kopf.Index[Any, ServiceState],
+        **_: Any,
+    ) -> None:
+        children = Children(modelpress_jobs, modelpress_deployments, modelpress_services)
+        await reconcile(state, body, logger, children)
 
-    @kopf.daemon(*MODEL, id="resync", registry=registry, cancellation_timeout=5.0)
+    @kopf.daemon(*MODEL, id="resync", registry=registry, cancellation_timeout=5.0)  # type: ignore[arg-type]
     async def resync(
-        *, stopped: Any, body: Any, namespace: Any, name: Any, logger: Logger, **kwargs: Any
+        *,
+        stopped: Any,
+        body: Any,
+        namespace: Any,
+        name: Any,
+        logger: Logger,
+        modelpress_jobs: kopf.Index[Any, JobState],
+        modelpress_deployments: kopf.Index[Any, DeploymentState],
+        modelpress_services: kopf.Index[Any, ServiceState],
+        **_: Any,
     ) -> None:
         """Reconcile when poked by a child's change, and every resyncSeconds regardless."""
+        children = Children(modelpress_jobs, modelpress_deployments, modelpress_services)
         trigger = state.trigger(namespace, name)
         stop = asyncio.ensure_future(stopped.wait())
         try:
@@ -119,7 +139,7 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
                     break
                 trigger.clear()
                 try:
-                    await reconcile(state, body, logger, kwargs)
+                    await reconcile(state, body, logger, children)
                 except kopf.TemporaryError as error:
                     logger.warning("reconcile failed, retrying: %s", error)
                     await asyncio.sleep(error.delay or state.config.backoff_seconds)

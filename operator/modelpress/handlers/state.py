@@ -14,7 +14,7 @@ from typing import Any
 from modelpress.config import OperatorConfig
 from modelpress.handlers.kube import KubeClient
 from modelpress.handlers.metrics import OperatorMetrics
-from modelpress.handlers.observe import StoreReader
+from modelpress.storeview import StoreReader
 
 ModelKey = tuple[str, str]
 

@@ -6,13 +6,32 @@ the table shows exactly what `kubectl get` and `status.variants[]` would.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelpress.api.reasons import ConditionType
+from modelpress.api.status import CompressedModelStatus, Metrics, VariantStatus
+from modelpress.api.steps import Variant
+from modelpress.plan.conditions import find
 from modelpress.storage.progress import format_bytes
 
 COLUMNS = ("variant", "recipe", "bytes", "ratio", "perplexity", "Δ", "footprint", "gate", "run")
+
+
+def describe_variant(variant: Variant) -> str:
+    """A short recipe: 'layer-drop 25% → distill 40 steps → W4A16 gptq g64'."""
+    parts = []
+    for step in variant.chain:
+        if step.quantize is not None:
+            q = step.quantize
+            group = q.effective_group_size
+            parts.append(f"{q.scheme} {q.effective_algorithm}" + (f" g{group}" if group else ""))
+        elif step.prune is not None:
+            parts.append(f"{step.prune.method} {step.prune.fraction:.0%}")
+        elif step.distill is not None:
+            parts.append(f"distill {step.distill.steps} steps")
+    return " → ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -44,33 +63,29 @@ class Row:
         )
 
 
-def _condition(entry: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
-    return next((c for c in entry.get("conditions") or [] if c.get("type") == type_), {})
+def _gate(entry: VariantStatus) -> str:
+    condition = find(entry.conditions, ConditionType.QUALITY_GATE)
+    return {"True": "pass", "False": "FAIL"}.get(condition.status if condition else "", "—")
 
 
-def _gate(entry: Mapping[str, Any]) -> str:
-    condition = _condition(entry, "QualityGate")
-    return {"True": "pass", "False": "FAIL"}.get(condition.get("status", ""), "—")
+def _run(entry: VariantStatus) -> str:
+    compressed = find(entry.conditions, ConditionType.COMPRESSED)
+    return compressed.reason if compressed else "—"
 
 
 def variant_rows(
-    status: Mapping[str, Any],
+    status: CompressedModelStatus,
     recipes: Mapping[str, str],
     reused: Sequence[str],
     built: Sequence[str],
     failed: Sequence[str],
 ) -> list[Row]:
-    served = (status.get("serving") or {}).get("variant")
+    served = status.serving.variant if status.serving else None
     rows = []
-    for entry in status.get("variants") or []:
-        name = entry["name"]
-        metrics = entry.get("metrics") or {}
-        footprint = entry.get("footprint") or {}
-        size = entry.get("bytes")
-        ratio = entry.get("sizeRatio")
-        perplexity = metrics.get("perplexity")
-        increase = metrics.get("perplexityIncrease")
-        total = footprint.get("totalBytes")
+    for entry in status.variants:
+        name = entry.name
+        metrics = entry.metrics or Metrics()
+        total = entry.footprint.total_bytes if entry.footprint else None
         if name in failed:
             run = "failed"
         elif name in built:
@@ -78,45 +93,47 @@ def variant_rows(
         elif name in reused:
             run = "reused"
         else:
-            run = _condition(entry, "Compressed").get("reason", "—")
+            run = _run(entry)
         rows.append(
             Row(
                 variant=name,
                 recipe=recipes.get(name, ""),
-                bytes=format_bytes(size) if isinstance(size, int) else "—",
-                ratio=f"{ratio:.2f}x" if isinstance(ratio, int | float) else "—",
-                perplexity=f"{perplexity:.3f}" if isinstance(perplexity, int | float) else "—",
-                delta=f"{increase:+.1%}" if isinstance(increase, int | float) else "—",
-                footprint=format_bytes(total) if isinstance(total, int) else "—",
+                bytes=_or_dash(entry.bytes, format_bytes),
+                ratio=_or_dash(entry.size_ratio, lambda r: f"{r:.2f}x"),
+                perplexity=_or_dash(metrics.perplexity, lambda p: f"{p:.3f}"),
+                delta=_or_dash(metrics.perplexity_increase, lambda d: f"{d:+.1%}"),
+                footprint=_or_dash(total, format_bytes),
                 gate=_gate(entry),
                 run=run,
-                artifact=entry.get("artifactUri", "—"),
+                artifact=entry.artifact_uri or "—",
                 served=name == served,
             )
         )
     return rows
 
 
-def base_line(status: Mapping[str, Any]) -> str | None:
-    source = status.get("source") or {}
-    if not source.get("uri"):
+def _or_dash(value: Any, show: Callable[[Any], str]) -> str:
+    return "—" if value is None else show(value)
+
+
+def base_line(status: CompressedModelStatus) -> str | None:
+    source = status.source
+    if source is None or not source.uri:
         return None
-    variants = status.get("variants") or []
     base_ppl = next(
         (
-            v["metrics"]["basePerplexity"]
-            for v in variants
-            if isinstance((v.get("metrics") or {}).get("basePerplexity"), int | float)
+            v.metrics.base_perplexity
+            for v in status.variants
+            if v.metrics is not None and v.metrics.base_perplexity is not None
         ),
         None,
     )
-    size = source.get("bytes")
-    parts = [f"base model {source.get('id')}"]
-    if isinstance(size, int):
-        parts.append(format_bytes(size))
+    parts = [f"base model {source.id}"]
+    if source.bytes is not None:
+        parts.append(format_bytes(source.bytes))
     if base_ppl is not None:
         parts.append(f"perplexity {base_ppl:.3f}")
-    return ", ".join(parts) + f": {source['uri']}"
+    return ", ".join(parts) + f": {source.uri}"
 
 
 def plain_table(rows: Sequence[Row]) -> str:
@@ -149,7 +166,7 @@ def artifact_lines(rows: Sequence[Row]) -> list[str]:
 
 
 def render(
-    status: Mapping[str, Any],
+    status: CompressedModelStatus,
     recipes: Mapping[str, str],
     reused: Sequence[str],
     built: Sequence[str],
@@ -174,7 +191,7 @@ def render(
     print("artifacts:", file=stream)
     for text in artifact_lines(rows):
         print(text, file=stream)
-    for condition in status.get("conditions") or []:
-        if condition.get("type") != "Ready":
-            mark = "✓" if condition.get("status") == "True" else "✗"
-            print(f"{mark} {condition['type']}: {condition.get('message', '')}", file=stream)
+    for condition in status.conditions:
+        if condition.type != ConditionType.READY:
+            mark = "✓" if condition.status == "True" else "✗"
+            print(f"{mark} {condition.type}: {condition.message}", file=stream)

@@ -13,17 +13,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from modelpress.api.reasons import ConditionType
 from modelpress.api.resource import CompressedModel
-from modelpress.api.spec import CompressedModelSpec, Variant
+from modelpress.api.spec import CompressedModelSpec
+from modelpress.api.status import CompressedModelStatus
 from modelpress.config import OperatorConfig
 from modelpress.local import http
 from modelpress.local.console import Console
 from modelpress.local.errors import LocalRunError
 from modelpress.local.jobs import JobResult, LocalMounts, run_job
+from modelpress.local.report import describe_variant
 from modelpress.local.serve import EAGER_NOTE, LocalServer, start_server
 from modelpress.local.spec import (
     SpecError,
@@ -35,7 +38,10 @@ from modelpress.local.spec import (
 from modelpress.local.vllm import VllmInstall, find_vllm
 from modelpress.local.world import LocalWorld, deployment_state, service_state
 from modelpress.plan import names
-from modelpress.plan.reconcile import Owner, plan_model, variant_locations
+from modelpress.plan.conditions import is_true, now_rfc3339
+from modelpress.plan.observed import Owner
+from modelpress.plan.recipes import variant_locations
+from modelpress.plan.reconcile import plan_model
 from modelpress.plan.serving import endpoint as serving_endpoint
 
 DEFAULT_WORK_DIR = Path("/var/tmp/modelpress/work")
@@ -65,7 +71,7 @@ class RunResult:
     """What a run did and found."""
 
     model: str
-    status: dict[str, Any]
+    status: CompressedModelStatus
     work_dir: Path
     reused: list[str] = field(default_factory=list)
     """Artifacts found already published ("base" for the base model, else variant names)."""
@@ -82,35 +88,7 @@ class RunResult:
 
     @property
     def ready(self) -> bool:
-        return any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in self.status.get("conditions") or []
-        )
-
-    def condition(self, type_: str) -> Mapping[str, Any]:
-        for item in self.status.get("conditions") or []:
-            if item.get("type") == type_:
-                return item
-        return {}
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def describe_variant(variant: Variant) -> str:
-    """A short recipe: 'layer-drop 25% → distill 40 steps → W4A16 gptq g64'."""
-    parts = []
-    for step in variant.chain:
-        if step.quantize is not None:
-            q = step.quantize
-            group = q.effective_group_size
-            parts.append(f"{q.scheme} {q.effective_algorithm}" + (f" g{group}" if group else ""))
-        elif step.prune is not None:
-            parts.append(f"{step.prune.method} {step.prune.fraction:.0%}")
-        elif step.distill is not None:
-            parts.append(f"distill {step.distill.steps} steps")
-    return " → ".join(parts)
+        return is_true(self.status.conditions, ConditionType.READY)
 
 
 def unpublished_prefixes(store: str) -> set[str]:
@@ -156,7 +134,7 @@ class LocalRun:
         self.work_dir = options.work_dir / self.name
         self.world = LocalWorld(self.spec, self.config)
         self.install: VllmInstall | None = None
-        self.result = RunResult(self.name, {}, self.work_dir)
+        self.result = RunResult(self.name, CompressedModelStatus(), self.work_dir)
         self._announced: set[str] = set()
         self._built_keys: set[str] = set()
 
@@ -189,7 +167,7 @@ class LocalRun:
             observed = self.world.observe()
             self._announce_reuse(observed)
             plan = plan_model(self.owner, self.spec, observed, self.config, previous, now_rfc3339())
-            previous = plan.status
+            previous = plan.wire_status
             self.result.status = plan.status
             self._delete(plan.delete)
             # New children are in `create`, changed ones in `apply`; locally both mean
@@ -205,7 +183,7 @@ class LocalRun:
             return self.result
         raise LocalRunError(
             f"the plan did not settle after {rounds} rounds; status: "
-            f"{json.dumps(self.result.status.get('conditions'))[:500]}"
+            f"{json.dumps(self.result.status.to_wire().get('conditions'))[:500]}"
         )
 
     def _announce_reuse(self, observed: Any) -> None:
@@ -370,20 +348,24 @@ class LocalRun:
         The one difference: the endpoint is the local server's, not the in-cluster
         Service's, in `serving.endpoint` and in the Serving condition's message.
         """
-        status = dict(self.result.status)
+        status = self.result.status
         server = self.result.server
-        if server is not None and status.get("serving"):
+        if server is not None and status.serving is not None:
             cluster = serving_endpoint(self.name, LOCAL_NAMESPACE)
             local = f"{server.base_url}/v1"
-            status["serving"] = {**status["serving"], "endpoint": local}
-            status["conditions"] = [
-                {**c, "message": str(c.get("message", "")).replace(cluster, local)}
-                for c in status.get("conditions") or []
-            ]
+            status = status.model_copy(
+                update={
+                    "serving": status.serving.model_copy(update={"endpoint": local}),
+                    "conditions": [
+                        c.model_copy(update={"message": c.message.replace(cluster, local)})
+                        for c in status.conditions
+                    ],
+                }
+            )
         self.result.status = status
         path = self.work_dir / "status.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(status, indent=2) + "\n")
+        path.write_text(json.dumps(status.to_wire(), indent=2) + "\n")
         return path
 
     def stop(self) -> None:

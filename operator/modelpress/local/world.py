@@ -17,7 +17,7 @@ from modelpress.config import OperatorConfig
 from modelpress.local.jobs import JobResult
 from modelpress.plan import names
 from modelpress.plan.observed import DeploymentState, JobState, Observed, ServiceState
-from modelpress.plan.reconcile import variant_locations
+from modelpress.plan.recipes import variant_locations
 
 #: Lines of a failed container's log quoted in the status, as a pod's
 #: terminationMessagePolicy FallbackToLogsOnError would quote them.
@@ -100,7 +100,7 @@ class LocalWorld:
     _reader: Any = None
 
     def __post_init__(self) -> None:
-        from modelpress.handlers.observe import StoreReader
+        from modelpress.storeview import StoreReader
 
         # Committed manifests never change; what is missing is read again every time.
         self._reader = StoreReader(cache_seconds=24 * 3600)

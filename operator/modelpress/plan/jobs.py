@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelpress.api.spec import CompressedModelSpec, Variant
+from modelpress.api.spec import CompressedModelSpec
+from modelpress.api.steps import Variant
 from modelpress.config import OperatorConfig
 from modelpress.plan import names, pods
 from modelpress.plan.recipes import compress_job_args, source_job_args

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelpress.api.artifact import VariantMetadata
+from modelpress.api.reasons import Reason
+from modelpress.api.status import Metrics
 from modelpress.plan import names
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
@@ -42,7 +45,7 @@ class Artifact:
     uri: str
     total_bytes: int
     weights_bytes: int
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    metadata: VariantMetadata = field(default_factory=VariantMetadata)
     config: Mapping[str, Any] | None = None
     """The model's config.json: the file for a base model, metadata.modelConfig for a variant."""
 
@@ -51,13 +54,12 @@ class Artifact:
         cls, uri: str, manifest: Any, config: Mapping[str, Any] | None = None
     ) -> Artifact:
         """From a `modelpress.storage.Manifest` (files, total_bytes, metadata)."""
-        metadata = dict(manifest.metadata or {})
+        metadata = VariantMetadata.read(manifest.metadata)
         weights = sum(f.bytes for f in manifest.files if f.path.endswith(WEIGHT_SUFFIXES))
-        declared = metadata.get("weightsBytes")
-        if isinstance(declared, int) and declared > 0:
-            weights = declared
-        if config is None and isinstance(metadata.get("modelConfig"), Mapping):
-            config = metadata["modelConfig"]
+        if metadata.weights_bytes is not None and metadata.weights_bytes > 0:
+            weights = metadata.weights_bytes
+        if config is None:
+            config = metadata.model_config_
         return cls(
             uri=uri,
             total_bytes=int(manifest.total_bytes),
@@ -67,9 +69,8 @@ class Artifact:
         )
 
     @property
-    def metrics(self) -> Mapping[str, Any] | None:
-        value = self.metadata.get("metrics")
-        return value if isinstance(value, Mapping) else None
+    def metrics(self) -> Metrics | None:
+        return self.metadata.metrics
 
 
 @dataclass(frozen=True)
@@ -219,10 +220,20 @@ def owner_uid(metadata: Mapping[str, Any]) -> str | None:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """The CompressedModel being reconciled."""
+
+    name: str
+    namespace: str
+    uid: str | None = None
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
 class Blocker:
     """A prerequisite that is missing (a Secret, a reachable store): reason and message."""
 
-    reason: str
+    reason: Reason
     message: str
 
 

@@ -9,36 +9,24 @@ variant for the same spec.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from modelpress.api.keys import variant_key
-from modelpress.api.spec import (
-    CompressedModelSpec,
-    Evaluation,
-    Step,
-    Variant,
-    step_calibration,
-)
+from modelpress.api.reasons import Reason
+from modelpress.api.spec import CompressedModelSpec, Evaluation, step_calibration
 from modelpress.api.status import Metrics
-
-#: Evaluation fields that decide a pass or a fail, not what is measured. They are
-#: left out of the variant key: tightening the gate re-judges stored results
-#: instead of recomputing them.
-GATE_FIELDS = ("maxPerplexityIncrease", "minAgreement")
-
-
-def _needs_data(step: Step) -> bool:
-    if step.quantize is not None:
-        return step.quantize.needs_data
-    return True
+from modelpress.api.steps import Step, Variant
+from modelpress.config import OperatorConfig
+from modelpress.plan.observed import SourceRecord
+from modelpress.plan.progress import Verdict
 
 
 def _resolved_action(spec: CompressedModelSpec, step: Step) -> dict[str, Any]:
     action = step.action.to_wire()
     calibration = step_calibration(spec, step)
-    if _needs_data(step) and calibration is not None:
+    if step.needs_data and calibration is not None:
         action["calibration"] = calibration.to_wire()
     return action
 
@@ -57,15 +45,6 @@ def resolved_variant(spec: CompressedModelSpec, variant: Variant) -> dict[str, A
     else:
         step = variant.chain[0]
         wire[step.kind] = _resolved_action(spec, step)
-    return wire
-
-
-def evaluation_settings(spec: CompressedModelSpec) -> dict[str, Any]:
-    """What the Job measures and how: the evaluation's wire JSON without the gate
-    thresholds (see GATE_FIELDS), which only the planner applies."""
-    wire = spec.evaluation.to_wire()
-    for name in GATE_FIELDS:
-        wire.pop(name, None)
     return wire
 
 
@@ -96,9 +75,22 @@ def variant_artifact(
     evaluation settings and the compressor version; not the variant's name.
     """
     key = variant_key(
-        base_key, resolved_variant(spec, variant), evaluation_settings(spec), compressor_version
+        base_key, resolved_variant(spec, variant), spec.evaluation.measurement(), compressor_version
     )
     return key, artifact_uri(spec, key)
+
+
+def compressor_version(spec: CompressedModelSpec, config: OperatorConfig) -> str:
+    """What computes the artifacts: a custom image is its own version."""
+    return spec.compression.image or config.compressor_version
+
+
+def variant_locations(
+    spec: CompressedModelSpec, source: SourceRecord, config: OperatorConfig
+) -> dict[str, tuple[str, str]]:
+    """Variant name -> (content key, artifact URI), once the base model is known."""
+    version = compressor_version(spec, config)
+    return {v.name: variant_artifact(spec, source.key, v, version) for v in spec.variants}
 
 
 def _compact(value: Any) -> str:
@@ -131,7 +123,7 @@ def compress_job_args(
         "compress",
         "--base", base_uri,
         "--variant", _compact(resolved_variant(spec, variant)),
-        "--evaluation", _compact(evaluation_settings(spec)),
+        "--evaluation", _compact(spec.evaluation.measurement()),
         "--out", out_uri,
     ]  # fmt: skip
     if work_dir:
@@ -144,30 +136,22 @@ def compress_job_args(
 # --- the quality gate ------------------------------------------------------------------
 
 
-_METRIC_KEYS = {"perplexity", "basePerplexity", "perplexityIncrease", "agreement"}
-
-
-def _metrics(metrics: Metrics | Mapping[str, Any] | None) -> Metrics | None:
-    """A `Metrics` from the manifest's camelCase dict; unknown keys are ignored."""
-    if metrics is None or isinstance(metrics, Metrics):
-        return metrics
-    return Metrics.model_validate({k: v for k, v in metrics.items() if k in _METRIC_KEYS})
-
-
-def gate(evaluation: Evaluation, metrics: Metrics | Mapping[str, Any] | None) -> tuple[bool, str]:
+def gate(evaluation: Evaluation, measured: Metrics | None) -> Verdict:
     """Whether a variant's measured quality allows serving it, and why, with the numbers.
 
-    `metrics` is the manifest's `metrics` (camelCase) or a `Metrics`. Missing
-    measurements fail the gate: an unmeasured variant is never served.
+    Missing measurements fail the gate: an unmeasured variant is never served.
     """
-    measured = _metrics(metrics)
+
+    def failed(message: str) -> Verdict:
+        return Verdict(Reason.QUALITY_GATE_FAILED, message)
+
     if measured is None or measured.perplexity_increase is None:
-        return False, "no perplexity was measured for this variant, so it cannot pass the gate"
+        return failed("no perplexity was measured for this variant, so it cannot pass the gate")
     limit = evaluation.max_perplexity_increase
     increase = measured.perplexity_increase
     numbers = _perplexity_numbers(measured)
     if increase > limit:
-        return False, (
+        return failed(
             f"perplexity {numbers} is {increase:+.2%} over the base model; the gate allows "
             f"{limit:.2%} (evaluation.maxPerplexityIncrease): choose a milder recipe or raise "
             "the limit"
@@ -175,12 +159,12 @@ def gate(evaluation: Evaluation, metrics: Metrics | Mapping[str, Any] | None) ->
     message = f"perplexity {numbers} is {increase:+.2%} over the base model, within {limit:.2%}"
     if evaluation.min_agreement is not None:
         if measured.agreement is None:
-            return False, (
+            return failed(
                 "no token agreement was measured, but evaluation.minAgreement is set: "
                 "it cannot pass the gate"
             )
         if measured.agreement < evaluation.min_agreement:
-            return False, (
+            return failed(
                 f"greedy-token agreement with the base model is {measured.agreement:.2%}, below "
                 f"evaluation.minAgreement {evaluation.min_agreement:.2%}: choose a milder recipe "
                 "or lower the limit"
@@ -188,7 +172,7 @@ def gate(evaluation: Evaluation, metrics: Metrics | Mapping[str, Any] | None) ->
         message += (
             f"; agreement {measured.agreement:.2%} is at least {evaluation.min_agreement:.2%}"
         )
-    return True, message
+    return Verdict(Reason.PASSED, message)
 
 
 def _perplexity_numbers(metrics: Metrics) -> str:
@@ -239,12 +223,12 @@ class Choice:
 
     `variant` is the variant to serve, or None. When `decided` is False the choice
     is still open (variants are being built): keep serving whatever is served.
-    `reason` is a CamelCase word for the Serving condition; `message` says why.
+    `reason` is for the Serving condition; `message` says why.
     """
 
     variant: str | None
     decided: bool
-    reason: str
+    reason: Reason
     message: str
 
 
@@ -261,13 +245,15 @@ def choose_variant(spec: CompressedModelSpec, candidates: Sequence[Candidate]) -
     """
     wanted = spec.serving.variant
     if wanted == "none":
-        return Choice(None, True, "ServingDisabled", "serving.variant is none: nothing is served")
+        return Choice(
+            None, True, Reason.SERVING_DISABLED, "serving.variant is none: nothing is served"
+        )
     by_name = {c.name: c for c in candidates}
     if wanted != "auto":
         candidate = by_name.get(wanted)
         if candidate is None:
             return Choice(
-                None, True, "UnknownVariant", f"serving.variant {wanted!r} names no variant"
+                None, True, Reason.UNKNOWN_VARIANT, f"serving.variant {wanted!r} names no variant"
             )
         return _named(candidate)
     pending = [c.name for c in candidates if not c.settled]
@@ -275,7 +261,7 @@ def choose_variant(spec: CompressedModelSpec, candidates: Sequence[Candidate]) -
         return Choice(
             None,
             False,
-            "WaitingForVariants",
+            Reason.WAITING_FOR_VARIANTS,
             f"auto chooses once every variant is built and evaluated; waiting for "
             f"{', '.join(pending)}",
         )
@@ -286,31 +272,40 @@ def choose_variant(spec: CompressedModelSpec, candidates: Sequence[Candidate]) -
         return Choice(
             best.name,
             True,
-            "SmallestQualifying",
+            Reason.SMALLEST_QUALIFYING,
             f"{best.name} is the smallest variant that passes the quality gate and fits "
             f"({best.bytes} bytes" + (f"; {others} other(s) qualify" if others else "") + ")",
         )
     reasons = "; ".join(f"{c.name}: {_blocker(c)}" for c in candidates)
-    return Choice(None, True, "NoVariantQualifies", f"no variant qualifies for serving: {reasons}")
+    return Choice(
+        None, True, Reason.NO_VARIANT_QUALIFIES, f"no variant qualifies for serving: {reasons}"
+    )
 
 
 def _named(candidate: Candidate) -> Choice:
     name = candidate.name
     if candidate.failed is not None:
-        return Choice(None, True, "VariantFailed", f"{name} could not be built: {candidate.failed}")
+        return Choice(
+            None, True, Reason.VARIANT_FAILED, f"{name} could not be built: {candidate.failed}"
+        )
     if candidate.bytes is None or candidate.passed is None:
         return Choice(
-            None, False, "WaitingForVariant", f"waiting for {name} to be built and evaluated"
+            None, False, Reason.WAITING_FOR_VARIANT, f"waiting for {name} to be built and evaluated"
         )
     if not candidate.passed:
         return Choice(
-            None, True, "QualityGateFailed", f"{name} is not served: {candidate.gate_message}"
+            None,
+            True,
+            Reason.QUALITY_GATE_FAILED,
+            f"{name} is not served: {candidate.gate_message}",
         )
     if candidate.fits is None:
-        return Choice(None, False, "WaitingForSizing", f"waiting for {name} to be sized")
+        return Choice(None, False, Reason.WAITING_FOR_SIZING, f"waiting for {name} to be sized")
     if not candidate.fits:
-        return Choice(None, True, "DoesNotFit", f"{name} is not served: {candidate.fit_message}")
-    return Choice(name, True, "Chosen", f"{name} is named by serving.variant")
+        return Choice(
+            None, True, Reason.DOES_NOT_FIT, f"{name} is not served: {candidate.fit_message}"
+        )
+    return Choice(name, True, Reason.CHOSEN, f"{name} is named by serving.variant")
 
 
 def _blocker(candidate: Candidate) -> str:

@@ -18,8 +18,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from modelpress.api.spec import CompressedModelSpec, Variant, step_calibration
+from modelpress.api.reasons import Reason
+from modelpress.api.spec import CompressedModelSpec, step_calibration
+from modelpress.api.steps import Variant
 from modelpress.config import OperatorConfig
+from modelpress.plan.progress import Verdict
 from modelpress.sizing import GPU_RESOURCE, ModelShape, SizingError
 from modelpress.sizing.units import GiB, gib, memory_quantity, parse_bytes
 
@@ -40,7 +43,7 @@ class JobResources:
     tolerations: list[dict[str, Any]]
     host_bytes: int
     gpu_bytes: int = 0
-    problem: str | None = None
+    problem: Verdict | None = None
     """Why the chain cannot run on the requested GPU (with the numbers); None when it can."""
 
 
@@ -124,7 +127,7 @@ def compression_resources(
         limits["cpu"] = config.jobs.cpu_limit
     node_selector = dict(config.jobs.node_selector)
     tolerations = [dict(t) for t in config.jobs.tolerations]
-    problem = None
+    problem: Verdict | None = None
     if gpu is not None:
         count = gpu.count or 1
         requests[GPU_RESOURCE] = str(count)
@@ -132,9 +135,10 @@ def compression_resources(
         target = config.catalog.get(gpu.product)
         if target is None or target.kind != "gpu":
             known = ", ".join(sorted(n for n, t in config.catalog.items() if t.kind == "gpu"))
-            problem = (
+            problem = Verdict(
+                Reason.UNKNOWN_GPU_PRODUCT,
                 f"spec.compression.gpu.product {gpu.product!r} is not in the operator's GPU "
-                f"catalog; use one of {known}, or add it to the operator's gpuCatalog"
+                f"catalog; use one of {known}, or add it to the operator's gpuCatalog",
             )
         else:
             node_selector = dict(target.node_selector)
@@ -144,10 +148,11 @@ def compression_resources(
                 what = (
                     "the whole distillation" if distill else "one layer with its calibration data"
                 )
-                problem = (
+                problem = Verdict(
+                    Reason.COMPRESSION_DOES_NOT_FIT,
                     f"compression needs {gib(gpu_bytes):.1f} GiB of GPU memory for {what}; "
                     f"{count}x {target.name} has {gib(available):.1f} GiB: choose a larger "
-                    "spec.compression.gpu, more GPUs, fewer calibration samples, or compress on CPU"
+                    "spec.compression.gpu, more GPUs, fewer calibration samples, or compress on CPU",
                 )
     if config.jobs.work_dir_size_limit:
         work_dir = config.jobs.work_dir_size_limit

@@ -1,0 +1,99 @@
+"""Whether a built variant fits the spec's serving target: sizing, as the planner sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelpress.api.reasons import Reason
+from modelpress.api.spec import CompressedModelSpec
+from modelpress.api.status import Footprint
+from modelpress.config import OperatorConfig
+from modelpress.plan.observed import Artifact
+from modelpress.plan.progress import Verdict
+from modelpress.plan.resources import shape_of
+from modelpress.sizing import ServingSettings, SizingError, SizingResult, size_variant
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The sizing of one variant (None when it could not be sized) and its verdict."""
+
+    sizing: SizingResult | None
+    verdict: Verdict
+
+    @property
+    def fits(self) -> bool:
+        return self.verdict.reason is Reason.FITS
+
+
+def serving_target(spec: CompressedModelSpec) -> str:
+    return spec.serving.gpu.product if spec.serving.gpu else "cpu"
+
+
+def serving_settings(spec: CompressedModelSpec) -> ServingSettings:
+    s = spec.serving
+    return ServingSettings(
+        max_model_len=s.max_model_len,
+        max_num_seqs=s.max_num_seqs,
+        kv_cache_dtype=s.kv_cache_dtype,
+        gpu_memory_utilization=s.gpu_memory_utilization,
+    )
+
+
+def unknown_serving_gpu(spec: CompressedModelSpec, config: OperatorConfig) -> str | None:
+    """Why spec.serving.gpu names nothing the operator can place, or None."""
+    if spec.serving.gpu is None:
+        return None
+    product = spec.serving.gpu.product
+    target = config.catalog.get(product)
+    if target is not None and target.kind == "gpu":
+        return None
+    known = ", ".join(sorted(n for n, t in config.catalog.items() if t.kind == "gpu"))
+    return (
+        f"spec.serving.gpu.product {product!r} is not in the operator's GPU catalog; use one "
+        f"of {known}, or add it to the operator's gpuCatalog (or remove serving.gpu to serve "
+        "on CPU)"
+    )
+
+
+def size_artifact(
+    spec: CompressedModelSpec, artifact: Artifact, base: Artifact | None, config: OperatorConfig
+) -> Fit:
+    """Sizing of a built variant for the spec's serving settings."""
+    unknown = unknown_serving_gpu(spec, config)
+    if unknown:
+        return Fit(None, Verdict(Reason.UNKNOWN_GPU_PRODUCT, unknown))
+    shape = shape_of(artifact.config) or shape_of(base.config if base else None)
+    if shape is None:
+        message = (
+            "cannot size the variant: neither its manifest (metadata.modelConfig) nor the base "
+            "model has a usable config.json"
+        )
+        return Fit(None, Verdict(Reason.SIZING_FAILED, message))
+    gpu = spec.serving.gpu
+    try:
+        result = size_variant(
+            shape,
+            artifact.weights_bytes,
+            serving_settings(spec),
+            serving_target(spec),
+            catalog=config.catalog,
+            allow_cpu_offload=spec.serving.allow_cpu_offload,
+            gpu_count=gpu.count if gpu else None,
+        )
+    except SizingError as error:
+        return Fit(None, Verdict(Reason.SIZING_FAILED, f"spec.serving: {error}"))
+    reason = Reason.FITS if result.fits else Reason.DOES_NOT_FIT
+    return Fit(result, Verdict(reason, result.reason))
+
+
+def footprint(sizing: SizingResult) -> Footprint:
+    return Footprint(
+        weights_bytes=sizing.weights_bytes,
+        kv_cache_bytes=sizing.kv_cache_bytes,
+        overhead_bytes=sizing.overhead_bytes,
+        total_bytes=sizing.total_bytes,
+        gpus=sizing.gpus,
+        fits=sizing.fits,
+        cpu_offload_gb=float(sizing.cpu_offload_gb),
+    )

@@ -1,0 +1,81 @@
+"""How far a Job that should produce something has come: a verdict with a reason and
+a message, in the words of the thing it produces (a base model or a variant)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelpress.api.reasons import Reason
+from modelpress.plan.observed import JobState
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """(reason, message) of one check; whether it failed is the reason's severity."""
+
+    reason: Reason
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.reason.failed
+
+
+@dataclass(frozen=True)
+class JobPurpose:
+    """What a Job is for, and the reasons its states are reported with."""
+
+    verb: str
+    """What the Job does, for messages: "fetch", "compress w4"."""
+    working: Reason
+    failed: Reason
+    missing: Reason
+    """The Job succeeded but its result is not in the store."""
+
+
+def fetching() -> JobPurpose:
+    return JobPurpose("fetch", Reason.FETCHING, Reason.FETCH_FAILED, Reason.FETCH_INCOMPLETE)
+
+
+def compressing(variant: str) -> JobPurpose:
+    return JobPurpose(
+        f"compress {variant}", Reason.COMPRESSING, Reason.JOB_FAILED, Reason.PUBLISH_MISSING
+    )
+
+
+def _job_failure(job: JobState, pod_message: str | None) -> str:
+    text = f"Job {job.name} failed"
+    if job.failure_reason:
+        text += f" ({job.failure_reason}"
+        if job.failure_message:
+            text += f": {job.failure_message}"
+        text += ")"
+    if pod_message:
+        text += f": {pod_message}"
+    return text
+
+
+def _attempts(job: JobState) -> str:
+    limit = job.backoff_limit if job.backoff_limit is not None else 0
+    return f"{job.failed} of {limit + 1} attempts failed"
+
+
+def job_progress(
+    job: JobState | None, job_name: str, pod_message: str | None, purpose: JobPurpose
+) -> Verdict:
+    """The state of a Job whose result is not in the store yet."""
+    if job is None:
+        return Verdict(purpose.working, f"created Job {job_name} to {purpose.verb}")
+    if job.is_failed:
+        return Verdict(purpose.failed, _job_failure(job, pod_message))
+    if job.complete:
+        return Verdict(
+            purpose.missing,
+            f"Job {job.name} succeeded but its result is not in the store: check that the Job "
+            "and the operator see the same store (storage.uri, AWS_ENDPOINT_URL)",
+        )
+    if job.failed:
+        detail = f": {pod_message}" if pod_message else ""
+        return Verdict(Reason.JOB_RETRYING, f"Job {job.name}: {_attempts(job)}{detail}; retrying")
+    state = "running" if job.active else "pending"
+    return Verdict(purpose.working, f"Job {job.name} is {state}")

@@ -1,0 +1,167 @@
+"""What serves: the chosen variant's Deployment and Service, and the Serving condition.
+
+Whatever serves keeps serving until something better is decided: a variant still
+being built, failing its gate or not fitting never takes the old one down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelpress.api.reasons import ConditionType, Reason
+from modelpress.api.spec import CompressedModelSpec
+from modelpress.api.status import Condition, ServingStatus
+from modelpress.config import OperatorConfig
+from modelpress.plan import names, serving
+from modelpress.plan.conditions import condition
+from modelpress.plan.fit import unknown_serving_gpu
+from modelpress.plan.observed import DeploymentState, Observed, Owner
+from modelpress.plan.recipes import Choice, choose_variant
+from modelpress.plan.variants import VariantPlan, candidate
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    condition: Condition
+    status: ServingStatus | None = None
+    create: list[dict[str, Any]] = field(default_factory=list)
+    apply: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _choice(
+    spec: CompressedModelSpec, outcomes: Sequence[VariantPlan], config: OperatorConfig
+) -> Choice:
+    unknown = unknown_serving_gpu(spec, config)
+    if unknown and spec.serving.variant != "none":
+        return Choice(None, True, Reason.UNKNOWN_GPU_PRODUCT, unknown)
+    return choose_variant(spec, [candidate(o) for o in outcomes])
+
+
+def plan_serving(
+    owner: Owner,
+    spec: CompressedModelSpec,
+    observed: Observed,
+    outcomes: Sequence[VariantPlan],
+    config: OperatorConfig,
+) -> ServingPlan:
+    current = observed.deployment
+    if current is not None and owner.uid is not None and current.owner_uid not in (None, owner.uid):
+        current = None  # a leftover of an earlier object with the same name
+    choice = _choice(spec, outcomes, config)
+
+    def serving_condition(status: bool, reason: Reason, message: str) -> Condition:
+        return _serving(owner, status, reason, message)
+
+    if choice.variant is not None:
+        chosen = next(o for o in outcomes if o.name == choice.variant)
+        return _roll_out(owner, spec, observed, current, chosen, choice, config)
+
+    if choice.decided and choice.reason is Reason.SERVING_DISABLED:
+        delete = []
+        if current is not None:
+            delete.append(("Deployment", current.name))
+        if observed.service is not None:
+            delete.append(("Service", observed.service.name))
+        return ServingPlan(serving_condition(False, choice.reason, choice.message), delete=delete)
+
+    # Nothing new to serve: whatever serves keeps serving.
+    if current is None:
+        return ServingPlan(serving_condition(False, choice.reason, choice.message))
+    endpoint = serving.endpoint(owner.name, owner.namespace)
+    status = ServingStatus(
+        variant=current.variant,
+        deployment=current.name,
+        endpoint=endpoint,
+        gpus=current.gpus,
+        strategy=_strategy(current.strategy),
+        replicas=current.replicas,
+        ready_replicas=current.ready_replicas,
+    )
+    if choice.decided:
+        message = f"{choice.message}; {current.variant} keeps serving"
+        return ServingPlan(serving_condition(False, choice.reason, message), status)
+    if current.rolled_out:
+        message = f"{current.variant} serves at {endpoint}; {choice.message}"
+        return ServingPlan(serving_condition(True, Reason.AVAILABLE, message), status)
+    message = f"{current.variant} is rolling out; {choice.message}"
+    return ServingPlan(serving_condition(False, Reason.ROLLING_OUT, message), status)
+
+
+def _serving(owner: Owner, status: bool, reason: Reason, message: str) -> Condition:
+    return condition(ConditionType.SERVING, status, reason, message, owner.generation)
+
+
+def _strategy(value: str | None) -> Any:
+    """A Deployment's strategy as the status allows it (another value is left out)."""
+    return value if value in ("RollingUpdate", "Recreate") else None
+
+
+def _roll_out(
+    owner: Owner,
+    spec: CompressedModelSpec,
+    observed: Observed,
+    current: DeploymentState | None,
+    chosen: VariantPlan,
+    choice: Choice,
+    config: OperatorConfig,
+) -> ServingPlan:
+    assert chosen.artifact is not None and chosen.fit is not None and chosen.fit.sizing
+    assert chosen.key is not None and chosen.uri is not None
+    sizing = chosen.fit.sizing
+    desired = serving.deployment(
+        owner.name,
+        owner.namespace,
+        spec,
+        chosen.name,
+        chosen.key,
+        chosen.uri,
+        chosen.artifact.total_bytes,
+        sizing,
+        config,
+    )
+    svc = serving.service(owner.name, owner.namespace)
+    create, apply = [], []
+    up_to_date = current is not None and current.spec_hash == _spec_hash(desired)
+    if current is None:
+        create.append(desired)
+    elif not up_to_date:
+        apply.append(desired)
+    if observed.service is None:
+        create.append(svc)
+    elif observed.service.spec_hash != _spec_hash(svc):
+        apply.append(svc)
+    endpoint = serving.endpoint(owner.name, owner.namespace)
+    strategy = desired["spec"]["strategy"]["type"]
+    replicas = spec.serving.replicas
+    ready = current.ready_replicas if current else 0
+    status = ServingStatus(
+        variant=chosen.name,
+        deployment=desired["metadata"]["name"],
+        endpoint=endpoint,
+        gpus=sizing.gpus,
+        strategy=strategy,
+        replicas=replicas,
+        ready_replicas=ready,
+    )
+    if up_to_date and current is not None and current.rolled_out:
+        message = (
+            f"{chosen.name} serves at {endpoint} ({ready}/{replicas} replicas ready, {strategy})"
+        )
+        verdict = _serving(owner, True, Reason.AVAILABLE, message)
+    elif up_to_date and current is not None and current.stalled_message:
+        message = f"the rollout of {chosen.name} stalled: {current.stalled_message}"
+        verdict = _serving(owner, False, Reason.ROLLOUT_STALLED, message)
+    else:
+        message = (
+            f"rolling out {chosen.name} ({strategy}): {ready}/{replicas} replicas ready; "
+            f"{choice.message}"
+        )
+        verdict = _serving(owner, False, Reason.ROLLING_OUT, message)
+    return ServingPlan(verdict, status, create, apply)
+
+
+def _spec_hash(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH])

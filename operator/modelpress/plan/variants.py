@@ -1,0 +1,184 @@
+"""Each variant: its Job or its artifact, its gate verdict and fit, its status entry,
+and VariantsReady over all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelpress.api.reasons import ConditionType, Reason
+from modelpress.api.spec import CompressedModelSpec
+from modelpress.api.status import Condition, VariantStatus
+from modelpress.api.steps import Variant
+from modelpress.config import OperatorConfig
+from modelpress.plan import jobs
+from modelpress.plan.conditions import condition
+from modelpress.plan.fit import Fit, footprint, size_artifact
+from modelpress.plan.observed import Artifact, JobState, Observed, Owner
+from modelpress.plan.progress import Verdict, compressing, job_progress
+from modelpress.plan.recipes import Candidate, gate
+from modelpress.plan.resources import compression_resources
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """What the planner decided about one variant."""
+
+    variant: Variant
+    compressed: Verdict
+    """Published once the artifact exists; else why not yet (or why never)."""
+    key: str | None = None
+    uri: str | None = None
+    artifact: Artifact | None = None
+    job_name: str | None = None
+    """The variant's Job, to keep (and to create when `job` is set)."""
+    job: dict[str, Any] | None = None
+    """The Job to create: not seen yet and the artifact is missing."""
+    fit: Fit | None = None
+    gate: Verdict | None = None
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    @property
+    def blocked(self) -> bool:
+        """The variant cannot be built as specified (a failed Job, a GPU that cannot hold it)."""
+        return self.artifact is None and self.compressed.failed
+
+    @property
+    def passed(self) -> bool:
+        return self.gate is not None and self.gate.reason is Reason.PASSED
+
+
+def waiting_for_source(variant: Variant) -> VariantPlan:
+    return VariantPlan(
+        variant, Verdict(Reason.WAITING_FOR_SOURCE, "waiting for the base model (SourceReady)")
+    )
+
+
+def plan_variant(
+    owner: Owner,
+    spec: CompressedModelSpec,
+    variant: Variant,
+    location: tuple[str, str],
+    observed: Observed,
+    base: Artifact,
+    owned_jobs: Mapping[str, JobState],
+    config: OperatorConfig,
+) -> VariantPlan:
+    key, uri = location
+    assert observed.source is not None
+    sized = compression_resources(spec, variant, base.weights_bytes, base.config, config)
+    job = jobs.compress_job(
+        owner.name, owner.namespace, spec, variant, key, observed.source.uri, uri, sized, config
+    )
+    job_name = job["metadata"]["name"]
+    artifact = observed.artifacts.get(key)
+    if artifact is not None:
+        message = f"artifact {uri} holds {artifact.total_bytes} bytes"
+        return VariantPlan(
+            variant,
+            Verdict(Reason.PUBLISHED, message),
+            key,
+            uri,
+            artifact,
+            job_name=job_name if job_name in owned_jobs else None,
+            fit=size_artifact(spec, artifact, base, config),
+            gate=gate(spec.evaluation, artifact.metrics),
+        )
+    if sized.problem is not None:
+        return VariantPlan(variant, sized.problem, key, uri)
+    existing = owned_jobs.get(job_name)
+    verdict = job_progress(
+        existing, job_name, observed.job_messages.get(job_name), compressing(variant.name)
+    )
+    return VariantPlan(
+        variant, verdict, key, uri, job_name=job_name, job=job if existing is None else None
+    )
+
+
+def variant_status(
+    outcome: VariantPlan, base: Artifact | None, generation: int | None
+) -> VariantStatus:
+    def make(type_: ConditionType, status: bool | None, verdict: Verdict) -> Condition:
+        return condition(type_, status, verdict.reason, verdict.message, generation)
+
+    entry = VariantStatus(
+        name=outcome.name, key=outcome.key, job=outcome.job_name, artifact_uri=outcome.uri
+    )
+    artifact = outcome.artifact
+    if artifact is None or outcome.fit is None or outcome.gate is None:
+        not_built = "not built yet"
+        entry.conditions = [
+            make(ConditionType.READY, False, outcome.compressed),
+            make(ConditionType.COMPRESSED, False, outcome.compressed),
+            make(ConditionType.QUALITY_GATE, None, Verdict(Reason.NOT_EVALUATED, not_built)),
+            make(ConditionType.FITS, None, Verdict(Reason.NOT_SIZED, not_built)),
+        ]
+        return entry
+
+    metadata = artifact.metadata
+    entry.bytes = artifact.total_bytes
+    if base is not None and base.total_bytes:
+        entry.size_ratio = round(artifact.total_bytes / base.total_bytes, 4)
+    entry.parameters = metadata.parameters
+    entry.bits_per_weight = metadata.bits_per_weight
+    if artifact.metrics is not None and artifact.metrics.to_wire():
+        entry.metrics = artifact.metrics
+    if outcome.fit.sizing is not None:
+        entry.footprint = footprint(outcome.fit.sizing)
+    if outcome.passed and outcome.fit.fits:
+        ready = Verdict(Reason.READY, "built, passes the quality gate and fits")
+    else:
+        ready = outcome.fit.verdict if outcome.passed else outcome.gate
+    entry.conditions = [
+        make(ConditionType.READY, outcome.passed and outcome.fit.fits, ready),
+        make(ConditionType.COMPRESSED, True, outcome.compressed),
+        make(ConditionType.QUALITY_GATE, outcome.passed, outcome.gate),
+        make(ConditionType.FITS, outcome.fit.fits, outcome.fit.verdict),
+    ]
+    return entry
+
+
+def candidate(outcome: VariantPlan) -> Candidate:
+    """What choosing the served variant needs to know about this one."""
+    if outcome.artifact is None or outcome.fit is None or outcome.gate is None:
+        failed = outcome.compressed.message if outcome.blocked else None
+        return Candidate(name=outcome.name, failed=failed)
+    return Candidate(
+        name=outcome.name,
+        bytes=outcome.artifact.total_bytes,
+        passed=outcome.passed,
+        gate_message=outcome.gate.message,
+        fits=outcome.fit.fits,
+        fit_message=outcome.fit.verdict.message,
+    )
+
+
+def variants_ready(
+    outcomes: Sequence[VariantPlan], source_ready: bool, generation: int | None
+) -> Condition:
+    def make(status: bool, reason: Reason, message: str) -> Condition:
+        return condition(ConditionType.VARIANTS_READY, status, reason, message, generation)
+
+    total = len(outcomes)
+    if not source_ready:
+        return make(False, Reason.WAITING_FOR_SOURCE, "waiting for the base model")
+    blocked = [o for o in outcomes if o.blocked]
+    if blocked:
+        message = "; ".join(f"{o.name}: {o.compressed.message}" for o in blocked)
+        return make(False, blocked[0].compressed.reason, message)
+    built = [o for o in outcomes if o.artifact is not None]
+    if len(built) < total:
+        pending = [o.name for o in outcomes if o.artifact is None]
+        retrying = [o for o in outcomes if o.compressed.reason is Reason.JOB_RETRYING]
+        message = f"{len(built)}/{total} built; compressing {', '.join(pending)}"
+        if retrying:
+            message += "; " + "; ".join(f"{o.name}: {o.compressed.message}" for o in retrying)
+            return make(False, Reason.JOB_RETRYING, message)
+        return make(False, Reason.COMPRESSING, message)
+    passing = sum(1 for o in outcomes if o.passed)
+    message = f"{total}/{total} built and evaluated; {passing} pass the quality gate"
+    return make(True, Reason.BUILT, message)

@@ -1,0 +1,130 @@
+"""What the store holds for one CompressedModel: its source record, base model and
+variant artifacts, read with a cache. Shared by the operator and local mode, so
+both see the same store the same way.
+
+Reads are synchronous (boto3); the operator runs them in threads. A committed
+manifest never changes (its key is its content), so manifests and source records
+that were found are remembered for `cache_seconds`; what was missing is asked
+again every time, since a Job may have just published it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from modelpress.api.spec import CompressedModelSpec
+from modelpress.plan.observed import Artifact, SourceRecord
+from modelpress.plan.recipes import artifact_uri
+
+
+@dataclass(frozen=True)
+class StoreView:
+    source: SourceRecord | None
+    base: Artifact | None
+    artifacts: dict[str, Artifact]
+
+
+class StoreReader:
+    """Reads source records and manifests, remembering what was found."""
+
+    def __init__(self, cache_seconds: float) -> None:
+        self._cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _cached(self, key: tuple[str, str]) -> Any | None:
+        with self._lock:
+            entry = self._cache.get(key)
+        if entry is None or time.monotonic() - entry[0] > self._cache_seconds:
+            return None
+        return entry[1]
+
+    def _remember(self, key: tuple[str, str], value: Any) -> None:
+        with self._lock:
+            self._cache[key] = (time.monotonic(), value)
+
+    def forget(self, uris: Iterable[str]) -> None:
+        """Drop remembered artifacts (after they were deleted)."""
+        targets = set(uris)
+        with self._lock:
+            for key in [k for k in self._cache if k[1] in targets]:
+                del self._cache[key]
+
+    @staticmethod
+    def _who(credentials: Any) -> str:
+        if credentials is None:
+            return ""
+        return f"{credentials.access_key_id}@{credentials.endpoint_url}"
+
+    def record(self, spec: CompressedModelSpec, credentials: Any) -> SourceRecord | None:
+        from modelpress.sources import record_uri
+        from modelpress.storage import read_json
+
+        where = record_uri(spec.storage.uri, spec.source.to_wire())
+        key = (self._who(credentials), where)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        data = read_json(where, credentials=credentials)
+        if data is None:
+            return None
+        record = SourceRecord.from_json(data)
+        self._remember(key, record)
+        return record
+
+    def artifact(self, uri: str, credentials: Any, with_config: bool = False) -> Artifact | None:
+        from modelpress.storage import open_store, read_manifest
+
+        key = (self._who(credentials), uri)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        manifest = read_manifest(uri, credentials=credentials)
+        if manifest is None:
+            return None
+        config = None
+        if with_config and manifest.file("config.json") is not None:
+            raw = open_store(uri, credentials).get_bytes("config.json")
+            try:
+                config = json.loads(raw) if raw else None
+            except ValueError:
+                config = None
+        artifact = Artifact.from_manifest(uri, manifest, config)
+        self._remember(key, artifact)
+        return artifact
+
+    def view(
+        self,
+        spec: CompressedModelSpec,
+        credentials: Any,
+        locate: Any,
+        extra_keys: Iterable[str] = (),
+    ) -> StoreView:
+        """The source record, the base model and the variants' artifacts.
+
+        `locate(record)` gives {variant: (key, uri)} once the base key is known.
+        """
+        record = self.record(spec, credentials)
+        if record is None:
+            return StoreView(None, None, {})
+        base = self.artifact(record.uri, credentials, with_config=True)
+        if base is None:
+            return StoreView(record, None, {})
+        wanted = {key: uri for key, uri in locate(record).values()}
+        for key in extra_keys:
+            wanted.setdefault(key, artifact_uri(spec, key))
+        artifacts = {}
+        for key, uri in wanted.items():
+            found = self.artifact(uri, credentials)
+            if found is not None:
+                artifacts[key] = found
+        return StoreView(record, base, artifacts)
+
+    async def view_async(self, *args: Any, **kwargs: Any) -> StoreView:
+        return await asyncio.to_thread(self.view, *args, **kwargs)
