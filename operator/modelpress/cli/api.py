@@ -33,21 +33,12 @@ def print_crd(args: argparse.Namespace) -> int:
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:
-    """The YAML documents of a file; a clear error when it cannot be read."""
-    import yaml
+    from modelpress.api.documents import DocumentError, load_documents
 
     try:
-        text = path.read_text()
-    except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}") from error
-    try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as error:
-        raise UsageError(f"{path} is not valid YAML: {error}") from error
-    for document in documents:
-        if not isinstance(document, dict):
-            raise UsageError(f"{path}: every YAML document must be a mapping (an object)")
-    return documents
+        return load_documents(path)
+    except DocumentError as error:
+        raise UsageError(str(error)) from None
 
 
 def validate_files(args: argparse.Namespace) -> int:

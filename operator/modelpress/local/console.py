@@ -140,9 +140,6 @@ class Console:
         else:
             self.plain(text)
 
-    def print_renderable(self, renderable: Any) -> None:
-        self._console().print(renderable)
-
     @contextmanager
     def step(self, title: str) -> Iterator[Step]:
         """A step shown while it runs; an exception ends it as failed and propagates."""

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from modelpress.api.resource import KIND, CompressedModel
-from modelpress.api.spec import CompressedModelSpec, Variant
+from modelpress.api.spec import CompressedModelSpec
+from modelpress.api.steps import Variant
 from modelpress.local.errors import LocalRunError
 
 
@@ -32,12 +33,11 @@ def load_model(path: Path, name: str | None = None) -> CompressedModel:
     from pydantic import ValidationError
 
     from modelpress.api.admission import model_problems
-    from modelpress.cli import UsageError
-    from modelpress.cli.api import load_documents
+    from modelpress.api.documents import DocumentError, load_documents
 
     try:
         documents = load_documents(path)
-    except UsageError as error:
+    except DocumentError as error:
         raise SpecError(str(error)) from None
     models = [d for d in documents if d.get("kind") == KIND]
     if name is not None:
