@@ -6,7 +6,9 @@ from pathlib import Path
 
 import yaml
 
+from modelpress.api.admission import status_problems
 from modelpress.api.crd import crd, crd_yaml, openapi_schema
+from modelpress.api.reasons import Reason, failure_table
 from modelpress.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,3 +54,34 @@ def test_crd_shape():
     variants = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["variants"]
     assert variants["x-kubernetes-list-type"] == "map"
     assert variants["x-kubernetes-list-map-keys"] == ["name"]
+
+
+def test_status_writes_are_judged_against_the_crd_status_schema():
+    good = {
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": ""}],
+        "serving": {"strategy": "Recreate", "replicas": 1},
+    }
+    assert status_problems(good) == []
+    bad = {
+        "conditions": [{"type": "Ready", "status": "Maybe", "reason": "not a word"}],
+        "serving": {"strategy": "BlueGreen"},
+        "bogus": 1,
+    }
+    found = {p.path for p in status_problems(bad)}
+    assert {
+        "status.conditions[0].status",
+        "status.conditions[0].reason",
+        "status.serving.strategy",
+        "status.bogus",
+    } <= found
+
+
+def test_every_reason_fits_the_crd_reason_pattern_and_the_docs_table():
+    import re
+
+    pattern = openapi_schema()["properties"]["status"]["properties"]["conditions"]["items"][
+        "properties"
+    ]["reason"]["pattern"]
+    assert all(re.match(pattern, reason) for reason in Reason)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text()
+    assert failure_table() in docs, "regenerate the table: python -m modelpress.api.reasons"

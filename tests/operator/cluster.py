@@ -10,7 +10,10 @@ adds the way the API server does them:
   declared, or kopf starts no watchers;
 - lookups by name in constant time (the emulator scans every object otherwise,
   which makes a thousand-model benchmark measure the emulator, not the operator);
-- a bounded history per object (the emulator keeps every version by default).
+- a bounded history per object (the emulator keeps every version by default);
+- every status written to a CompressedModel checked against the CRD's status schema
+  (what the API server would reject or prune), each problem kept in
+  `status_violations` for the tests to assert on.
 
 The operator must run cluster-wide against it: listing namespaces answers 500.
 """
@@ -33,6 +36,7 @@ import kmock
 import yaml
 from kmock._internal import dicts as kmock_dicts
 
+from modelpress.api.admission import status_problems
 from modelpress.api.crd import crd
 
 GROUP_VERSION_PLURAL = "modelpress.dev/v1alpha1/compressedmodels"
@@ -128,6 +132,10 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     seen: list[Seen] = attrs.field(factory=list, init=False)
     """Every request served: method, path and user agent (kmock keeps only recent ones)."""
+    check_status: bool = True
+    """Check every CompressedModel status write against the CRD (off for benchmarks)."""
+    status_violations: list[str] = attrs.field(factory=list, init=False)
+    """`name: problem` for each status write the API server would reject or prune."""
     listeners: list[Any] = attrs.field(factory=list, init=False)
     """Callables told `(resource, namespace, name)` after each write, for stand-ins that
     react to changes instead of scanning every object."""
@@ -160,6 +168,8 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
                 self._requests.remove(request)
         if request.resource is not None and request.name is not None:
             self._trim(request)
+            if self.check_status and request.subresource == "status":
+                self._check_status(request)
         if request.resource is not None and request.action in _WRITES:
             name = request.name or (request.data or {}).get("metadata", {}).get("name")
             namespace = request.namespace or (request.data or {}).get("metadata", {}).get(
@@ -192,6 +202,15 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
             if after != before:
                 metadata["generation"] = int(current.get("metadata", {}).get("generation") or 1) + 1
         metadata["resourceVersion"] = str(next(self._versions))
+
+    def _check_status(self, request: Any) -> None:
+        if _resource_name(request.resource) != GROUP_VERSION_PLURAL:
+            return
+        obj = self._find(request.resource, request.namespace, request.name)
+        if obj is None or obj.deleted:
+            return
+        status = obj.last.raw.get("status") or {}
+        self.status_violations += [f"{request.name}: {p}" for p in status_problems(status)]
 
     def _find(self, resource: Any, namespace: str | None, name: str) -> Any:
         return self._objects._objects.get((resource, namespace, name))  # type: ignore[attr-defined]
@@ -260,7 +279,7 @@ def kubeconfig(path: Path, server: str) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def running_cluster() -> AsyncIterator[tuple[Cluster, str]]:
+async def running_cluster(check_status: bool = True) -> AsyncIterator[tuple[Cluster, str]]:
     """The emulator served on 127.0.0.1; yields it and its URL."""
-    async with Cluster() as cluster, kmock.Server(cluster) as server:
+    async with Cluster(check_status=check_status) as cluster, kmock.Server(cluster) as server:
         yield cluster, str(server.url).rstrip("/")

@@ -352,3 +352,4 @@ async def harness(store: Store) -> AsyncIterator[Harness]:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
+        assert cluster.status_violations == [], "statuses the API server would not store"
