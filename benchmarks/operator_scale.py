@@ -186,7 +186,7 @@ async def benchmark(
     (root / "calib.txt").write_text("calibration text")
     (root / "operator.yaml").write_text(f"workerLimit: {workers}\n")
 
-    async with running_cluster(check_status=False) as (cluster, url):
+    async with running_cluster(admission=False) as (cluster, url):
         stand_in = StandIn(cluster)
         stand_in_task = asyncio.create_task(stand_in.run())
         collection = f"/apis/modelpress.dev/v1alpha1/namespaces/{NAMESPACE}/compressedmodels"

@@ -14,6 +14,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
+_PATTERN_WORDS: dict[str, str] = {}
+
+
+def described(pattern: str, words: str) -> str:
+    """`pattern`, remembered with the words that say what it accepts, so no message
+    ever shows a regular expression."""
+    _PATTERN_WORDS[pattern] = words
+    return pattern
+
+
+def pattern_words(pattern: str) -> str:
+    return _PATTERN_WORDS.get(pattern, "in the expected form (see `kubectl explain`)")
+
+
 #: Field names that suggest a secret written inline.
 SECRET_LIKE = frozenset({"token", "password", "secret", "accesskey", "secretkey", "credentials"})
 
@@ -62,7 +76,9 @@ def problems(
     for item in error.errors():
         location = [*prefix, *(p for p in item["loc"] if not _is_tag(p))]
         message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "string_pattern_mismatch":
+            message = f"{item['input']!r} is not {pattern_words(item['ctx']['pattern'])}"
+        elif item["type"] == "extra_forbidden":
             message = unknown_field_message(str(location[-1]) if location else "?", noun)
         found.append(Problem(dotted(location), message))
     return found

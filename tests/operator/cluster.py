@@ -2,8 +2,21 @@
 
 kmock's `KubernetesEmulator` is a real HTTP server that stores objects and
 serves watches. It leaves a few things to the test harness, which this module
-adds the way the API server does them:
+adds the way the API server does them (tests/operator/test_cluster.py holds each
+to the API server's documented behaviour):
 
+- CompressedModels are admitted as the API server admits them
+  (`modelpress.api.apiserver`): nulls and unknown fields pruned (refused with
+  `fieldValidation=Strict`, as kubectl apply asks), CRD defaults applied, schema,
+  CEL and metadata validated; a refusal is a 422 naming the field;
+- the status subresource: a write to the object ignores `status`, a write to
+  `/status` changes only `status`;
+- optimistic concurrency: a write carrying a stale `metadata.resourceVersion` is a
+  409 Conflict;
+- server-side apply (`application/apply-patch+yaml`): each field manager owns the
+  fields it applied; a field it applies no more is removed (unless another manager
+  owns it), and a field another manager owns with another value is a 409 Conflict
+  unless `force=true`;
 - `uid`, `creationTimestamp`, `generation` (1 on create, +1 when `spec` changes)
   and `resourceVersion` (one counter for the whole server);
 - resource discovery: the CRD, namespaces and every kind the operator touches are
@@ -11,9 +24,9 @@ adds the way the API server does them:
 - lookups by name in constant time (the emulator scans every object otherwise,
   which makes a thousand-model benchmark measure the emulator, not the operator);
 - a bounded history per object (the emulator keeps every version by default);
-- every status written to a CompressedModel checked against the CRD's status schema
-  (what the API server would reject or prune), each problem kept in
-  `status_violations` for the tests to assert on.
+- every status written to a CompressedModel checked against the CRD's status schema:
+  a write the API server would refuse is a 422, and kept in `status_violations` for
+  the tests to assert on.
 
 The operator must run cluster-wide against it: listing namespaces answers 500.
 """
@@ -36,8 +49,9 @@ import kmock
 import yaml
 from kmock._internal import dicts as kmock_dicts
 
-from modelpress.api.admission import status_problems
+from modelpress.api.apiserver import admit, status_problems
 from modelpress.api.crd import crd
+from modelpress.plan.conditions import merge_patch
 
 GROUP_VERSION_PLURAL = "modelpress.dev/v1alpha1/compressedmodels"
 JOBS = "batch/v1/jobs"
@@ -132,10 +146,15 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     seen: list[Seen] = attrs.field(factory=list, init=False)
     """Every request served: method, path and user agent (kmock keeps only recent ones)."""
-    check_status: bool = True
-    """Check every CompressedModel status write against the CRD (off for benchmarks)."""
+    admission: bool = True
+    """Admit CompressedModel writes as the API server does (off in benchmarks, which
+    measure the operator, not this emulator)."""
     status_violations: list[str] = attrs.field(factory=list, init=False)
     """`name: problem` for each status write the API server would reject or prune."""
+    owners: dict[tuple[Any, ...], dict[str, set[tuple[str, ...]]]] = attrs.field(
+        factory=dict, init=False
+    )
+    """Server-side apply: by object, each field manager's applied fields (leaf paths)."""
     listeners: list[Any] = attrs.field(factory=list, init=False)
     """Callables told `(resource, namespace, name)` after each write, for stand-ins that
     react to changes instead of scanning every object."""
@@ -155,6 +174,9 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
         method = getattr(request.method, "value", str(request.method))
         self.seen.append(Seen(method, request.url.path, request.headers.get("User-Agent", "")))
         if request.resource is not None and isinstance(request.data, dict):
+            refusal = self._api_server_rules(request)
+            if refusal is not None:
+                return refusal
             if request.action == kmock.action.CREATE:
                 self._stamp_create(request.data)
             elif request.action == kmock.action.UPDATE and request.name is not None:
@@ -168,8 +190,6 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
                 self._requests.remove(request)
         if request.resource is not None and request.name is not None:
             self._trim(request)
-            if self.check_status and request.subresource == "status":
-                self._check_status(request)
         if request.resource is not None and request.action in _WRITES:
             name = request.name or (request.data or {}).get("metadata", {}).get("name")
             namespace = request.namespace or (request.data or {}).get("metadata", {}).get(
@@ -178,6 +198,92 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
             for listener in self.listeners:
                 listener(_resource_name(request.resource), namespace, name)
         return response
+
+    # --- what the API server does before it stores a write -------------------------------
+
+    def _api_server_rules(self, request: Any) -> Any:
+        """Rewrite `request.data` so kmock stores what the API server would, or refuse."""
+        current = None
+        if request.action == kmock.action.UPDATE and request.name is not None:
+            found = self._find(request.resource, request.namespace, request.name)
+            current = found.raw if found is not None and not found.deleted else None
+        if current is not None:
+            wanted = (request.data.get("metadata") or {}).get("resourceVersion")
+            have = (current.get("metadata") or {}).get("resourceVersion")
+            if wanted and wanted != have:
+                return _refusal(
+                    409,
+                    "Conflict",
+                    f"the object has been modified (resourceVersion {wanted} is stale, now "
+                    f"{have}); please apply your changes to the latest version and try again",
+                )
+            if "apply-patch" in request.headers.get("Content-Type", ""):
+                refusal = self._server_side_apply(request, current)
+                if refusal is not None:
+                    return refusal
+        if not self.admission or _resource_name(request.resource) != GROUP_VERSION_PLURAL:
+            return None
+        return self._admit_model(request, current)
+
+    def _admit_model(self, request: Any, current: dict[str, Any] | None) -> Any:
+        if request.subresource == "status":
+            if current is None:
+                return None
+            status = kmock_dicts.patch_dict(
+                copy.deepcopy(current.get("status") or {}), request.data.get("status") or {}
+            )
+            problems = status_problems(dict(status))
+            if problems:
+                self.status_violations += [f"{request.name}: {p}" for p in problems]
+                return _refusal(422, "Invalid", "; ".join(str(p) for p in problems))
+            _replace_data(request, {"status": request.data.get("status") or {}})
+            return None
+        strict = request.params.get("fieldValidation") == "Strict"
+        if current is None:
+            wanted = {k: v for k, v in request.data.items() if k != "status"}
+        else:
+            merged = kmock_dicts.patch_dict(copy.deepcopy(current), request.data)
+            wanted = {k: v for k, v in merged.items() if k != "status"}
+        admission = admit(wanted, strict=strict)
+        if not admission.accepted:
+            return _refusal(422, "Invalid", "; ".join(str(p) for p in admission.problems))
+        stored = dict(admission.stored)
+        if current is None:
+            _replace_data(request, stored)
+            return None
+        if "status" in current:
+            stored["status"] = current["status"]
+        _replace_data(request, merge_patch(current, stored) or {"metadata": {}})
+        return None
+
+    def _server_side_apply(self, request: Any, current: dict[str, Any]) -> Any:
+        manager = request.params.get("fieldManager") or "unknown"
+        force = request.params.get("force") == "true"
+        config = request.data
+        key = (_resource_name(request.resource), request.namespace, request.name)
+        owners = self.owners.setdefault(key, {})
+        applied = set(_leaf_paths(config))
+        conflicts = [
+            (other, path)
+            for other, paths in owners.items()
+            if other != manager
+            for path in applied & paths
+            if _at(current, path) != _at(config, path)
+        ]
+        if conflicts and not force:
+            listed = ", ".join(f".{'.'.join(p)} (owned by {m})" for m, p in conflicts[:5])
+            return _refusal(409, "Conflict", f"Apply failed with conflicts: {listed}")
+        for other, paths in owners.items():
+            if other != manager:
+                paths -= applied  # forced: the applier takes the fields over
+        others = set().union(*(p for m, p in owners.items() if m != manager))
+        result = copy.deepcopy(current)
+        for path in owners.get(manager, set()) - applied - others:
+            _remove(result, path)
+        result = dict(kmock_dicts.patch_dict(result, config))
+        owners[manager] = applied
+        _replace_data(request, merge_patch(current, result) or {"metadata": {}})
+        return None
 
     def _stamp_create(self, data: dict[str, Any]) -> None:
         metadata = data.setdefault("metadata", {})
@@ -202,15 +308,6 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
             if after != before:
                 metadata["generation"] = int(current.get("metadata", {}).get("generation") or 1) + 1
         metadata["resourceVersion"] = str(next(self._versions))
-
-    def _check_status(self, request: Any) -> None:
-        if _resource_name(request.resource) != GROUP_VERSION_PLURAL:
-            return
-        obj = self._find(request.resource, request.namespace, request.name)
-        if obj is None or obj.deleted:
-            return
-        status = obj.last.raw.get("status") or {}
-        self.status_violations += [f"{request.name}: {p}" for p in status_problems(status)]
 
     def _find(self, resource: Any, namespace: str | None, name: str) -> Any:
         return self._objects._objects.get((resource, namespace, name))  # type: ignore[attr-defined]
@@ -264,6 +361,62 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
         ]
 
 
+def _replace_data(request: Any, data: dict[str, Any]) -> None:
+    """kmock's requests are frozen; their body is a dict, changed in place."""
+    request.data.clear()
+    request.data.update(data)
+
+
+def _refusal(code: int, reason: str, message: str) -> Any:
+    """An API server error answer (a Status object)."""
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "message": message,
+        "code": code,
+    }
+    return aiohttp.web.json_response(body, status=code)
+
+
+def _leaf_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The fields a server-side apply configuration sets (lists count as one field, as
+    for atomic lists; metadata identity is owned by no one)."""
+    if isinstance(value, dict) and value:
+        paths = []
+        for key, sub in value.items():
+            if prefix == () and key in ("apiVersion", "kind"):
+                continue
+            if prefix == ("metadata",) and key in ("name", "namespace", "resourceVersion"):
+                continue
+            paths += _leaf_paths(sub, (*prefix, key))
+        return paths
+    return [prefix] if prefix else []
+
+
+def _at(value: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _remove(value: dict[str, Any], path: tuple[str, ...]) -> None:
+    """Remove the field at `path`, and the mappings it leaves empty."""
+    parents = [value]
+    for part in path[:-1]:
+        child = parents[-1].get(part)
+        if not isinstance(child, dict):
+            return
+        parents.append(child)
+    parents[-1].pop(path[-1], None)
+    for parent, part in zip(reversed(parents[:-1]), reversed(path[:-1]), strict=True):
+        if parent.get(part) == {}:
+            del parent[part]
+
+
 def kubeconfig(path: Path, server: str) -> Path:
     """A kubeconfig pointing at `server` with a dummy token."""
     config = {
@@ -279,7 +432,7 @@ def kubeconfig(path: Path, server: str) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def running_cluster(check_status: bool = True) -> AsyncIterator[tuple[Cluster, str]]:
+async def running_cluster(admission: bool = True) -> AsyncIterator[tuple[Cluster, str]]:
     """The emulator served on 127.0.0.1; yields it and its URL."""
-    async with Cluster(check_status=check_status) as cluster, kmock.Server(cluster) as server:
+    async with Cluster(admission=admission) as cluster, kmock.Server(cluster) as server:
         yield cluster, str(server.url).rstrip("/")

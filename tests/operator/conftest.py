@@ -237,14 +237,17 @@ class Harness:
         """Like `kubectl apply`: create, or replace the spec of an existing object."""
         name = manifest["metadata"]["name"]
         collection = f"{MODELS}/{NAMESPACE}/compressedmodels"
+        strict = {"fieldValidation": "Strict"}  # as kubectl apply asks
         if self.model(name) is None:
-            async with self.cluster.post(collection, json=manifest) as response:
+            async with self.cluster.post(collection, json=manifest, params=strict) as response:
                 assert response.status < 400, await response.text()
         else:
             current = self.model(name)
             assert current is not None
             patch = {"spec": _replacing(current["spec"], manifest["spec"])}
-            async with self.cluster.patch(f"{collection}/{name}", json=patch) as response:
+            async with self.cluster.patch(
+                f"{collection}/{name}", json=patch, params=strict
+            ) as response:
                 assert response.status < 400, await response.text()
 
     async def delete(self, name: str) -> None:

@@ -20,20 +20,53 @@ def _status_writes(harness: Harness, since: int) -> list[str]:
     ]
 
 
+async def test_an_fp8_variant_applied_as_kubectl_does_goes_ready(harness: Harness) -> None:
+    """The API server fills in the CRD's defaults; none of them may turn FP8_DYNAMIC into a
+    request the operator refuses (0.1.0 defaulted algorithm to gptq, then refused it)."""
+    manifest = model_manifest("tiny", harness.store)
+    manifest["spec"]["variants"][1] = {"name": "fp8", "quantize": {"scheme": "FP8_DYNAMIC"}}
+    await harness.start_operator()
+    await harness.apply(manifest)
+    stored = harness.model("tiny")
+    assert stored is not None
+    assert stored["spec"]["evaluation"]["metric"] == "perplexity", "CRD defaults applied"
+    assert "algorithm" not in stored["spec"]["variants"][1]["quantize"]
+    await harness.wait_condition("tiny", "Ready", "True", timeout=45)
+    fp8 = harness.condition("tiny", "Compressed", variant="fp8")
+    assert fp8["reason"] == "Published"
+
+
+async def test_the_api_server_refuses_what_the_operator_would_refuse(harness: Harness) -> None:
+    manifest = model_manifest("tiny", harness.store)
+    manifest["spec"]["variants"][1] = {
+        "name": "fp8",
+        "quantize": {"scheme": "FP8_DYNAMIC", "algorithm": "gptq"},
+    }
+    collection = f"/apis/modelpress.dev/v1alpha1/namespaces/{NAMESPACE}/compressedmodels"
+    async with harness.cluster.post(collection, json=manifest) as response:
+        assert response.status == 422
+        answer = await response.json()
+    assert "spec.variants[1].quantize.algorithm" in answer["message"]
+    assert "set algorithm rtn or leave it unset" in answer["message"]
+    assert harness.model("tiny") is None
+
+
 async def test_a_spec_only_the_operator_rejects_gets_a_condition_naming_the_field(
     harness: Harness,
 ) -> None:
+    """An object an older CRD let through (Helm never upgrades CRDs by itself): the
+    operator says which field to change and touches nothing until it is changed."""
     manifest = model_manifest("tiny", harness.store)
-    # FP8_DYNAMIC needs no calibration; asking for gptq is a contradiction the CRD's
-    # schema does not catch, but the operator's models do.
     manifest["spec"]["variants"][1] = {
         "name": "w4",
         "quantize": {"scheme": "FP8_DYNAMIC", "algorithm": "gptq"},
     }
-    assert schema_problems(manifest) == [], "the API server would accept this manifest"
+    assert schema_problems(manifest) != [], "today's CRD refuses it"
 
     await harness.start_operator()
+    harness.cluster.admission = False  # the cluster still has an older CRD
     await harness.apply(manifest)
+    harness.cluster.admission = True
     ready = await harness.wait_condition("tiny", "Ready", "False", "InvalidSpec")
     assert "spec.variants[1].quantize" in ready["message"]
     assert "set algorithm rtn or leave it unset" in ready["message"]

@@ -49,7 +49,8 @@ def _learns_without_data(x: str) -> str:
     """CEL: the action `x` (a step or a single-action variant) needs no text to learn from."""
     return (
         f"(has({x}.quantize) && ({x}.quantize.scheme == 'FP8_DYNAMIC' || "
-        f"{x}.quantize.algorithm == 'rtn') && !has({x}.quantize.kvCacheScheme))"
+        f"(has({x}.quantize.algorithm) && {x}.quantize.algorithm == 'rtn')) && "
+        f"!has({x}.quantize.kvCacheScheme))"
     )
 
 
@@ -58,6 +59,15 @@ def _brings_own_data(x: str) -> str:
 
 
 _ACTIONS = ("quantize", "prune", "distill")
+
+
+def _calibrated_on(x: str) -> str:
+    """CEL: the action `x` learns from the evaluation text itself."""
+    return " || ".join(
+        f"(has({x}.{a}) && has({x}.{a}.calibration) && "
+        f"{x}.{a}.calibration.dataset.uri == self.evaluation.dataset.uri)"
+        for a in _ACTIONS
+    )
 _STEP_OK = f"{_learns_without_data('s')} || {_brings_own_data('s')}"
 _VARIANT_OK = f"{_learns_without_data('v')} || {_brings_own_data('v')}"
 
@@ -80,6 +90,20 @@ _RULES: dict[str, list[dict[str, str]]] = {
             "message": "a variant needs exactly one of quantize, prune, distill or steps",
         },
         {
+            "rule": "has(self.steps) ? (!has(self.steps[0].distill) || "
+            "has(self.steps[0].distill.studentLayers)) : "
+            "(!has(self.distill) || has(self.distill.studentLayers))",
+            "message": "distill as the first step needs studentLayers (the number of teacher "
+            "layers the student keeps), or a prune step before it",
+        },
+        {
+            "rule": "!has(self.steps) || self.steps.size() < 2 || "
+            "self.steps.filter(s, has(s.distill) && has(s.distill.studentLayers)).size() == 0 || "
+            "(has(self.steps[0].distill) && has(self.steps[0].distill.studentLayers) && "
+            "self.steps.filter(s, has(s.distill) && has(s.distill.studentLayers)).size() == 1)",
+            "message": "studentLayers applies only when distill is the first step: remove it",
+        },
+        {
             "rule": "!has(self.steps) || self.steps.filter(s, has(s.quantize)).size() == 0 || "
             "(self.steps.filter(s, has(s.quantize)).size() == 1 && "
             "has(self.steps[self.steps.size() - 1].quantize))",
@@ -90,7 +114,14 @@ _RULES: dict[str, list[dict[str, str]]] = {
         {
             "rule": "!has(self.algorithm) || self.algorithm != 'awq' || self.scheme == 'W4A16'",
             "message": "algorithm awq applies to scheme W4A16 only: use gptq or rtn",
-        }
+        },
+        {
+            "rule": "self.scheme != 'FP8_DYNAMIC' || !has(self.algorithm) || "
+            "self.algorithm == 'rtn'",
+            "message": "scheme FP8_DYNAMIC needs no calibration: set algorithm rtn or leave "
+            "it unset",
+            "fieldPath": ".algorithm",
+        },
     ],
     "CompressedModelSpec": [
         {
@@ -101,9 +132,12 @@ _RULES: dict[str, list[dict[str, str]]] = {
             "fieldPath": ".serving.variant",
         },
         {
-            "rule": "!has(self.calibration) || "
-            "self.calibration.dataset.uri != self.evaluation.dataset.uri",
-            "message": "evaluation.dataset and calibration.dataset must differ",
+            "rule": "(!has(self.calibration) || "
+            "self.calibration.dataset.uri != self.evaluation.dataset.uri) && "
+            "self.variants.all(v, has(v.steps) ? "
+            f"v.steps.all(s, !({_calibrated_on('s')})) : !({_calibrated_on('v')}))",
+            "message": "evaluation.dataset must differ from every calibration dataset: quality "
+            "measured on training text would look better than it is",
             "fieldPath": ".evaluation.dataset.uri",
         },
         {

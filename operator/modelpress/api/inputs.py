@@ -11,11 +11,16 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from modelpress.api.base import ApiModel, cel
+from modelpress.api.base import HUB_REPO, NO_SPACES, SECRET_KEY, SECRET_NAME, ApiModel, cel
+from modelpress.problems import described
 
 _S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$"
 _FILE_URI = r"^file:///[^\s]*$"
-STORE_URI_PATTERN = f"({_S3_URI})|({_FILE_URI})"
+STORE_URI_PATTERN = described(
+    f"({_S3_URI})|({_FILE_URI})",
+    "a store URI: s3://bucket/path/ (bucket: 3-63 lowercase letters, digits, '.' and '-') "
+    "or file:///absolute/path/",
+)
 URI_CEL = [
     cel(
         "!self.contains('/../') && !self.endsWith('/..')",
@@ -33,7 +38,9 @@ def _check_uri(uri: str) -> str:
             f"unknown scheme {scheme!r} in {redact_uri(uri)}: use s3://bucket/path/ or file:///absolute/path/"
         )
     authority = rest.split("/", 1)[0]
-    if "@" in rest:
+    # A bucket name has neither '@' nor ':'; userinfo ('key:secret@') always has one of
+    # them before the first '/', even when the secret itself contains '/'.
+    if "@" in authority or ":" in authority:
         raise ValueError(
             f"credentials must not be embedded in URIs ({redact_uri(uri)}): "
             "put them in a Secret and name it in secretRef"
@@ -63,8 +70,9 @@ StoreUri = Annotated[
     str,
     Field(
         max_length=1024,
-        pattern=STORE_URI_PATTERN,
-        json_schema_extra={"x-kubernetes-validations": URI_CEL},
+        # The pattern is for the API server; the operator's own check says what is wrong
+        # in words, which a pattern cannot.
+        json_schema_extra={"pattern": STORE_URI_PATTERN, "x-kubernetes-validations": URI_CEL},
     ),
     AfterValidator(_check_uri),
 ]
@@ -74,14 +82,14 @@ StoreUri = Annotated[
 class SecretRef(ApiModel):
     """A Secret in the resource's namespace."""
 
-    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    name: str = Field(min_length=1, max_length=253, pattern=SECRET_NAME)
     """Name of the Secret."""
 
 
 class SecretKeyRef(SecretRef):
     """One key of a Secret in the resource's namespace."""
 
-    key: str = Field(default="token", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    key: str = Field(default="token", min_length=1, max_length=253, pattern=SECRET_KEY)
     """Key within the Secret that holds the value."""
 
 
@@ -94,11 +102,11 @@ class HuggingFaceSource(ApiModel):
     repo: str = Field(
         min_length=3,
         max_length=200,
-        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[A-Za-z0-9][-A-Za-z0-9_.]*$",
+        pattern=HUB_REPO,
     )
     """Repository id, `organization/name`."""
 
-    revision: str = Field(default="main", min_length=1, max_length=255, pattern=r"^[^\s]+$")
+    revision: str = Field(default="main", min_length=1, max_length=255, pattern=NO_SPACES)
     """Branch, tag or commit. It is resolved to a commit once and recorded in status."""
 
     token_secret_ref: SecretKeyRef | None = None

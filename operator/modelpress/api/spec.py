@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from modelpress.api.base import DNS_LABEL, ApiModel
+from modelpress.api.base import DNS_LABEL, MEMORY_QUANTITY, ApiModel
 from modelpress.api.inputs import (
     Calibration,
     Dataset,
@@ -111,7 +111,7 @@ class Compression(ApiModel):
     gpu: Gpu | None = None
     """Run compression on a GPU of this product (recommended beyond ~3B parameters)."""
 
-    memory: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+    memory: str | None = Field(default=None, pattern=MEMORY_QUANTITY)
     """Override the host memory request (Kubernetes quantity); sized from the model if unset."""
 
     active_deadline_seconds: int = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from modelpress.api.base import ApiModel
+from modelpress.api.base import REASON, ApiModel
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -26,7 +26,7 @@ class Condition(ApiModel):
     status: ConditionStatus
     """True, False or Unknown."""
 
-    reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    reason: str = Field(max_length=1024, pattern=REASON)
     """A CamelCase word a program can match on."""
 
     message: str = Field(default="", max_length=32768)

@@ -21,9 +21,11 @@ class QuantizeStep(ApiModel):
     """W8A16 and W4A16: integer weights, 16-bit activations. W8A8: int8 weights and
     activations (SmoothQuant + GPTQ). FP8_DYNAMIC: fp8 weights, dynamic fp8 activations."""
 
-    algorithm: QuantAlgorithm = "gptq"
+    algorithm: QuantAlgorithm | None = None
     """rtn: round to nearest, no data. gptq: error-compensating, needs calibration text.
-    awq: activation-aware (W4A16 only), needs calibration text. FP8_DYNAMIC uses rtn."""
+    awq: activation-aware (W4A16 only), needs calibration text. Unset: gptq, and rtn for
+    FP8_DYNAMIC (which takes nothing else). No schema default on purpose: the API server
+    would store it, and FP8_DYNAMIC would then read as a request for gptq."""
 
     group_size: int | None = Field(default=None, ge=16, le=1024)
     """Weights per scale. Unset: 128 for W4A16, per output channel otherwise. Must divide
@@ -42,19 +44,18 @@ class QuantizeStep(ApiModel):
     def _coherent(self) -> QuantizeStep:
         if self.algorithm == "awq" and self.scheme != "W4A16":
             raise ValueError("algorithm awq applies to scheme W4A16 only: use gptq or rtn")
-        if (
-            self.scheme == "FP8_DYNAMIC"
-            and self.algorithm == "gptq"
-            and "algorithm" in self.model_fields_set
-        ):
+        if self.scheme == "FP8_DYNAMIC" and self.algorithm not in (None, "rtn"):
             raise ValueError(
-                "scheme FP8_DYNAMIC needs no calibration: set algorithm rtn or leave it unset"
+                f"scheme FP8_DYNAMIC needs no calibration, so algorithm {self.algorithm} does "
+                "not apply: set algorithm rtn or leave it unset"
             )
         return self
 
     @property
     def effective_algorithm(self) -> QuantAlgorithm:
-        return "rtn" if self.scheme == "FP8_DYNAMIC" else self.algorithm
+        if self.scheme == "FP8_DYNAMIC":
+            return "rtn"
+        return self.algorithm or "gptq"
 
     @property
     def effective_group_size(self) -> int | None:
@@ -196,6 +197,18 @@ class Variant(ApiModel):
             raise ValueError(
                 f"variant {self.name!r}: quantize must be the last step, and only once "
                 "(a quantized model cannot be pruned or trained further)"
+            )
+        first = chain[0].distill
+        if first is not None and first.student_layers is None:
+            raise ValueError(
+                f"variant {self.name!r}: distill as the first step needs studentLayers, the "
+                "number of teacher layers the student keeps (a student as large as the "
+                "teacher gains nothing); or put a prune step before it"
+            )
+        if any(s.distill is not None and s.distill.student_layers for s in chain[1:]):
+            raise ValueError(
+                f"variant {self.name!r}: studentLayers applies only when distill is the first "
+                "step (after another step the student is that step's result): remove it"
             )
         return self
 

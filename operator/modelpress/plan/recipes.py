@@ -25,6 +25,9 @@ from modelpress.plan.progress import Verdict
 
 def _resolved_action(spec: CompressedModelSpec, step: Step) -> dict[str, Any]:
     action = step.action.to_wire()
+    if step.quantize is not None:
+        # Written out, so the Job runs what the key names, whatever the default.
+        action["algorithm"] = step.quantize.effective_algorithm
     calibration = step_calibration(spec, step)
     if step.needs_data and calibration is not None:
         action["calibration"] = calibration.to_wire()
