@@ -58,6 +58,37 @@ def _is_tag(part: Any) -> bool:
     )
 
 
+_TYPE_WORDS = {
+    "dict_type": "an object (a mapping of fields)",
+    "model_type": "an object (a mapping of fields)",
+    "model_attributes_type": "an object (a mapping of fields)",
+    "list_type": "a list",
+    "string_type": "a string",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+}
+
+
+def _kind(value: Any) -> str:
+    """How YAML shows a value's type to a person."""
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    return f"{str(value)[:40]!r}"
+
+
 def unknown_field_message(field: str, noun: str = "field") -> str:
     if field.lower() in SECRET_LIKE:
         return (
@@ -76,7 +107,11 @@ def problems(
     for item in error.errors():
         location = [*prefix, *(p for p in item["loc"] if not _is_tag(p))]
         message = str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] == "string_pattern_mismatch":
+        if item["type"] in _TYPE_WORDS:
+            message = f"must be {_TYPE_WORDS[item['type']]}, not {_kind(item.get('input'))}"
+        elif item["type"] == "missing":
+            message = "is required: add it"
+        elif item["type"] == "string_pattern_mismatch":
             message = f"{item['input']!r} is not {pattern_words(item['ctx']['pattern'])}"
         elif item["type"] == "extra_forbidden":
             message = unknown_field_message(str(location[-1]) if location else "?", noun)

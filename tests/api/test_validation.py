@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelpress.api.admission import model_problems, schema_problems
+from modelpress.api.admission import check, model_problems, schema_problems
 from modelpress.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,3 +224,39 @@ def test_uri_credentials_never_reach_the_message():
     secret = "wJalrXUtn/FEMI/K7MDENG"
     problems = model_problems(mutate("spec.storage.uri", f"s3://AKIAEXAMPLE:{secret}@artifacts/x/"))
     assert problems and all(secret not in str(p) and "AKIAEXAMPLE" not in str(p) for p in problems)
+
+
+def test_validate_reads_directories_lists_and_stdin_and_keeps_going(tmp_path, capsys, monkeypatch):
+    import io
+
+    folder = tmp_path / "manifests"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "a.yaml").write_text(yaml.safe_dump(VALID))
+    (folder / "nested" / "list.yml").write_text(
+        yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [VALID, VALID]})
+    )
+    (folder / "broken.yaml").write_text("spec: [unclosed")
+    (folder / "notes.txt").write_text("not a manifest")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(mutate("spec.serving.replicas", -1)))
+
+    # an unreadable file does not stop the others; it decides the exit code (2)
+    assert main(["validate", str(folder), str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.count(": valid") == 3  # a.yaml and both List items
+    assert "spec.serving.replicas" in captured.out
+    assert "broken.yaml is not valid YAML" in captured.err
+    assert "notes.txt" not in captured.out + captured.err
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(yaml.safe_dump(VALID)))
+    assert main(["validate", "-"]) == 0
+    assert "<stdin>: CompressedModel/tiny: valid" in capsys.readouterr().out
+
+
+def test_validate_judges_the_object_the_api_server_stores():
+    """A manifest whose only problem appears once defaults are applied, and one that is
+    fine only after nulls are pruned: both judged as the API server would."""
+    fp8 = mutate("spec.variants.0.quantize", {"scheme": "FP8_DYNAMIC"})
+    assert check(fp8) == []
+    helm = mutate("spec.serving", None)
+    assert check(helm) == []

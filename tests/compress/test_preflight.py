@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 from transformers import GPT2Config, LlamaConfig
 
 from modelpress.api.inputs import Calibration
 from modelpress.api.spec import Evaluation
 from modelpress.api.steps import Variant
 from modelpress.compress.errors import CompressionError
-from modelpress.compress.preflight import (
-    check_chain,
+from modelpress.compress.preflight import check_chain, resolve_chain
+from modelpress.compress.quantize import check_scheme
+from modelpress.sizing.chain import (
+    ChainError,
     ffn_channels_kept,
     layers_to_drop,
-    resolve_chain,
     student_layer_indices,
 )
-from modelpress.compress.quantize import check_scheme
 
 CALIBRATION = Calibration.model_validate({"dataset": {"uri": "file:///data/calib.txt"}})
 EVALUATION = Evaluation.model_validate({"dataset": {"uri": "file:///data/eval.txt"}})
@@ -44,7 +45,7 @@ def test_layer_drop_rounds_to_the_nearest_layer_and_keeps_at_least_one():
     assert layers_to_drop(30, 0.25) == 8  # 7.5 rounds up
     assert layers_to_drop(4, 0.25) == 1
     assert layers_to_drop(4, 0.01) == 1  # never a no-op
-    with pytest.raises(CompressionError, match=r"leaves no layer: use a fraction below 0\.983"):
+    with pytest.raises(ChainError, match=r"leaves no layer: use a fraction below 0\.983"):
         layers_to_drop(30, 0.99)
 
 
@@ -52,7 +53,7 @@ def test_ffn_width_keeps_multiples_of_64_and_must_remove_something():
     assert ffn_channels_kept(1536, 0.5) == 768
     assert ffn_channels_kept(1536, 0.3) == 1088  # 1075.2 -> nearest multiple of 64
     assert ffn_channels_kept(256, 0.9) == 64
-    with pytest.raises(CompressionError, match="removes none"):
+    with pytest.raises(ChainError, match="removes none"):
         ffn_channels_kept(1536, 0.01)
 
 
@@ -61,7 +62,7 @@ def test_student_keeps_evenly_spaced_layers_including_first_and_last():
     picked = student_layer_indices(30, 22)
     assert picked[0] == 0 and picked[-1] == 29 and len(set(picked)) == 22
     assert picked == sorted(picked)
-    with pytest.raises(CompressionError, match="must be fewer than the teacher's 30 layers"):
+    with pytest.raises(ChainError, match="must be fewer than the teacher's 30 layers"):
         student_layer_indices(30, 30)
 
 
@@ -113,7 +114,7 @@ def test_architecture_without_decoder_layers_is_rejected_for_pruning():
 
 
 def test_distill_first_needs_a_smaller_student_and_later_must_not_name_one():
-    with pytest.raises(CompressionError, match="needs studentLayers"):
+    with pytest.raises(ValidationError, match="needs studentLayers"):
         check(llama(), {"distill": {"steps": 2}})
     with pytest.raises(CompressionError, match="fewer than the teacher's 4 layers"):
         check(llama(), {"distill": {"steps": 2, "studentLayers": 4}})
@@ -124,7 +125,9 @@ def test_distill_first_needs_a_smaller_student_and_later_must_not_name_one():
             {"distill": {"studentLayers": 2}},
         ]
     }
-    with pytest.raises(CompressionError, match=r"step 2 \(distill\): studentLayers applies only"):
+    with pytest.raises(
+        ValidationError, match=r"studentLayers applies only when distill is the first"
+    ):
         check(llama(), chain)
 
 

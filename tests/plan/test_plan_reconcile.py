@@ -419,7 +419,7 @@ def test_while_auto_waits_the_current_deployment_keeps_serving() -> None:
     spec = make_spec(
         variants=[
             *spec_dict()["variants"],
-            {"name": "w2", "quantize": {"scheme": "W4A16", "algorithm": "rtn"}},
+            {"name": "w2", "quantize": {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 64}},
         ]
     )
     result = plan(

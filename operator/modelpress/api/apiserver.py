@@ -23,7 +23,7 @@ from functools import cache
 from typing import Any
 
 from modelpress.api.crd import openapi_schema
-from modelpress.problems import Problem, dotted, pattern_words
+from modelpress.problems import Problem, dotted, pattern_words, unknown_field_message
 
 PRESERVE = "x-kubernetes-preserve-unknown-fields"
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -237,14 +237,8 @@ def _unknown_fields(instance: Any, node: dict[str, Any], path: tuple[Any, ...]) 
         for key in instance:
             if key not in node["properties"]:
                 known = ", ".join(sorted(node["properties"]))
-                found.append(
-                    Problem(
-                        dotted((*path, key)),
-                        f"unknown field {key!r}: remove it or check its spelling (known here: "
-                        f"{known})",
-                        "schema",
-                    )
-                )
+                message = f"{unknown_field_message(str(key))} (known here: {known})"
+                found.append(Problem(dotted((*path, str(key))), message, "schema"))
     for child, sub, sub_path in _children(instance, node, path):
         found += _unknown_fields(child, sub, sub_path)
     return found
@@ -257,8 +251,13 @@ def _openapi_problems(
 
     found = []
     for error in jsonschema.Draft4Validator(node).iter_errors(instance):
-        path = dotted([*prefix, *error.absolute_path])
-        found.append(Problem(path, _in_words(error), "schema"))
+        where = [*prefix, *error.absolute_path]
+        if error.validator == "required":  # named by the missing field, not its parent
+            missing = re.match(r"'([^']+)' is a required property", str(error.message))
+            if missing:
+                found.append(Problem(dotted([*where, missing[1]]), "is required: add it", "schema"))
+                continue
+        found.append(Problem(dotted(where), _in_words(error), "schema"))
     return found
 
 
@@ -272,8 +271,6 @@ def _in_words(error: Any) -> str:
         return f"{value!r} is not one of the allowed values: {choices}"
     if error.validator == "type":
         return f"{value!r} is not of type {error.validator_value}: write a {error.validator_value}"
-    if error.validator == "required":
-        return f"{error.message}: add it"
     return str(error.message)
 
 

@@ -68,6 +68,8 @@ def _calibrated_on(x: str) -> str:
         f"{x}.{a}.calibration.dataset.uri == self.evaluation.dataset.uri)"
         for a in _ACTIONS
     )
+
+
 _STEP_OK = f"{_learns_without_data('s')} || {_brings_own_data('s')}"
 _VARIANT_OK = f"{_learns_without_data('v')} || {_brings_own_data('v')}"
 

@@ -123,6 +123,14 @@ class Reason(StrEnum):
         (ConditionType.COMPRESSED, ConditionType.VARIANTS_READY),
         "the Job succeeded but its artifact is not in the store",
     )
+    RECIPE_DOES_NOT_FIT_MODEL = (
+        "RecipeDoesNotFitModel",
+        Severity.FAILURE,
+        (ConditionType.COMPRESSED, ConditionType.VARIANTS_READY),
+        "the recipe cannot apply to the base model (a group size that does not divide a "
+        "layer, a prune that leaves no layer, a sequence longer than the model's positions); "
+        "found from its config.json before any Job runs",
+    )
     COMPRESSION_DOES_NOT_FIT = (
         "CompressionDoesNotFit",
         Severity.FAILURE,

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from modelpress.api.steps import DistillStep
 from modelpress.compress.checkpoints import CheckpointStore
-from modelpress.compress.preflight import student_layer_indices
 from modelpress.compress.progress import Progress
 from modelpress.compress.prune import remove_layers
+from modelpress.sizing.chain import student_layer_indices
 
 if TYPE_CHECKING:
     import torch

@@ -10,7 +10,6 @@ steps run, so what is checked is what happens.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +23,12 @@ from modelpress.compress.architecture import (
     empty_model,
 )
 from modelpress.compress.errors import CompressionError
-
-FFN_ALIGNMENT = 64
-"""Pruned MLP widths are multiples of this (when the original width is), so quantization
-groups and GPU kernels still divide them."""
+from modelpress.sizing.chain import (
+    ChainError,
+    ffn_channels_kept,
+    layers_to_drop,
+    student_layer_indices,
+)
 
 
 @dataclass(frozen=True)
@@ -42,47 +43,6 @@ class PlannedStep:
     @property
     def label(self) -> str:
         return f"step {self.index + 1} ({self.kind})"
-
-
-def layers_to_drop(num_layers: int, fraction: float) -> int:
-    """Blocks a layer-drop of `fraction` removes: the nearest whole number, at least one."""
-    count = max(1, math.floor(num_layers * fraction + 0.5))
-    if count >= num_layers:
-        largest = math.floor(1000 * (num_layers - 0.5) / num_layers) / 1000
-        raise CompressionError(
-            f"prune fraction {fraction} of {num_layers} layers removes {count} and leaves no "
-            f"layer: use a fraction below {largest:.3f}",
-            reason="InvalidPrune",
-        )
-    return count
-
-
-def ffn_channels_kept(width: int, fraction: float) -> int:
-    """MLP channels an ffn-width prune of `fraction` keeps, rounded to FFN_ALIGNMENT."""
-    align = FFN_ALIGNMENT if width % FFN_ALIGNMENT == 0 and width >= 2 * FFN_ALIGNMENT else 1
-    kept = max(align, round(width * (1 - fraction) / align) * align)
-    if kept >= width:
-        smallest = align / width / 2
-        raise CompressionError(
-            f"ffn-width fraction {fraction} of {width} channels removes none once rounded to "
-            f"multiples of {align}: use a fraction of at least {smallest:.3f}",
-            reason="InvalidPrune",
-        )
-    return kept
-
-
-def student_layer_indices(teacher_layers: int, student_layers: int) -> list[int]:
-    """The teacher's evenly spaced layers a student keeps, first and last included."""
-    if student_layers >= teacher_layers:
-        raise CompressionError(
-            f"studentLayers {student_layers} must be fewer than the teacher's {teacher_layers} "
-            f"layers: use at most {teacher_layers - 1}",
-            reason="InvalidDistill",
-        )
-    if student_layers == 1:
-        return [teacher_layers - 1]
-    step = (teacher_layers - 1) / (student_layers - 1)
-    return [round(position * step) for position in range(student_layers)]
 
 
 def keep_layers_in_config(config: Any, kept: list[int]) -> None:
@@ -140,7 +100,7 @@ def _check_step(config: Any, planned: PlannedStep, *, first: bool) -> Any:
             return _check_distill(config, action, first=first)
         _check_quantize(config, action)
         return config
-    except CompressionError as error:
+    except (CompressionError, ChainError) as error:
         raise CompressionError(f"{planned.label}: {error}", reason=error.reason) from None
 
 
@@ -158,22 +118,10 @@ def _check_prune(config: Any, step: PruneStep) -> Any:
 
 
 def _check_distill(config: Any, step: DistillStep, *, first: bool) -> Any:
-    if not first:
-        if step.student_layers is not None:
-            raise CompressionError(
-                "studentLayers applies only when distill is the first step (the student is "
-                "then built from the teacher); after another step the student is that "
-                "step's result: remove studentLayers",
-                reason="InvalidDistill",
-            )
+    """A first distill builds its student from the teacher (the Variant model requires
+    studentLayers there, and only there); a later one trains the previous result."""
+    if not first or step.student_layers is None:
         return config
-    if step.student_layers is None:
-        raise CompressionError(
-            "distill as the first step needs studentLayers, the number of teacher layers the "
-            "student keeps (a student as large as the teacher gains nothing); or put a prune "
-            "step before it",
-            reason="InvalidDistill",
-        )
     teacher_layers = check_layer_drop(empty_model(config))
     kept = student_layer_indices(teacher_layers, step.student_layers)
     after = copy.deepcopy(config)

@@ -23,12 +23,9 @@ from modelpress.compress.architecture import (
     mlp_projections,
     renumber_layers,
 )
-from modelpress.compress.preflight import (
-    ffn_channels_kept,
-    keep_layers_in_config,
-    layers_to_drop,
-)
+from modelpress.compress.preflight import keep_layers_in_config
 from modelpress.compress.progress import Progress
+from modelpress.sizing.chain import ffn_channels_kept, layers_to_drop
 
 if TYPE_CHECKING:
     import torch

@@ -16,6 +16,7 @@ from modelpress.plan import jobs
 from modelpress.plan.conditions import condition
 from modelpress.plan.fit import Fit, footprint, size_artifact
 from modelpress.plan.observed import Artifact, JobState, Observed, Owner
+from modelpress.plan.preflight import recipe_problem
 from modelpress.plan.progress import Verdict, compressing, job_progress
 from modelpress.plan.recipes import Candidate, gate
 from modelpress.plan.resources import compression_resources
@@ -88,8 +89,9 @@ def plan_variant(
             fit=size_artifact(spec, artifact, base, config),
             gate=gate(spec.evaluation, artifact.metrics),
         )
-    if sized.problem is not None:
-        return VariantPlan(variant, sized.problem, key, uri)
+    problem = recipe_problem(spec, variant, base.config) or sized.problem
+    if problem is not None:
+        return VariantPlan(variant, problem, key, uri)
     existing = owned_jobs.get(job_name)
     verdict = job_progress(
         existing, job_name, observed.job_messages.get(job_name), compressing(variant.name)
