@@ -40,7 +40,7 @@ def workspace(tmp_path: Path, spec_file: Callable[..., Path]) -> Path:
         source=f"  source: {{uri: file://{model}/}}",
         variants="  variants:\n"
         "    - {name: small, quantize: {scheme: W4A16, algorithm: rtn, groupSize: 64}}\n"
-        "    - {name: worse, quantize: {scheme: W4A16, algorithm: rtn, groupSize: 128}}",
+        "    - {name: worse, quantize: {scheme: W4A16, algorithm: rtn, groupSize: 32}}",
         serving="  serving: {variant: none}",
     )
     return tmp_path

@@ -30,9 +30,8 @@ CPU_SERVABLE_SCHEMES = frozenset({"W4A16"})
 
 def load_model(path: Path, name: str | None = None) -> CompressedModel:
     """The CompressedModel in `path` (the one named `name` when there are several)."""
-    from pydantic import ValidationError
-
-    from modelpress.api.admission import model_problems
+    from modelpress.api.admission import check
+    from modelpress.api.apiserver import admit
     from modelpress.api.documents import DocumentError, load_documents
 
     try:
@@ -48,12 +47,13 @@ def load_model(path: Path, name: str | None = None) -> CompressedModel:
     if len(models) > 1:
         names = ", ".join(str((d.get("metadata") or {}).get("name")) for d in models)
         raise SpecError(f"{path} has several {KIND}s ({names}): choose one with --name")
-    manifest = models[0]
-    try:
-        return CompressedModel.from_manifest(manifest)
-    except ValidationError:
-        problems = "; ".join(str(p) for p in model_problems(manifest)[:5])
-        raise SpecError(f"{path}: {problems}") from None
+    # Judged as a cluster would: the object the API server stores, defaults included.
+    problems = check(models[0])
+    if problems:
+        listed = "; ".join(str(p) for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise SpecError(f"{path}: {listed}{more}")
+    return CompressedModel.from_manifest(admit(models[0]).stored)
 
 
 def final_scheme(variant: Variant) -> str | None:
