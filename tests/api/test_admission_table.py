@@ -244,6 +244,18 @@ CASES: list[tuple[str, str, str, str]] = [
         OK,
         "",
     ),
+    (
+        "the evaluation text spelt with //",
+        spec(evaluation={"dataset": {"uri": "s3://data//calib.txt"}}),
+        "spec.evaluation.dataset.uri",
+        "names an object two ways",
+    ),
+    (
+        "a URI with a query string",
+        spec(storage={"uri": "s3://artifacts/?versionId=3"}),
+        "spec.storage.uri",
+        "query string",
+    ),
     ("a file store", spec(storage={"uri": "file:///var/lib/modelpress/"}), OK, ""),
     # --- every message in words, never a regular expression ---------------------------------
     (

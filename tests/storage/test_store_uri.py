@@ -18,6 +18,8 @@ from modelpress.storage import InvalidURIError, StoreURI, parse_uri, redact_uri
         ("file:///srv/with%20space", StoreURI("file", "", "/srv/with space")),
         ("/srv/store", StoreURI("file", "", "/srv/store")),
         ("S3://bucket/x", StoreURI("s3", "bucket", "x")),
+        # an '@' in an object's name is not userinfo: the API accepts it, so must storage
+        ("s3://data/user@example.txt", StoreURI("s3", "data", "user@example.txt")),
     ],
 )
 def test_accepted_uris(text: str, expected: StoreURI) -> None:

@@ -278,12 +278,13 @@ def _list_map_problems(instance: Any, node: dict[str, Any], path: tuple[Any, ...
     found = []
     if isinstance(instance, list) and node.get("x-kubernetes-list-type") == "map":
         keys = node.get("x-kubernetes-list-map-keys", [])
-        seen: set[tuple[Any, ...]] = set()
+        seen: set[str] = set()
         for index, item in enumerate(instance):
             if not isinstance(item, dict):
                 continue
             value = tuple(item.get(k) for k in keys)
-            if value in seen:
+            identity = repr(value)  # keys of any type, lists included, compare by value
+            if identity in seen:
                 what = ", ".join(f"{k} {v!r}" for k, v in zip(keys, value, strict=True))
                 found.append(
                     Problem(
@@ -292,7 +293,7 @@ def _list_map_problems(instance: Any, node: dict[str, Any], path: tuple[Any, ...
                         "schema",
                     )
                 )
-            seen.add(value)
+            seen.add(identity)
     for child, sub, sub_path in _children(instance, node, path):
         found += _list_map_problems(child, sub, sub_path)
     return found

@@ -26,6 +26,14 @@ URI_CEL = [
         "!self.contains('/../') && !self.endsWith('/..')",
         "must not contain '..' path segments: give the object's full path",
     ),
+    cel(
+        "!self.contains('/./') && !self.endsWith('/.') && !self.matches('^[a-z0-9]+://[^/]*.*//')",
+        "must name each object one way: no '//' or '.' path segments",
+    ),
+    cel(
+        "!self.contains('?') && !self.contains('#')",
+        "takes only a bucket and a path: remove the query string or fragment",
+    ),
 ]
 
 
@@ -40,7 +48,7 @@ def _check_uri(uri: str) -> str:
     authority = rest.split("/", 1)[0]
     # A bucket name has neither '@' nor ':'; userinfo ('key:secret@') always has one of
     # them before the first '/', even when the secret itself contains '/'.
-    if "@" in authority or ":" in authority:
+    if "@" in authority or (":" in authority and "@" in rest):
         raise ValueError(
             f"credentials must not be embedded in URIs ({redact_uri(uri)}): "
             "put them in a Secret and name it in secretRef"
@@ -48,6 +56,17 @@ def _check_uri(uri: str) -> str:
     if ".." in rest.split("/"):
         raise ValueError(
             f"{redact_uri(uri)} contains a '..' path segment: give the object's full path"
+        )
+    path = rest[len(authority) :]
+    if "//" in path or "." in path.split("/"):
+        raise ValueError(
+            f"{redact_uri(uri)} names an object two ways ('//' or a '.' segment): write the "
+            "plain path, so that the same object always has the same URI"
+        )
+    if "?" in rest or "#" in rest:
+        raise ValueError(
+            f"{redact_uri(uri)} has a query string or fragment: store URIs take only a bucket "
+            "and a path"
         )
     if scheme == "file" and authority:
         raise ValueError(f"{uri!r} is not an absolute file URI: write file:///absolute/path/")

@@ -111,7 +111,9 @@ def parse_uri(text: str) -> StoreURI:
             f"unsupported scheme '{scheme}://' in '{shown}': use s3:// or file://", uri=shown
         )
     authority, slash, raw_path = rest.partition("/")
-    if "@" in rest:
+    # Userinfo ('key:secret@') always puts '@' or ':' before the first '/', even when the
+    # secret holds a '/'; an '@' further on is part of an object's name.
+    if "@" in authority or (":" in authority and "@" in rest):
         raise InvalidURIError(
             f"'{shown}' embeds credentials: remove them from the URI and provide them through "
             "a Secret (MODELPRESS_STORAGE_CREDENTIALS_DIR) or the AWS environment",
