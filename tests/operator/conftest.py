@@ -114,6 +114,14 @@ class Store:
         }
         return {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
 
+    def keys(self) -> list[str]:
+        """Every object key in the bucket."""
+        found = []
+        paginator = self.client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket):
+            found += [item["Key"] for item in page.get("Contents", [])]
+        return sorted(found)
+
     def committed(self, prefix: str) -> list[str]:
         """Keys of committed artifacts (prefixes holding a manifest) under store/<prefix>/."""
         found = []
@@ -249,6 +257,12 @@ class Harness:
                 f"{collection}/{name}", json=patch, params=strict
             ) as response:
                 assert response.status < 400, await response.text()
+
+    async def patch_status(self, name: str, status: dict[str, Any]) -> None:
+        """A user with write access to compressedmodels/status edits it."""
+        path = f"{MODELS}/{NAMESPACE}/compressedmodels/{name}/status"
+        async with self.cluster.patch(path, json={"status": status}) as response:
+            assert response.status < 400, await response.text()
 
     async def delete(self, name: str) -> None:
         async with self.cluster.delete(f"{MODELS}/{NAMESPACE}/compressedmodels/{name}") as response:

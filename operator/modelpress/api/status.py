@@ -118,6 +118,8 @@ class ServingStatus(ApiModel):
     """The variant being served."""
     deployment: str | None = None
     """Name of the vLLM Deployment."""
+    artifact_uri: str | None = None
+    """The artifact the Deployment serves: in use, so never deleted while it serves."""
     endpoint: str | None = None
     """OpenAI-compatible base URL inside the cluster."""
     gpus: int | None = None

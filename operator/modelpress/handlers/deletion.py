@@ -1,8 +1,11 @@
 """Deleting a CompressedModel: honour spec.deletionPolicy, then let it go.
 
 Retain keeps every artifact. Delete stops the model's Jobs (so none publishes
-afterwards) and removes its variant artifacts, except those another
-CompressedModel still reports; the base model is shared and always kept.
+afterwards) and removes its variant artifacts and distillation checkpoints. What
+to delete is computed from the spec and the store's own source record, never
+from the status (which anyone allowed to write it could point anywhere), only
+under the model's own store prefix, and never what another CompressedModel lists
+or serves; the base model is shared and always kept.
 Children go with the model through their owner references. When the store
 cannot be reached, the deletion is retried a few times, then the model is
 released with a Warning naming what was left behind: a finalizer must never
@@ -19,27 +22,57 @@ from typing import Any
 import kopf
 
 from modelpress.api.resource import KIND, read_spec
+from modelpress.api.spec import CompressedModelSpec
+from modelpress.config import OperatorConfig
 from modelpress.handlers import observe
 from modelpress.handlers.kube import ApiError, path
 from modelpress.handlers.state import OperatorState
 from modelpress.plan.names import LABEL_MODEL
-from modelpress.plan.observed import owner_uid
-from modelpress.plan.recipes import variant_locations
+from modelpress.plan.observed import SourceRecord, owner_uid
+from modelpress.plan.recipes import checkpoint_uri, store_prefix, variant_locations
 from modelpress.storage import StorageError
 
 GIVE_UP_AFTER_RETRIES = 5
 
 
+def owned_locations(
+    spec: CompressedModelSpec, record: SourceRecord, config: OperatorConfig
+) -> set[str]:
+    """The artifacts and checkpoints this model's spec leads to, all under its store."""
+    found = set()
+    for variant in spec.variants:
+        _, uri = variant_locations(spec, record, config)[variant.name]
+        found.add(uri)
+        if any(step.distill is not None for step in variant.chain):
+            found.add(checkpoint_uri(uri))
+    prefix = store_prefix(spec)
+    return {uri for uri in found if uri.startswith(prefix)}
+
+
+def in_use_by_others(uid: str | None, others: list[dict[str, Any]]) -> set[str]:
+    """Artifacts other models list or serve. Their status only ever protects more."""
+    used: set[str] = set()
+    for other in others:
+        if (other.get("metadata") or {}).get("uid") == uid:
+            continue
+        status = other.get("status")
+        if not isinstance(status, dict):
+            continue
+        for entry in status.get("variants") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("artifactUri"), str):
+                used.add(entry["artifactUri"])
+        serving = status.get("serving")
+        if isinstance(serving, dict) and isinstance(serving.get("artifactUri"), str):
+            used.add(serving["artifactUri"])
+    return used
+
+
 def artifacts_to_delete(
     uid: str | None, candidates: set[str], others: list[dict[str, Any]]
 ) -> tuple[list[str], list[str]]:
-    """(URIs to delete, URIs kept because another model reports them in its status)."""
-    in_use = {
-        entry.get("artifactUri")
-        for other in others
-        if (other.get("metadata") or {}).get("uid") != uid
-        for entry in (other.get("status") or {}).get("variants") or []
-    }
+    """(URIs to delete, URIs kept because another model lists or serves them)."""
+    in_use = in_use_by_others(uid, others)
+    in_use |= {checkpoint_uri(uri) for uri in in_use if "/artifacts/" in uri}
     delete = sorted(uri for uri in candidates if uri not in in_use)
     kept = sorted(uri for uri in candidates if uri in in_use)
     return delete, kept
@@ -83,19 +116,14 @@ async def delete_model(
         if owner_uid(job.get("metadata") or {}) == uid:
             await client.delete("Job", namespace, job["metadata"]["name"])
 
-    candidates = {
-        v["artifactUri"]
-        for v in (body.get("status") or {}).get("variants") or []
-        if v.get("artifactUri")
-    }
+    candidates: set[str] = set()
     try:
         credentials, blocker = await observe.storage_credentials(client, spec, namespace)
         if blocker is not None:
             raise _StoreProblem(blocker.message)
         record = await asyncio.to_thread(state.store.record, spec, credentials)
         if record is not None:
-            locations = variant_locations(spec, record, state.config)
-            candidates |= {uri for _, uri in locations.values()}
+            candidates = owned_locations(spec, record, state.config)
         others = await other_models(client, namespace, state.config.namespaces)
         doomed, kept = artifacts_to_delete(uid, candidates, others)
         removed = await asyncio.to_thread(_delete_artifacts, doomed, credentials)

@@ -136,7 +136,7 @@ async def apply_plan(
     body: Mapping[str, Any],
     owner: Owner,
     plan: Plan,
-    previous: Mapping[str, Any],
+    live_status: Mapping[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> None:
     client = state.api()
@@ -169,7 +169,9 @@ async def apply_plan(
         if await client.delete(kind, owner.namespace, name):
             state.metrics.children_deleted[kind] += 1
             log.info("%s/%s: deleted obsolete %s %s", owner.namespace, owner.name, kind, name)
-    patch = merge_patch(previous, plan.wire_status)
+    # Against the live object, not what this operator last wrote: a status someone else
+    # edited is put back to the truth.
+    patch = merge_patch(live_status, plan.wire_status)
     if patch:
         await client.patch_status(KIND, owner.namespace, owner.name, patch)
         if owner.uid:
@@ -205,7 +207,7 @@ async def reconcile(
             observed = await observe_model(state, owner, spec, children)
             plan = plan_model(owner, spec, observed, state.config, previous, now)
         try:
-            await apply_plan(state, body, owner, plan, previous, logger)
+            await apply_plan(state, body, owner, plan, body.get("status") or {}, logger)
         except ApiError as error:
             state.metrics.reconcile_errors += 1
             raise kopf.TemporaryError(

@@ -62,11 +62,12 @@ def artifact_uri(spec: CompressedModelSpec, key: str) -> str:
     return f"{store_prefix(spec)}artifacts/{key}/"
 
 
-def checkpoint_uri(spec: CompressedModelSpec, out_uri: str) -> str:
-    """Where a variant's distillation checkpoints live: beside its artifact, under
-    `<storage.uri>/checkpoints/<key>/`, so a rescheduled pod resumes training."""
-    key = out_uri.rstrip("/").rsplit("/", 1)[-1]
-    return f"{store_prefix(spec)}checkpoints/{key}/"
+def checkpoint_uri(artifact: str) -> str:
+    """Where a variant's distillation checkpoints live: beside its artifact
+    (`<storage.uri>/artifacts/<key>/`), under `<storage.uri>/checkpoints/<key>/`, so a
+    rescheduled pod resumes training."""
+    head, _, key = artifact.rstrip("/").rpartition("/artifacts/")
+    return f"{head}/checkpoints/{key}/"
 
 
 def variant_artifact(
@@ -132,7 +133,7 @@ def compress_job_args(
     if work_dir:
         args += ["--work-dir", work_dir]
     if any(step.distill is not None for step in variant.chain):
-        args += ["--checkpoint-dir", checkpoint_uri(spec, out_uri)]
+        args += ["--checkpoint-dir", checkpoint_uri(out_uri)]
     return args
 
 

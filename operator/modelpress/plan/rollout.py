@@ -18,7 +18,7 @@ from modelpress.plan import names, serving
 from modelpress.plan.conditions import condition
 from modelpress.plan.fit import unknown_serving_gpu
 from modelpress.plan.observed import DeploymentState, Observed, Owner
-from modelpress.plan.recipes import Choice, choose_variant
+from modelpress.plan.recipes import Choice, artifact_uri, choose_variant
 from modelpress.plan.variants import VariantPlan, candidate
 
 
@@ -74,6 +74,7 @@ def plan_serving(
     status = ServingStatus(
         variant=current.variant,
         deployment=current.name,
+        artifact_uri=artifact_uri(spec, current.key) if current.key else None,
         endpoint=endpoint,
         gpus=current.gpus,
         strategy=_strategy(current.strategy),
@@ -140,6 +141,7 @@ def _roll_out(
     status = ServingStatus(
         variant=chosen.name,
         deployment=desired["metadata"]["name"],
+        artifact_uri=chosen.uri,
         endpoint=endpoint,
         gpus=sizing.gpus,
         strategy=strategy,
