@@ -140,6 +140,41 @@ class Peering(_ConfigModel):
     """Name of the (Cluster)KopfPeering object when not standalone."""
 
 
+class Trust(_ConfigModel):
+    """What a model's author may make the operator do with the operator's own identity
+    and reach (docs/security.md). Everything closed by default."""
+
+    ambient_credentials_namespaces: list[str] = Field(default_factory=list)
+    """Namespaces whose models may leave out storage.secretRef and be read (and, under
+    deletionPolicy Delete, deleted) with the operator's own cloud identity; "*" for every
+    namespace. Empty: every model must name a storage Secret."""
+    store_endpoints: list[str] = Field(default_factory=list)
+    """Endpoints (scheme://host[:port]) a storage Secret's AWS_ENDPOINT_URL may name: the
+    operator sends signed requests there. "*" allows any. Empty: AWS's own endpoints only."""
+    image_prefixes: list[str] = Field(default_factory=list)
+    """Prefixes spec.compression.image and spec.serving.image must start with (e.g.
+    registry.example.com/ml/): those images run with the model's Secrets mounted. Empty:
+    only the operator's own images."""
+    allow_file_stores: bool = False
+    """file:// stores resolve in the operator's own filesystem: for local mode only."""
+
+    def ambient_allowed(self, namespace: str) -> bool:
+        return "*" in self.ambient_credentials_namespaces or (
+            namespace in self.ambient_credentials_namespaces
+        )
+
+    def endpoint_allowed(self, endpoint: str | None) -> bool:
+        if endpoint is None:
+            return True
+        wanted = endpoint.rstrip("/").lower()
+        return "*" in self.store_endpoints or any(
+            wanted == allowed.rstrip("/").lower() for allowed in self.store_endpoints
+        )
+
+    def image_allowed(self, image: str) -> bool:
+        return any(image.startswith(prefix) for prefix in self.image_prefixes)
+
+
 class OperatorConfig(_ConfigModel):
     """Everything `modelpress operator` reads from its configuration file."""
 
@@ -168,6 +203,7 @@ class OperatorConfig(_ConfigModel):
     """How long a manifest seen in the store is trusted before it is read again."""
     watch: Watch = Field(default_factory=Watch)
     peering: Peering = Field(default_factory=Peering)
+    trust: Trust = Field(default_factory=Trust)
 
     @field_validator("gpu_catalog")
     @classmethod

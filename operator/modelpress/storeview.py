@@ -21,6 +21,11 @@ from typing import Any
 from modelpress.api.spec import CompressedModelSpec
 from modelpress.plan.observed import Artifact, SourceRecord
 from modelpress.plan.recipes import artifact_uri
+from modelpress.storage.errors import StorageError
+
+
+class RecordError(StorageError):
+    """The store's record of the source cannot be used; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,20 @@ class StoreReader:
         cached = self._cached(key)
         if cached is not None:
             return cached
-        data = read_json(where, credentials=credentials)
+        try:
+            data = read_json(where, credentials=credentials)
+        except StorageError as error:
+            raise RecordError(str(error), uri=where) from None
         if data is None:
             return None
-        record = SourceRecord.from_json(data)
+        try:
+            record = SourceRecord.from_json(data)
+        except (KeyError, TypeError, AttributeError):
+            raise RecordError(
+                f"the source record {where} is malformed (it needs id, revision, uri and key): "
+                "delete it to fetch the base model again",
+                uri=where,
+            ) from None
         self._remember(key, record)
         return record
 

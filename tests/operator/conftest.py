@@ -207,7 +207,13 @@ class Harness:
         from modelpress.config import OperatorConfig
         from modelpress.handlers import OperatorState, run_operator
 
-        settings = {"resyncSeconds": 2, "backoffSeconds": 0.5, "workerLimit": 4, **config}
+        settings = {
+            "resyncSeconds": 2,
+            "backoffSeconds": 0.5,
+            "workerLimit": 4,
+            "trust": {"storeEndpoints": [self.store.endpoint]},
+            **config,
+        }
         url = self.url
         state = OperatorState(
             OperatorConfig.model_validate(settings),
@@ -274,6 +280,12 @@ class Harness:
         path = f"{prefix}/namespaces/{obj['metadata']['namespace']}/{plural}"
         async with self.cluster.post(path, json=obj) as response:
             assert response.status < 400, await response.text()
+
+    async def delete_object(self, resource: str, name: str) -> None:
+        group_version, plural = resource.rsplit("/", 1)
+        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        async with self.cluster.delete(f"{prefix}/namespaces/{NAMESPACE}/{plural}/{name}") as r:
+            assert r.status < 400, await r.text()
 
     async def create_secret(self) -> None:
         await self.create(

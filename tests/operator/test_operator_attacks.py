@@ -5,7 +5,11 @@ bucket is listed before and after."""
 
 from __future__ import annotations
 
-from tests.operator.conftest import Harness, model_manifest
+import base64
+import json
+
+import pytest
+from tests.operator.conftest import NAMESPACE, Harness, model_manifest
 
 
 def _plant_other_teams_data(harness: Harness) -> list[str]:
@@ -53,3 +57,98 @@ async def test_deletion_never_follows_an_edited_status_out_of_the_model_prefix(
     outside = [k for k in before if not k.startswith("store/artifacts/")]
     assert [k for k in outside if k not in after] == [], "nothing outside its artifacts went"
     assert harness.store.committed("artifacts") == [], "its own artifacts did go"
+
+
+async def test_a_service_of_the_same_name_is_never_taken_over(harness: Harness) -> None:
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "tiny", "namespace": NAMESPACE, "labels": {"app": "theirs"}},
+        "spec": {"selector": {"app": "theirs"}, "ports": [{"port": 80}]},
+    }
+    await harness.create("v1/services", theirs)
+    await harness.start_operator()
+    await harness.apply(model_manifest("tiny", harness.store))
+    serving = await harness.wait_condition("tiny", "Serving", "False", "NameConflict", timeout=45)
+    assert "Service ml/tiny already exist(s)" in serving["message"]
+    service = harness.cluster.get("v1/services", NAMESPACE, "tiny")
+    assert service is not None
+    assert service["spec"]["selector"] == {"app": "theirs"}, "their selector is untouched"
+    assert not service["metadata"].get("ownerReferences"), "never adopted"
+    assert harness.status("tiny")["summary"]["phase"] == "Failed"
+
+    await harness.delete_object("v1/services", "tiny")  # they move it out of the way
+    await harness.wait_condition("tiny", "Ready", "True", timeout=45)
+
+
+async def _refused(harness: Harness, manifest: dict, condition: str, reason: str) -> dict:
+    before = harness.store.keys()
+    await harness.apply(manifest)
+    found = await harness.wait_condition("tiny", condition, "False", reason, timeout=30)
+    assert harness.jobs("tiny") == [], "no Job started"
+    assert harness.store.keys() == before, "nothing in the bucket touched"
+    return found
+
+
+async def test_no_secret_means_no_borrowed_identity(harness: Harness) -> None:
+    await harness.start_operator()
+    manifest = model_manifest("tiny", harness.store)
+    del manifest["spec"]["storage"]["secretRef"]
+    found = await _refused(harness, manifest, "SourceReady", "StoreNotAllowed")
+    assert "spec.storage.secretRef is required in namespace ml" in found["message"]
+
+
+async def test_a_secret_cannot_redirect_the_operator_to_another_endpoint(
+    harness: Harness,
+) -> None:
+    await harness.start_operator()
+    data = dict(harness.store.secret_data())
+    data["AWS_ENDPOINT_URL"] = base64.b64encode(b"http://kube-apiserver.internal:6443").decode()
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": data,
+              "metadata": {"name": "redirect", "namespace": NAMESPACE}}  # fmt: skip
+    await harness.create("v1/secrets", secret)
+    manifest = model_manifest("tiny", harness.store)
+    manifest["spec"]["storage"]["secretRef"] = {"name": "redirect"}
+    found = await _refused(harness, manifest, "SourceReady", "StoreNotAllowed")
+    assert "http://kube-apiserver.internal:6443" in found["message"]
+    assert "not an allowed store endpoint" in found["message"]
+
+
+async def test_a_file_store_is_refused_in_a_cluster(harness: Harness) -> None:
+    await harness.start_operator()
+    manifest = model_manifest("tiny", harness.store)
+    manifest["spec"]["storage"] = {"uri": "file:///etc/", "secretRef": {"name": "artifact-store"}}
+    found = await _refused(harness, manifest, "SourceReady", "StoreNotAllowed")
+    assert "spec.storage.uri is file:///etc/" in found["message"]
+
+
+async def test_an_image_outside_the_allowed_registries_never_runs(harness: Harness) -> None:
+    await harness.start_operator()
+    manifest = model_manifest("tiny", harness.store)
+    manifest["spec"]["compression"]["image"] = "evil.example.com/steal-secrets:1"
+    found = await _refused(harness, manifest, "SourceReady", "ImageNotAllowed")
+    assert "spec.compression.image 'evil.example.com/steal-secrets:1'" in found["message"]
+
+
+@pytest.mark.parametrize(
+    ("record", "words"),
+    [
+        ({"id": "x", "revision": "y", "key": "k", "uri": "s3://{bucket}/base/"}, "is not followed"),
+        ({"id": "x", "uri": "s3://{bucket}/base/"}, "is malformed"),
+        (["not", "a", "record"], "is malformed"),
+    ],
+    ids=["points elsewhere", "missing keys", "not a mapping"],
+)
+async def test_a_hostile_source_record_is_not_followed(
+    harness: Harness, record: object, words: str
+) -> None:
+    from modelpress.sources import record_uri
+
+    manifest = model_manifest("tiny", harness.store)
+    where = record_uri(harness.store.root, manifest["spec"]["source"])
+    body = json.dumps(record).replace("{bucket}", harness.store.bucket).encode()
+    key = where.removeprefix(f"s3://{harness.store.bucket}/")
+    harness.store.client().put_object(Bucket=harness.store.bucket, Key=key, Body=body)
+    await harness.start_operator()
+    found = await _refused(harness, manifest, "SourceReady", "UntrustedRecord")
+    assert words in found["message"] and "elete" in found["message"]

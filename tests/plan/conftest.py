@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from modelpress.api.artifact import VariantMetadata
+from modelpress.api.keys import base_key
 from modelpress.api.spec import CompressedModelSpec
 from modelpress.config import OperatorConfig
 from modelpress.plan.observed import Artifact, SourceRecord
@@ -40,11 +41,12 @@ def make_spec(**changes: Any) -> CompressedModelSpec:
     return CompressedModelSpec.model_validate(spec_dict(**changes))
 
 
+BASE_KEY = base_key("HuggingFaceTB/SmolLM2-135M-Instruct", "0123abcd")
 SOURCE = SourceRecord(
     id="HuggingFaceTB/SmolLM2-135M-Instruct",
     revision="0123abcd",
-    uri=f"{STORE}models/basekey/",
-    key="basekey",
+    uri=f"{STORE}models/{BASE_KEY}/",
+    key=BASE_KEY,
 )
 BASE = Artifact(uri=SOURCE.uri, total_bytes=270_000_000, weights_bytes=269_000_000, config=SMOLLM2)
 

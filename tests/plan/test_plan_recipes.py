@@ -10,6 +10,8 @@ from tests.plan.conftest import STORE, make_spec
 from modelpress.api.artifact import VariantMetadata
 from modelpress.api.reasons import Reason
 from modelpress.api.spec import Evaluation
+from modelpress.config import OperatorConfig
+from modelpress.plan.observed import SourceRecord
 from modelpress.plan.recipes import (
     Candidate,
     choose_variant,
@@ -18,6 +20,7 @@ from modelpress.plan.recipes import (
     resolved_variant,
     source_job_args,
     variant_artifact,
+    variant_locations,
 )
 
 CALIBRATION = {"dataset": {"uri": "s3://data/calib.txt"}, "samples": 8, "sequenceLength": 512}
@@ -313,3 +316,37 @@ def test_a_named_variant(candidate: Candidate, expected: tuple) -> None:
     spec = make_spec(serving={"variant": "w4"})
     choice = choose_variant(spec, [ok("w8", 1), candidate])
     assert (choice.variant, choice.decided, choice.reason) == expected
+
+
+def test_variant_keys_are_stable_across_versions_that_do_not_change_outputs() -> None:
+    """Keys of 0.1.0, recorded: a refactor that changes any of them would recompute every
+    artifact in every cluster (FP8 is absent: 0.1.0 could not build it)."""
+    legacy_source = SourceRecord(id="HuggingFaceTB/SmolLM2-135M-Instruct", revision="0123abcd",
+                                 uri=f"{STORE}models/basekey/", key="basekey")  # fmt: skip
+    spec = make_spec(
+        variants=[
+            {"name": "w8", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}},
+            {"name": "w4", "quantize": {"scheme": "W4A16"}},
+            {"name": "w4g", "quantize": {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 64}},
+            {"name": "awq", "quantize": {"scheme": "W4A16", "algorithm": "awq", "groupSize": 64}},
+            {"name": "int8", "quantize": {"scheme": "W8A8"}},
+            {
+                "name": "slim",
+                "steps": [
+                    {"prune": {"method": "layer-drop", "fraction": 0.25}},
+                    {"distill": {"steps": 10}},
+                    {"quantize": {"scheme": "W4A16", "groupSize": 64}},
+                ],
+            },
+        ]
+    )
+    config = OperatorConfig(compressor_version="0.1.0")
+    keys = {name: key for name, (key, _) in variant_locations(spec, legacy_source, config).items()}
+    assert keys == {
+        "w8": "a969393a3b7644ca08ce",
+        "w4": "ffce8956ac7655114824",
+        "w4g": "4987398a5798800e23bf",
+        "awq": "367810326d2d90cf33d7",
+        "int8": "2e308b2e21d48f9da6b9",
+        "slim": "98ca4a82b5ea8962d160",
+    }

@@ -58,8 +58,9 @@ def test_from_secret_data_decodes_base64() -> None:
     assert Credentials.from_secret_data(data) == Credentials("AKIATEST", "sec")
     with pytest.raises(CredentialsError, match="not valid base64"):
         Credentials.from_secret_data({"AWS_ACCESS_KEY_ID": "%%%"})
-    with pytest.raises(CredentialsError, match="unknown storage credential keys"):
-        Credentials.from_mapping({"password": "x"})
+    # the Jobs mount the Secret as files and ignore other keys: the operator does the same
+    extra = {**data, "AWS_DEFAULT_REGION": base64.b64encode(b"eu-west-1").decode(), "note": ""}
+    assert Credentials.from_secret_data(extra) == Credentials("AKIATEST", "sec", region="eu-west-1")
 
 
 def test_resolution_order(tmp_path: Path) -> None:

@@ -98,6 +98,26 @@ class Reason(StrEnum):
         (ConditionType.SOURCE_READY,),
         "the store could not be read; nothing is created or deleted meanwhile",
     )
+    STORE_NOT_ALLOWED = (
+        "StoreNotAllowed",
+        Severity.FAILURE,
+        (ConditionType.SOURCE_READY,),
+        "the store is one the operator may not reach for this model (file://, no Secret "
+        "where the operator's own identity is not lent, an endpoint not allowed)",
+    )
+    UNTRUSTED_RECORD = (
+        "UntrustedRecord",
+        Severity.FAILURE,
+        (ConditionType.SOURCE_READY,),
+        "the store's source record is malformed or points outside the model's store: it is "
+        "not followed",
+    )
+    IMAGE_NOT_ALLOWED = (
+        "ImageNotAllowed",
+        Severity.FAILURE,
+        (ConditionType.SOURCE_READY, ConditionType.COMPRESSED, ConditionType.SERVING),
+        "spec.compression.image or spec.serving.image is not under an allowed prefix",
+    )
     FETCH_FAILED = (
         "FetchFailed",
         Severity.FAILURE,
@@ -178,6 +198,13 @@ class Reason(StrEnum):
         Severity.FAILURE,
         (ConditionType.SERVING,),
         "`serving.variant` names no variant",
+    )
+    NAME_CONFLICT = (
+        "NameConflict",
+        Severity.FAILURE,
+        (ConditionType.SERVING,),
+        "a Deployment or Service with the name the model needs exists and was not created "
+        "for it: it is left alone",
     )
     ROLLOUT_STALLED = (
         "RolloutStalled",

@@ -28,9 +28,12 @@ from modelpress.plan.observed import (
     Observed,
     Owner,
     ServiceState,
+    owner_uid,
 )
 from modelpress.plan.recipes import variant_locations
 from modelpress.plan.reconcile import Plan, plan_invalid, plan_model
+from modelpress.plan.trust import endpoint_blocker, store_blocker
+from modelpress.storeview import RecordError
 
 log = logging.getLogger("modelpress.operator")
 
@@ -60,6 +63,22 @@ class Children:
     services: Mapping[tuple[str, str], Iterable[ServiceState]]
 
 
+def _owned(obj: Mapping[str, Any], owner: Owner) -> bool:
+    return owner_uid(obj.get("metadata") or {}) == owner.uid
+
+
+async def _name_conflicts(state: OperatorState, owner: Owner) -> frozenset[tuple[str, str]]:
+    """Conflicts found earlier that still stand (the object is still there, still not ours)."""
+    recorded = state.conflicts.get(owner.uid or "")
+    if not recorded:
+        return frozenset()
+    for kind, name in list(recorded):
+        existing = await state.api().get(kind, owner.namespace, name)
+        if existing is None or _owned(existing, owner):
+            recorded.discard((kind, name))
+    return frozenset(recorded)
+
+
 async def observe_model(
     state: OperatorState, owner: Owner, spec: CompressedModelSpec, children: Children
 ) -> Observed:
@@ -73,8 +92,18 @@ async def observe_model(
     deployment = next(iter(children.deployments.get(key, ())), None)
     service = next(iter(children.services.get(key, ())), None)
     messages = await _pod_messages(state, owner.namespace, job_list)
-    base = Observed(jobs=job_list, deployment=deployment, service=service, job_messages=messages)
+    base = Observed(
+        jobs=job_list,
+        deployment=deployment,
+        service=service,
+        job_messages=messages,
+        name_conflicts=await _name_conflicts(state, owner),
+    )
+    trust = state.config.trust
     credentials, blocker = await observe.storage_credentials(client, spec, owner.namespace)
+    blocker = blocker or store_blocker(spec, owner.namespace, trust)
+    if blocker is None and credentials is not None and spec.storage.secret_ref is not None:
+        blocker = endpoint_blocker(spec.storage.secret_ref.name, credentials.endpoint_url, trust)
     if blocker is not None:
         return _replace(base, store_blocker=blocker)
     from modelpress.storage import StorageError
@@ -87,6 +116,8 @@ async def observe_model(
             lambda record: variant_locations(spec, record, state.config),
             extra,
         )
+    except RecordError as error:
+        return _replace(base, store_blocker=Blocker(Reason.UNTRUSTED_RECORD, str(error)))
     except StorageError as error:
         return _replace(base, store_blocker=Blocker(Reason.STORE_UNAVAILABLE, str(error)))
     source_blocker = None
@@ -144,8 +175,15 @@ async def apply_plan(
     for obj in plan.create:
         kopf.adopt(obj, owner=adopter)  # type: ignore[arg-type]
         if not await client.create(obj):
-            if obj["kind"] != "Job":  # it exists after all: make it exactly this
+            if obj["kind"] == "Job":  # its name hashes its spec: it is already right
+                continue
+            name = obj["metadata"]["name"]
+            existing = await client.get(obj["kind"], owner.namespace, name)
+            if existing is None or _owned(existing, owner):  # ours after all: make it so
                 await client.apply(obj)
+            else:  # someone else's: never adopted; the next plan says so
+                state.conflicts.setdefault(owner.uid or "", set()).add((obj["kind"], name))
+                state.poke(owner.namespace, owner.name)
             continue
         state.metrics.children_created[obj["kind"]] += 1
         log.info(

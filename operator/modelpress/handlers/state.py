@@ -31,6 +31,8 @@ class OperatorState:
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The last status written, by object uid: the previous status for the next reconcile
     even before the watch brings the patched object back."""
+    conflicts: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    """By object uid: (kind, name) of objects in the way that are not the model's own."""
     pod_messages: dict[tuple[str, str, int], str] = field(default_factory=dict)
     """Failed pods' messages by (namespace, Job, failed count)."""
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
@@ -61,6 +63,7 @@ class OperatorState:
         self.locks.pop((namespace, name), None)
         if uid:
             self.written.pop(uid, None)
+            self.conflicts.pop(uid, None)
 
     def api(self) -> KubeClient:
         if self.client is None:

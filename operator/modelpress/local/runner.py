@@ -21,7 +21,7 @@ from modelpress.api.reasons import ConditionType
 from modelpress.api.resource import CompressedModel
 from modelpress.api.spec import CompressedModelSpec
 from modelpress.api.status import CompressedModelStatus
-from modelpress.config import OperatorConfig
+from modelpress.config import OperatorConfig, Trust
 from modelpress.local import http
 from modelpress.local.console import Console
 from modelpress.local.errors import LocalRunError
@@ -45,6 +45,12 @@ from modelpress.plan.reconcile import plan_model
 from modelpress.plan.serving import endpoint as serving_endpoint
 
 DEFAULT_WORK_DIR = Path("/var/tmp/modelpress/work")
+LOCAL_TRUST = Trust(
+    allow_file_stores=True,
+    ambient_credentials_namespaces=["*"],
+    store_endpoints=["*"],
+    image_prefixes=[""],
+)
 LOCAL_NAMESPACE = "local"
 SETUP_HINT = {"source.uri": "scripts/setup-local converts SmolLM2-135M-Instruct there"}
 
@@ -129,7 +135,8 @@ class LocalRun:
         prepared = local_spec(model.spec, options.store)
         self.spec: CompressedModelSpec = prepared.spec
         self.notes = prepared.notes
-        self.config = OperatorConfig()
+        # One machine, one user: their own files, credentials and images.
+        self.config = OperatorConfig(trust=LOCAL_TRUST)
         self.owner = Owner(name=self.name, namespace=LOCAL_NAMESPACE, generation=1)
         self.work_dir = options.work_dir / self.name
         self.world = LocalWorld(self.spec, self.config)

@@ -254,3 +254,6 @@ class Observed:
     """The store cannot be read (missing or bad Secret, unreachable): nothing is known."""
     source_blocker: Blocker | None = None
     """The fetch Job cannot run (e.g. the Hub token Secret is missing)."""
+    name_conflicts: frozenset[tuple[str, str]] = frozenset()
+    """(kind, name) of objects that have a child's name but were not created for this model:
+    never adopted, never changed."""

@@ -19,6 +19,7 @@ from modelpress.plan.conditions import condition
 from modelpress.plan.fit import unknown_serving_gpu
 from modelpress.plan.observed import DeploymentState, Observed, Owner
 from modelpress.plan.recipes import Choice, artifact_uri, choose_variant
+from modelpress.plan.trust import image_problem
 from modelpress.plan.variants import VariantPlan, candidate
 
 
@@ -48,8 +49,11 @@ def plan_serving(
     config: OperatorConfig,
 ) -> ServingPlan:
     current = observed.deployment
-    if current is not None and owner.uid is not None and current.owner_uid not in (None, owner.uid):
-        current = None  # a leftover of an earlier object with the same name
+    if current is not None and owner.uid is not None and current.owner_uid != owner.uid:
+        current = None  # not this model's (a leftover, or someone else's): never adopted
+    refused = image_problem("spec.serving.image", spec.serving.image, config.trust)
+    if refused is not None and spec.serving.variant != "none":
+        return ServingPlan(_serving(owner, False, refused.reason, refused.message))
     choice = _choice(spec, outcomes, config)
 
     def serving_condition(status: bool, reason: Reason, message: str) -> Condition:
@@ -124,6 +128,18 @@ def _roll_out(
         config,
     )
     svc = serving.service(owner.name, owner.namespace)
+    taken = [
+        f"{obj['kind']} {owner.namespace}/{obj['metadata']['name']}"
+        for obj in (desired, svc)
+        if (obj["kind"], obj["metadata"]["name"]) in observed.name_conflicts
+    ]
+    if taken:
+        message = (
+            f"{' and '.join(taken)} already exist(s) and was not created by modelpress for this "
+            "CompressedModel; it is left alone: delete or rename it, or give the "
+            "CompressedModel another name"
+        )
+        return ServingPlan(_serving(owner, False, Reason.NAME_CONFLICT, message))
     create, apply = [], []
     up_to_date = current is not None and current.spec_hash == _spec_hash(desired)
     if current is None:

@@ -13,6 +13,7 @@ from modelpress.plan import jobs
 from modelpress.plan.conditions import condition
 from modelpress.plan.observed import Artifact, JobState, Observed, Owner
 from modelpress.plan.progress import fetching, job_progress
+from modelpress.plan.trust import image_problem, record_blocker
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ def plan_source(
         return SourcePlan(
             ready(False, blocker.reason, blocker.message), previous.source, None, name
         )
+    untrusted = record_blocker(spec, observed.source) if observed.source else None
+    if untrusted is not None:
+        return SourcePlan(ready(False, untrusted.reason, untrusted.message), None, None, name)
     if observed.source is not None and observed.base is not None:
         source, base = observed.source, observed.base
         earlier_job = previous.source.job if previous.source else None
@@ -63,6 +67,9 @@ def plan_source(
     if observed.source_blocker is not None:
         blocker = observed.source_blocker
         return SourcePlan(ready(False, blocker.reason, blocker.message), None, None, name)
+    refused = image_problem("spec.compression.image", spec.compression.image, config.trust)
+    if refused is not None:
+        return SourcePlan(ready(False, refused.reason, refused.message), None, None, name)
     existing = owned_jobs.get(name)
     verdict = job_progress(existing, name, observed.job_messages.get(name), fetching())
     return SourcePlan(

@@ -20,6 +20,7 @@ from modelpress.plan.preflight import recipe_problem
 from modelpress.plan.progress import Verdict, compressing, job_progress
 from modelpress.plan.recipes import Candidate, gate
 from modelpress.plan.resources import compression_resources
+from modelpress.plan.trust import image_problem
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,11 @@ def plan_variant(
             fit=size_artifact(spec, artifact, base, config),
             gate=gate(spec.evaluation, artifact.metrics),
         )
-    problem = recipe_problem(spec, variant, base.config) or sized.problem
+    problem = (
+        image_problem("spec.compression.image", spec.compression.image, config.trust)
+        or recipe_problem(spec, variant, base.config)
+        or sized.problem
+    )
     if problem is not None:
         return VariantPlan(variant, problem, key, uri)
     existing = owned_jobs.get(job_name)

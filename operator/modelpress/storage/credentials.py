@@ -23,7 +23,15 @@ SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
 SESSION_TOKEN = "AWS_SESSION_TOKEN"
 ENDPOINT_URL = "AWS_ENDPOINT_URL"
 REGION = "AWS_REGION"
-SECRET_KEYS = (ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, ENDPOINT_URL, REGION)
+DEFAULT_REGION = "AWS_DEFAULT_REGION"
+SECRET_KEYS = (
+    ACCESS_KEY_ID,
+    SECRET_ACCESS_KEY,
+    SESSION_TOKEN,
+    ENDPOINT_URL,
+    REGION,
+    DEFAULT_REGION,
+)
 
 _ENDPOINT = re.compile(r"^https?://[^/@\s?#]+(/[^\s?#@]*)?$")
 
@@ -60,12 +68,9 @@ class Credentials:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str | bytes]) -> Credentials:
-        """From plain values keyed like the Secret (`AWS_ACCESS_KEY_ID`, ...)."""
-        unknown = sorted(set(values) - set(SECRET_KEYS))
-        if unknown:
-            raise CredentialsError(
-                f"unknown storage credential keys {unknown}: expected some of {list(SECRET_KEYS)}"
-            )
+        """From plain values keyed like the Secret (`AWS_ACCESS_KEY_ID`, ...). Other keys
+        are ignored, as they are where the Secret is mounted as files: the operator and the
+        Jobs accept the same Secrets. AWS_DEFAULT_REGION stands in for AWS_REGION."""
 
         def get(key: str) -> str | None:
             value = values.get(key)
@@ -79,7 +84,7 @@ class Credentials:
             secret_access_key=get(SECRET_ACCESS_KEY),
             session_token=get(SESSION_TOKEN),
             endpoint_url=get(ENDPOINT_URL),
-            region=get(REGION),
+            region=get(REGION) or get(DEFAULT_REGION),
         )
 
     @classmethod
@@ -124,7 +129,7 @@ class Credentials:
                 SECRET_ACCESS_KEY: env.get(SECRET_ACCESS_KEY, ""),
                 SESSION_TOKEN: env.get(SESSION_TOKEN, ""),
                 ENDPOINT_URL: env.get("AWS_ENDPOINT_URL_S3") or env.get(ENDPOINT_URL, ""),
-                REGION: env.get(REGION) or env.get("AWS_DEFAULT_REGION", ""),
+                REGION: env.get(REGION) or env.get(DEFAULT_REGION, ""),
             }
         )
 
