@@ -140,6 +140,20 @@ class Peering(_ConfigModel):
     """Name of the (Cluster)KopfPeering object when not standalone."""
 
 
+class NetworkPolicies(_ConfigModel):
+    """NetworkPolicies the operator puts beside each model's pods."""
+
+    serving: bool = True
+    """Let only pods of the model's own namespace (and servingFromNamespaces) reach the vLLM
+    port. Off: the cluster's own policies decide."""
+    serving_from_namespaces: list[str] = Field(default_factory=list)
+    """Other namespaces whose pods may call every model's endpoint (e.g. a gateway's, or
+    the monitoring namespace that scrapes vLLM's metrics)."""
+    job_egress: list[dict[str, Any]] | None = None
+    """Egress rules (NetworkPolicyEgressRule) for the fetch and compression Jobs, DNS
+    always allowed; e.g. the store's and the Hub's addresses. Unset: no egress policy."""
+
+
 class Trust(_ConfigModel):
     """What a model's author may make the operator do with the operator's own identity
     and reach (docs/security.md). Everything closed by default."""
@@ -204,6 +218,7 @@ class OperatorConfig(_ConfigModel):
     watch: Watch = Field(default_factory=Watch)
     peering: Peering = Field(default_factory=Peering)
     trust: Trust = Field(default_factory=Trust)
+    network_policies: NetworkPolicies = Field(default_factory=NetworkPolicies)
 
     @field_validator("gpu_catalog")
     @classmethod

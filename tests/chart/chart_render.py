@@ -84,6 +84,19 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "verbose": True,
         "podLabels": {"team": "ml"},
         "podAnnotations": {"example.com/owner": "ml-platform"},
+        "trust": {
+            "ambientCredentialsNamespaces": ["ml-team"],
+            "storeEndpoints": ["https://minio.storage.svc:9000"],
+            "imagePrefixes": ["registry.example.com/mp/"],
+        },
+        "networkPolicies": {
+            "serving": True,
+            "servingFromNamespaces": ["gateway", "monitoring"],
+            "jobEgress": [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}],
+            "operatorEgress": [
+                {"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}], "ports": [{"port": 443}]}
+            ],
+        },
     },
     "peering-and-metrics": {
         "peering": {"enabled": True, "name": "modelpress-peers"},

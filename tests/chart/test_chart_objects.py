@@ -11,6 +11,8 @@ import kubernetes_validate.utils
 import pytest
 from chart_render import CHART_DIR, NAMESPACE, find, load_pss, rendered_set
 
+from modelpress.handlers import permissions
+
 #: Kubernetes versions the chart supports: the oldest (Chart.yaml kubeVersion) and a current one.
 KUBERNETES_VERSIONS = ("1.29.0", "1.35.0")
 
@@ -102,23 +104,9 @@ def test_the_restricted_check_catches_a_privileged_pod():
 # --- RBAC ----------------------------------------------------------------------------
 
 #: What the operator needs, per apiGroup/resource: exactly these verbs.
-NAMESPACED_PERMISSIONS = {
-    ("modelpress.dev", "compressedmodels"): {"get", "list", "watch", "patch", "update"},
-    ("modelpress.dev", "compressedmodels/status"): {"get", "patch", "update"},
-    ("modelpress.dev", "compressedmodels/finalizers"): {"update"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-    ("", "secrets"): {"get"},
-}
-FRAMEWORK_PERMISSIONS = {
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
-    ("", "namespaces"): {"list", "watch"},
-}
-PEERING_VERBS = {"get", "list", "watch", "patch"}
+NAMESPACED_PERMISSIONS = {key: set(verbs) for key, verbs in permissions.NAMESPACED.items()}
+FRAMEWORK_PERMISSIONS = {key: set(verbs) for key, verbs in permissions.FRAMEWORK.items()}
+PEERING_VERBS = set(permissions.PEERING_VERBS)
 
 
 def _permissions(roles: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:

@@ -57,6 +57,7 @@ GROUP_VERSION_PLURAL = "modelpress.dev/v1alpha1/compressedmodels"
 JOBS = "batch/v1/jobs"
 DEPLOYMENTS = "apps/v1/deployments"
 SERVICES = "v1/services"
+POLICIES = "networking.k8s.io/v1/networkpolicies"
 SECRETS = "v1/secrets"
 PODS = "v1/pods"
 EVENTS = "v1/events"
@@ -79,6 +80,7 @@ _RESOURCES: dict[str, dict[str, Any]] = {
         "subresources": ["status"],
     },
     SERVICES: {"kind": "Service", "singular": "service", "namespaced": True},
+    POLICIES: {"kind": "NetworkPolicy", "singular": "networkpolicy", "namespaced": True},
     SECRETS: {"kind": "Secret", "singular": "secret", "namespaced": True},
     PODS: {"kind": "Pod", "singular": "pod", "namespaced": True},
     EVENTS: {"kind": "Event", "singular": "event", "namespaced": True},
@@ -98,6 +100,35 @@ class Seen:
     method: str
     path: str
     agent: str
+    watch: bool = False
+
+    @property
+    def by_operator(self) -> bool:
+        return self.agent.startswith(("kopf/", "modelpress-operator"))
+
+    def permission(self) -> tuple[str, str, str] | None:
+        """(apiGroup, resource[/subresource], verb) as RBAC names it; None for discovery."""
+        parts = [p for p in self.path.split("/") if p]
+        if parts[:1] == ["api"]:
+            group, rest = "", parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            group, rest = parts[1], parts[3:]
+        else:
+            return None
+        if rest[:1] == ["namespaces"] and len(rest) >= 3:
+            rest = rest[2:]
+        if not rest:
+            return None
+        resource = rest[0] + (f"/{rest[2]}" if len(rest) >= 3 else "")
+        named = len(rest) >= 2
+        verb = {
+            "GET": "get" if named else ("watch" if self.watch else "list"),
+            "POST": "create",
+            "PATCH": "patch",
+            "PUT": "update",
+            "DELETE": "delete",
+        }[self.method]
+        return group, resource, verb
 
 
 _WRITES = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
@@ -172,7 +203,9 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
 
     async def _handle(self, request: Any) -> Any:
         method = getattr(request.method, "value", str(request.method))
-        self.seen.append(Seen(method, request.url.path, request.headers.get("User-Agent", "")))
+        agent = request.headers.get("User-Agent", "")
+        watch = request.url.query.get("watch") in ("true", "1")
+        self.seen.append(Seen(method, request.url.path, agent, watch))
         if request.resource is not None and isinstance(request.data, dict):
             refusal = self._api_server_rules(request)
             if refusal is not None:

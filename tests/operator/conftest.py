@@ -365,6 +365,20 @@ def _replacing(old: Any, new: Any) -> Any:
     return new
 
 
+def ungranted(cluster: Cluster) -> set[tuple[str, str, str]]:
+    """Requests the operator sent that modelpress.handlers.permissions does not list (the
+    table the chart's RBAC is tested against)."""
+    from modelpress.handlers import permissions
+
+    granted = {**permissions.NAMESPACED, **permissions.FRAMEWORK}
+    found = set()
+    for request in cluster.seen:
+        wanted = request.permission() if request.by_operator else None
+        if wanted is not None and wanted[2] not in granted.get(wanted[:2], frozenset()):
+            found.add(wanted)
+    return found
+
+
 @pytest_asyncio.fixture
 async def harness(store: Store) -> AsyncIterator[Harness]:
     async with running_cluster() as (cluster, url):
@@ -382,3 +396,4 @@ async def harness(store: Store) -> AsyncIterator[Harness]:
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
         assert cluster.status_violations == [], "statuses the API server would not store"
+        assert ungranted(cluster) == set(), "requests the chart's RBAC does not allow"

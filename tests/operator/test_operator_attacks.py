@@ -152,3 +152,31 @@ async def test_a_hostile_source_record_is_not_followed(
     await harness.start_operator()
     found = await _refused(harness, manifest, "SourceReady", "UntrustedRecord")
     assert words in found["message"] and "elete" in found["message"]
+
+
+async def test_the_endpoint_is_fenced_and_keyed(harness: Harness) -> None:
+    """A NetworkPolicy admits only the model's own namespace to the vLLM port, and the
+    server requires the API key from the named Secret."""
+    await harness.start_operator()
+    manifest = model_manifest("tiny", harness.store)
+    manifest["spec"]["serving"]["apiKeySecretRef"] = {"name": "tiny-api-key", "key": "key"}
+    await harness.apply(manifest)
+    serving = await harness.wait_condition("tiny", "Serving", "False", "SecretNotFound")
+    assert "API key Secret 'tiny-api-key' does not exist" in serving["message"]
+
+    key = base64.b64encode(b"s3cret").decode()
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": {"key": key},
+              "metadata": {"name": "tiny-api-key", "namespace": NAMESPACE}}  # fmt: skip
+    await harness.create("v1/secrets", secret)
+    await harness.wait_condition("tiny", "Ready", "True", timeout=45)
+    policy = harness.cluster.get("networking.k8s.io/v1/networkpolicies", NAMESPACE, "tiny-serving")
+    assert policy is not None
+    assert policy["spec"]["podSelector"]["matchLabels"]["modelpress.dev/component"] == "serving"
+    assert policy["spec"]["ingress"] == [
+        {"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 8000}]}
+    ]
+    deployment = harness.cluster.get("apps/v1/deployments", NAMESPACE, "tiny-vllm")
+    assert deployment is not None
+    server = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "VLLM_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "tiny-api-key", "key": "key"}}} in server["env"]  # fmt: skip

@@ -175,7 +175,7 @@ def test_once_the_base_is_stored_every_variant_gets_a_job() -> None:
 def test_an_artifact_already_in_the_store_is_never_computed_again() -> None:
     artifacts = built()
     result = plan(observed=with_base(artifacts=artifacts))
-    assert [o["kind"] for o in result.create] == ["Deployment", "Service"]
+    assert [o["kind"] for o in result.create] == ["NetworkPolicy", "Deployment", "Service"]
     assert conditions(result.wire_status)["VariantsReady"][0] == "True"
 
 
@@ -274,7 +274,7 @@ def test_compression_jobs_are_kept_while_the_base_model_is_unknown() -> None:
 def test_everything_built_serves_the_smallest_passing_variant() -> None:
     result = plan(observed=with_base(artifacts=built()))
     assert result.apply == []
-    assert sorted(o["kind"] for o in result.create) == ["Deployment", "Service"]
+    assert sorted(o["kind"] for o in result.create) == ["Deployment", "NetworkPolicy", "Service"]
     deployment = next(o for o in result.create if o["kind"] == "Deployment")
     w4_key = variant_locations(make_spec(), SOURCE, OperatorConfig())["w4"][0]
     assert deployment["spec"]["template"]["metadata"]["labels"][names.LABEL_KEY] == w4_key
@@ -310,10 +310,21 @@ def service_state(result: Plan) -> ServiceState:
     return replace(ServiceState.from_object(service), owner_uid=OWNER.uid)
 
 
+def policy_states(result: Plan) -> dict[str, ServiceState]:
+    return {
+        o["metadata"]["name"]: replace(ServiceState.from_object(o), owner_uid=OWNER.uid)
+        for o in result.create + result.apply
+        if o["kind"] == "NetworkPolicy"
+    }
+
+
 def test_a_rolled_out_deployment_makes_the_model_ready_and_nothing_is_reapplied() -> None:
     first = plan(observed=with_base(artifacts=built()))
     observed = with_base(
-        artifacts=built(), deployment=rolled_out(first), service=service_state(first)
+        artifacts=built(),
+        deployment=rolled_out(first),
+        service=service_state(first),
+        network_policies=policy_states(first),
     )
     result = plan(observed=observed, previous=first.wire_status, now=LATER)
     assert result.apply == [] and result.create == [] and result.delete == []

@@ -15,6 +15,7 @@ from modelpress.api.base import DNS_LABEL, MEMORY_QUANTITY, ApiModel
 from modelpress.api.inputs import (
     Calibration,
     Dataset,
+    SecretKeyRef,
     Source,
     Storage,
 )
@@ -100,6 +101,10 @@ class Serving(ApiModel):
 
     image: str | None = Field(default=None, max_length=512)
     """Override the vLLM image from the operator's Helm values."""
+
+    api_key_secret_ref: SecretKeyRef | None = None
+    """A Secret key holding the API key clients must send (`Authorization: Bearer <key>`)
+    to the OpenAI endpoint. Unset: only the network policy guards the endpoint."""
 
 
 class Compression(ApiModel):

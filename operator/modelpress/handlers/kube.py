@@ -28,6 +28,7 @@ RESOURCES = {
     "Service": ("/api/v1", "services"),
     "Secret": ("/api/v1", "secrets"),
     "Pod": ("/api/v1", "pods"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     KIND: (f"/apis/{API_VERSION}", PLURAL),
 }
 

@@ -43,6 +43,37 @@ async def storage_credentials(
         return None, Blocker(Reason.INVALID_SECRET, f"storage Secret {ref.name!r}: {error}")
 
 
+async def _secret_key_blocker(
+    client: KubeClient, namespace: str, name: str, key: str, what: str, field: str
+) -> Blocker | None:
+    secret = await client.get("Secret", namespace, name)
+    if secret is None:
+        return Blocker(
+            Reason.SECRET_NOT_FOUND,
+            f"{what} Secret {name!r} does not exist in namespace {namespace}: create it with "
+            f"the value under key {key!r}, or fix {field}",
+        )
+    if key not in (secret.get("data") or {}):
+        return Blocker(
+            Reason.SECRET_NOT_FOUND,
+            f"{what} Secret {name!r} has no key {key!r}: add it, or set {field}.key to the key "
+            "that holds it",
+        )
+    return None
+
+
+async def api_key_blocker(
+    client: KubeClient, spec: CompressedModelSpec, namespace: str
+) -> Blocker | None:
+    """Why vLLM's API key cannot be read, or None."""
+    ref = spec.serving.api_key_secret_ref
+    if ref is None or spec.serving.variant == "none":
+        return None
+    return await _secret_key_blocker(
+        client, namespace, ref.name, ref.key, "API key", "spec.serving.apiKeySecretRef"
+    )
+
+
 async def hf_token_blocker(
     client: KubeClient, spec: CompressedModelSpec, namespace: str
 ) -> Blocker | None:
@@ -51,21 +82,8 @@ async def hf_token_blocker(
     if hub is None or hub.token_secret_ref is None:
         return None
     ref = hub.token_secret_ref
-    secret = await client.get("Secret", namespace, ref.name)
-    if secret is None:
-        return Blocker(
-            Reason.SECRET_NOT_FOUND,
-            f"Hub token Secret {ref.name!r} does not exist in namespace {namespace}: create it "
-            f"with the token under key {ref.key!r}, or fix "
-            "spec.source.huggingface.tokenSecretRef",
-        )
-    if ref.key not in (secret.get("data") or {}):
-        return Blocker(
-            Reason.SECRET_NOT_FOUND,
-            f"Hub token Secret {ref.name!r} has no key {ref.key!r}: add it, or set "
-            "spec.source.huggingface.tokenSecretRef.key to the key that holds the token",
-        )
-    return None
+    field = "spec.source.huggingface.tokenSecretRef"
+    return await _secret_key_blocker(client, namespace, ref.name, ref.key, "Hub token", field)
 
 
 def terminated_message(pod: Mapping[str, Any]) -> str | None:

@@ -61,6 +61,7 @@ class Children:
     jobs: Mapping[tuple[str, str], Iterable[JobState]]
     deployments: Mapping[tuple[str, str], Iterable[DeploymentState]]
     services: Mapping[tuple[str, str], Iterable[ServiceState]]
+    policies: Mapping[tuple[str, str], Iterable[ServiceState]]
 
 
 def _owned(obj: Mapping[str, Any], owner: Owner) -> bool:
@@ -97,7 +98,9 @@ async def observe_model(
         deployment=deployment,
         service=service,
         job_messages=messages,
+        network_policies={p.name: p for p in children.policies.get(key, ())},
         name_conflicts=await _name_conflicts(state, owner),
+        serving_blocker=await observe.api_key_blocker(client, spec, owner.namespace),
     )
     trust = state.config.trust
     credentials, blocker = await observe.storage_credentials(client, spec, owner.namespace)

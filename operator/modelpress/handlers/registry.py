@@ -84,6 +84,17 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
     async def modelpress_services(*, namespace: Any, labels: Any, body: Any, **_: Any) -> Any:
         return {(namespace, labels[LABEL_MODEL]): ServiceState.from_object(body)}
 
+    @kopf.index(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        id="modelpress_policies",
+        labels=CHILD_LABELS,
+        registry=registry,
+    )
+    async def modelpress_policies(*, namespace: Any, labels: Any, body: Any, **_: Any) -> Any:
+        return {(namespace, labels[LABEL_MODEL]): ServiceState.from_object(body)}
+
     @kopf.on.event("batch", "v1", "jobs", id="poke", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("apps", "v1", "deployments", id="poke", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("", "v1", "services", id="poke", labels=CHILD_LABELS, registry=registry)
@@ -104,9 +115,12 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
         modelpress_jobs: kopf.Index[Any, JobState],
         modelpress_deployments: kopf.Index[Any, DeploymentState],
         modelpress_services: kopf.Index[Any, ServiceState],
+        modelpress_policies: kopf.Index[Any, ServiceState],
         **_: Any,
     ) -> None:
-        children = Children(modelpress_jobs, modelpress_deployments, modelpress_services)
+        children = Children(
+            modelpress_jobs, modelpress_deployments, modelpress_services, modelpress_policies
+        )
         await reconcile(state, body, logger, children)
 
     @kopf.daemon(*MODEL, id="resync", registry=registry, cancellation_timeout=5.0)  # type: ignore[arg-type]
@@ -120,10 +134,13 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
         modelpress_jobs: kopf.Index[Any, JobState],
         modelpress_deployments: kopf.Index[Any, DeploymentState],
         modelpress_services: kopf.Index[Any, ServiceState],
+        modelpress_policies: kopf.Index[Any, ServiceState],
         **_: Any,
     ) -> None:
         """Reconcile when poked by a child's change, and every resyncSeconds regardless."""
-        children = Children(modelpress_jobs, modelpress_deployments, modelpress_services)
+        children = Children(
+            modelpress_jobs, modelpress_deployments, modelpress_services, modelpress_policies
+        )
         trigger = state.trigger(namespace, name)
         stop = asyncio.ensure_future(stopped.wait())
         try:

@@ -38,6 +38,14 @@ def deployment_name(model: str) -> str:
     return f"{model}-vllm"
 
 
+def serving_policy_name(model: str) -> str:
+    return f"{model}-serving"
+
+
+def jobs_policy_name(model: str) -> str:
+    return f"{model}-jobs"
+
+
 def service_name(model: str) -> str:
     """The Service carries the model's own name: clients address `http://<model>.<ns>.svc`."""
     return model

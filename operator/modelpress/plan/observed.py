@@ -254,6 +254,10 @@ class Observed:
     """The store cannot be read (missing or bad Secret, unreachable): nothing is known."""
     source_blocker: Blocker | None = None
     """The fetch Job cannot run (e.g. the Hub token Secret is missing)."""
+    network_policies: Mapping[str, ServiceState] = field(default_factory=dict)
+    """The model's NetworkPolicies by name (the same few fields as a Service's)."""
+    serving_blocker: Blocker | None = None
+    """The serving pods could not start (e.g. the API key Secret is missing)."""
     name_conflicts: frozenset[tuple[str, str]] = frozenset()
     """(kind, name) of objects that have a child's name but were not created for this model:
     never adopted, never changed."""

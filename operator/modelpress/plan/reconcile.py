@@ -24,6 +24,7 @@ from modelpress.plan import names
 from modelpress.plan.conditions import condition, stamp
 from modelpress.plan.events import Event, transitions
 from modelpress.plan.observed import JobState, Observed, Owner
+from modelpress.plan.policies import plan_policies
 from modelpress.plan.recipes import variant_locations
 from modelpress.plan.rollout import plan_serving
 from modelpress.plan.source import plan_source
@@ -82,6 +83,7 @@ def plan_model(
     else:
         outcomes = [waiting_for_source(v) for v in spec.variants]
     serving = plan_serving(owner, spec, observed, outcomes, config)
+    policies = plan_policies(owner, observed, config, serving_wanted=serving.status is not None)
 
     top = [
         source.condition,
@@ -102,9 +104,18 @@ def plan_model(
     )
     return Plan(
         status=status,
-        create=[*source.create, *(o.job for o in outcomes if o.job), *serving.create],
-        apply=serving.apply,
-        delete=[*_obsolete_jobs(observed, owned_jobs, source.job_name, outcomes), *serving.delete],
+        create=[
+            *policies.create,
+            *source.create,
+            *(o.job for o in outcomes if o.job),
+            *serving.create,
+        ],
+        apply=[*policies.apply, *serving.apply],
+        delete=[
+            *_obsolete_jobs(observed, owned_jobs, source.job_name, outcomes),
+            *serving.delete,
+            *policies.delete,
+        ],
         events=transitions(previous, status),
     )
 

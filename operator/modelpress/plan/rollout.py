@@ -18,6 +18,7 @@ from modelpress.plan import names, serving
 from modelpress.plan.conditions import condition
 from modelpress.plan.fit import unknown_serving_gpu
 from modelpress.plan.observed import DeploymentState, Observed, Owner
+from modelpress.plan.progress import Verdict
 from modelpress.plan.recipes import Choice, artifact_uri, choose_variant
 from modelpress.plan.trust import image_problem
 from modelpress.plan.variants import VariantPlan, candidate
@@ -52,6 +53,8 @@ def plan_serving(
     if current is not None and owner.uid is not None and current.owner_uid != owner.uid:
         current = None  # not this model's (a leftover, or someone else's): never adopted
     refused = image_problem("spec.serving.image", spec.serving.image, config.trust)
+    if refused is None and observed.serving_blocker is not None:
+        refused = Verdict(observed.serving_blocker.reason, observed.serving_blocker.message)
     if refused is not None and spec.serving.variant != "none":
         return ServingPlan(_serving(owner, False, refused.reason, refused.message))
     choice = _choice(spec, outcomes, config)
@@ -128,10 +131,13 @@ def _roll_out(
         config,
     )
     svc = serving.service(owner.name, owner.namespace)
+    children = [(obj["kind"], obj["metadata"]["name"]) for obj in (desired, svc)] + [
+        ("NetworkPolicy", names.serving_policy_name(owner.name))
+    ]
     taken = [
-        f"{obj['kind']} {owner.namespace}/{obj['metadata']['name']}"
-        for obj in (desired, svc)
-        if (obj["kind"], obj["metadata"]["name"]) in observed.name_conflicts
+        f"{kind} {owner.namespace}/{name}"
+        for kind, name in children
+        if (kind, name) in observed.name_conflicts
     ]
     if taken:
         message = (

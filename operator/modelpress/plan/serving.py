@@ -117,7 +117,7 @@ def deployment(
         # The OpenAI server module, not the `vllm` script: the same in GPU and CPU builds.
         "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
         "args": server_args,
-        "env": pods.home_env(pods.TMP_DIR) + _env(sizing.env),
+        "env": pods.home_env(pods.TMP_DIR) + _env(sizing.env) + _api_key_env(spec),
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "volumeMounts": server_mounts,
         "resources": sizing.resources,
@@ -169,6 +169,79 @@ def deployment(
         },
         "spec": deployment_spec,
     }
+
+
+def _api_key_env(spec: CompressedModelSpec) -> list[dict[str, Any]]:
+    """vLLM refuses /v1 requests without this key (its health probe stays open)."""
+    ref = spec.serving.api_key_secret_ref
+    if ref is None:
+        return []
+    source = {"secretKeyRef": {"name": ref.name, "key": ref.key}}
+    return [{"name": "VLLM_API_KEY", "valueFrom": source}]
+
+
+def _policy(
+    model: str,
+    namespace: str,
+    name: str,
+    component: str,
+    selector: dict[str, Any],
+    spec: dict[str, Any],
+) -> dict[str, Any]:
+    policy_spec = {"podSelector": selector, **spec}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": names.labels(model, component),
+            "annotations": {names.ANNOTATION_SPEC_HASH: names.short_hash(policy_spec)},
+        },
+        "spec": policy_spec,
+    }
+
+
+def serving_policy(model: str, namespace: str, config: OperatorConfig) -> dict[str, Any]:
+    """Only pods of the model's namespace (and the namespaces the platform lists) reach the
+    vLLM port; nothing else reaches the serving pods at all."""
+    peers: list[dict[str, Any]] = [{"podSelector": {}}]
+    allowed = config.network_policies.serving_from_namespaces
+    if allowed:
+        label = "kubernetes.io/metadata.name"
+        expression = {"key": label, "operator": "In", "values": sorted(allowed)}
+        peers.append({"namespaceSelector": {"matchExpressions": [expression]}})
+    selector = {"matchLabels": {names.LABEL_MODEL: model, names.LABEL_COMPONENT: names.SERVING}}
+    rule = {"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}
+    return _policy(
+        model,
+        namespace,
+        names.serving_policy_name(model),
+        names.SERVING,
+        selector,
+        {"policyTypes": ["Ingress"], "ingress": [rule]},
+    )
+
+
+DNS_EGRESS = {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+
+
+def jobs_policy(model: str, namespace: str, config: OperatorConfig) -> dict[str, Any] | None:
+    """The Jobs reach DNS and what the platform lists (the store, the Hub), nothing else."""
+    rules = config.network_policies.job_egress
+    if rules is None:
+        return None
+    jobs = [names.COMPRESS, names.FETCH]
+    components = {"key": names.LABEL_COMPONENT, "operator": "In", "values": jobs}
+    selector = {"matchLabels": {names.LABEL_MODEL: model}, "matchExpressions": [components]}
+    return _policy(
+        model,
+        namespace,
+        names.jobs_policy_name(model),
+        names.COMPRESS,
+        selector,
+        {"policyTypes": ["Egress"], "egress": [DNS_EGRESS, *rules]},
+    )
 
 
 def service(model: str, namespace: str) -> dict[str, Any]:
