@@ -104,8 +104,9 @@ class StoreReader:
         if manifest is None:
             return None
         config = None
-        if with_config and manifest.file("config.json") is not None:
-            raw = open_store(uri, credentials).get_bytes("config.json")
+        entry = manifest.file("config.json") if with_config else None
+        if entry is not None:
+            raw = open_store(uri, credentials).get_bytes(entry.key)
             try:
                 config = json.loads(raw) if raw else None
             except ValueError:

@@ -202,3 +202,22 @@ def _write_tree(root: Path, files: dict[str, bytes]) -> Path:
 def write_tree():  # type: ignore[no-untyped-def]
     """`write_tree(root, {relative path: bytes})` -> root."""
     return _write_tree
+
+
+def stored_key(uri: str, path: str) -> str:
+    """Where the bytes of an artifact's file lie in the store (its content-addressed blob)."""
+    from modelpress.storage import read_manifest
+
+    manifest = read_manifest(uri)
+    assert manifest is not None
+    entry = manifest.file(path)
+    assert entry is not None
+    return entry.key
+
+
+def blob_of(data: bytes) -> str:
+    import hashlib
+
+    from modelpress.storage.manifest import blob_key
+
+    return blob_key(hashlib.sha256(data).hexdigest())

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from huggingface_hub.hf_api import BlobLfsInfo, RepoSibling
+from tests.storage.conftest import stored_key
 
 from modelpress.api.keys import base_key, source_key
 from modelpress.sources import (
@@ -322,7 +323,7 @@ def test_uri_source_from_s3_and_from_a_published_artifact(
     fetch(from_artifact.uri, tmp_path / "out")
     assert (tmp_path / "out" / "model.safetensors").read_bytes() == files["model.safetensors"]
 
-    open_store(published).put_bytes("model.safetensors", b"corrupted")
+    open_store(published).put_bytes(stored_key(published, "model.safetensors"), b"corrupted")
     with pytest.raises(ChecksumMismatchError):
         fetch_source({"uri": published}, f"s3://{s3_bucket}/another-store/")
 

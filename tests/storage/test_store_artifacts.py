@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.storage.conftest import blob_of, stored_key
 
 from modelpress.storage import (
     ArtifactConflictError,
@@ -102,7 +103,7 @@ def test_corrupted_object_fails_the_fetch_naming_the_file(
     victim = "model-00002-of-00002.safetensors"
     tampered = bytearray(FILES[victim])
     tampered[1000] ^= 0xFF
-    open_store(uri).put_bytes(victim, bytes(tampered))
+    open_store(uri).put_bytes(stored_key(uri, victim), bytes(tampered))
     with pytest.raises(ChecksumMismatchError) as caught:
         fetch(uri, tmp_path / "out")
     assert caught.value.path == victim
@@ -110,7 +111,8 @@ def test_corrupted_object_fails_the_fetch_naming_the_file(
     assert not (tmp_path / "out" / victim).exists()
     assert not list((tmp_path / "out").rglob("*.modelpress-partial"))
 
-    open_store(uri).put_bytes(victim, FILES[victim][:-1])  # truncated: caught by size as well
+    truncated = FILES[victim][:-1]  # caught by size as well
+    open_store(uri).put_bytes(stored_key(uri, victim), truncated)
     with pytest.raises(ChecksumMismatchError, match=f"{victim}.*size"):
         fetch(uri, tmp_path / "out")
 
@@ -146,7 +148,8 @@ def test_interrupted_fetch_resumes_without_refetching_verified_files(
     dest = tmp_path / "out"
     order = sorted(FILES)
     downloads: list[str] = []
-    interrupt_at = {order[2]}
+    blobs = {blob_of(FILES[name]): name for name in order}
+    interrupt_at = {blob_of(FILES[order[2]])}
     for cls in (FileStore, S3Store):
         original = cls.download_file
 
@@ -157,7 +160,7 @@ def test_interrupted_fetch_resumes_without_refetching_verified_files(
             on_bytes: Any = None,
             _original: Any = original,
         ) -> Any:
-            downloads.append(key)
+            downloads.append(blobs.get(key, key))
 
             def forward(count: int) -> None:
                 if key in interrupt_at:
@@ -181,8 +184,8 @@ def test_interrupted_fetch_resumes_without_refetching_verified_files(
         fetch(uri, dest)
     assert downloads == order[1:]  # the verified first file was not downloaded again
     if gets is not None:  # s3: not one GET request for it went over the wire either
-        assert not [key for key in gets if key.endswith(order[0])]
-        assert [key for key in gets if key.endswith(order[3])]
+        assert not [key for key in gets if key.endswith(blob_of(FILES[order[0]]))]
+        assert [key for key in gets if key.endswith(blob_of(FILES[order[3]]))]
     assert (dest / order[0]).stat().st_mtime_ns == first_mtime
     for relative, data in FILES.items():
         assert (dest / relative).read_bytes() == data

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.storage.conftest import stored_key
 
 from modelpress.cli import UsageError, main
 from modelpress.cli.storage import parse_duration
@@ -37,7 +38,7 @@ def test_pull_downloads_and_verifies(
 def test_pull_names_the_corrupt_file(
     published: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    open_store(published).put_bytes("model.safetensors", b"not the weights")
+    open_store(published).put_bytes(stored_key(published, "model.safetensors"), b"not the weights")
     assert main(["pull", "--quiet", published, str(tmp_path / "dest")]) == 1
     err = capsys.readouterr().err
     assert "modelpress pull: checksum mismatch for model.safetensors" in err

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.storage.conftest import blob_of
 
 from modelpress.storage import (
     AccessDeniedError,
@@ -128,7 +129,8 @@ def test_multipart_transfers_hash_every_part(
     import hashlib
 
     assert manifest.files[0].sha256 == hashlib.sha256(data).hexdigest()
-    head = open_store(uri).client.head_object(Bucket=s3_bucket, Key="models/big/w.safetensors")
+    key = f"models/big/{blob_of(data)}"
+    head = open_store(uri).client.head_object(Bucket=s3_bucket, Key=key)
     assert head["ETag"].strip('"').endswith("-3")  # really uploaded in three parts
     fetch(uri, tmp_path / "out")
     assert (tmp_path / "out" / "w.safetensors").read_bytes() == data
@@ -151,7 +153,7 @@ def test_server_dies_mid_upload_then_a_retry_completes(
     def upload(self: S3Store, local: Path, key: str, on_bytes: Any = None) -> Any:
         def forward(count: int) -> None:
             on_bytes(count)
-            if key == "b-weights.safetensors" and not cut["done"]:
+            if key == blob_of(files["b-weights.safetensors"]) and not cut["done"]:
                 cut["done"] = True
                 s3_proxy.stop()  # the server vanishes with the first part in flight
 
@@ -167,7 +169,7 @@ def test_server_dies_mid_upload_then_a_retry_completes(
     with pytest.raises(ArtifactNotFoundError):
         fetch(uri, tmp_path / "early")
     listed = {info.key for info in open_store(uri).list()}
-    assert "manifest.json" not in listed and "c-tokenizer.json" not in listed
+    assert "manifest.json" not in listed and blob_of(files["c-tokenizer.json"]) not in listed
 
     manifest = publish(uri, model)
     assert [entry.path for entry in manifest.files] == sorted(files)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from modelpress import __version__
@@ -37,11 +39,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that manage signals themselves (kopf's own handlers run the operator).
+OWN_SIGNALS = frozenset({"operator"})
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind (no commit happens after it) and exit 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in OWN_SIGNALS and threading.current_thread() is threading.main_thread():
+        # A container's PID 1 ignores SIGTERM unless it handles it: without this, a Job's
+        # pod would run to the end of its grace period, and could commit meanwhile.
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         result = args.func(args)
+    except Terminated:
+        print(
+            f"modelpress {args.command}: terminated (SIGTERM); nothing committed", file=sys.stderr
+        )
+        return EXIT_TERMINATED
     except UsageError as error:
         print(f"modelpress {args.command}: {error}", file=sys.stderr)
         return 2

@@ -124,11 +124,18 @@ def run_gc(args: argparse.Namespace) -> int:
             f"{verb} {prefix.uri}: {prefix.objects} objects, {format_bytes(prefix.bytes)}, "
             f"idle {format_duration(prefix.age_seconds)}"
         )
+    for prefix in report.unlisted:
+        print(
+            f"{verb} {prefix.objects} object(s) of {prefix.uri} its manifest does not list, "
+            f"{format_bytes(prefix.bytes)}"
+        )
     for prefix in report.kept:
         print(f"kept {prefix.uri}: idle {format_duration(prefix.age_seconds)}, may be in progress")
     print(
-        f"{verb} {len(report.removed)} staging prefix(es), {format_bytes(report.removed_bytes)}; "
-        f"{report.committed} committed artifact(s) untouched"
+        f"{verb} {len(report.removed)} staging prefix(es) and {len(report.unlisted)} committed "
+        f"artifact(s)' unlisted objects, {format_bytes(report.removed_bytes)}; aborted "
+        f"{report.aborted_uploads} unfinished multipart upload(s); {report.committed} "
+        "committed artifact(s) kept"
     )
     return 0
 

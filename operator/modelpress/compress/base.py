@@ -69,7 +69,7 @@ def open_base(location: str, scratch: Path, *, credentials: Any = None) -> Base:
         target = directory / entry.path
         if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == entry.sha256:
             continue
-        data = store.get_bytes(entry.path)
+        data = store.get_bytes(entry.key)
         if data is None or hashlib.sha256(data).hexdigest() != entry.sha256:
             raise CompressionError(
                 f"{uri}{entry.path} is missing or differs from its manifest: publish the base "

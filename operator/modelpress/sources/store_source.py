@@ -72,6 +72,7 @@ def gather_files(
     if manifest is not None:
         sizes = {entry.path: entry.bytes for entry in manifest.files}
         known = {entry.path: entry.sha256 for entry in manifest.files}
+        stored_at = {entry.path: entry.key for entry in manifest.files}
     else:
         sizes = {
             info.key: info.size
@@ -79,6 +80,7 @@ def gather_files(
             if TEMP_MARKER not in info.key and not info.key.endswith(".modelpress-partial")
         }
         known = {}
+        stored_at = {}
     selected = select_files(
         sizes,
         allow_patterns,
@@ -86,18 +88,22 @@ def gather_files(
         source=source.uri,
         pickle_switch=None,
     )
-    action = "hash" if isinstance(store, FileStore) else "download"
+    # A local checkpoint laid out as files is hashed where it lies; anything else (remote,
+    # or an artifact whose files are content-addressed blobs) is copied into `staging`.
+    in_place = isinstance(store, FileStore) and all(stored_at.get(p, p) == p for p in selected)
+    action = "hash" if in_place else "download"
     tracker = ProgressTracker(action, source.uri, sum(sizes[path] for path in selected), progress)
     files: list[ManifestFile] = []
-    local_dir = store.directory if isinstance(store, FileStore) else staging
+    local_dir = store.directory if isinstance(store, FileStore) and in_place else staging
     for path in selected:
         tracker.start_file(path)
-        if isinstance(store, FileStore):
+        key = stored_at.get(path, path)
+        if isinstance(store, FileStore) and in_place:
             digest = hash_file(store.directory / path, tracker.advance)
         else:
             target = staging / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            digest = store.download_file(path, target, tracker.advance)
+            digest = store.download_file(key, target, tracker.advance)
         if path in known and known[path] != digest.sha256:
             raise ChecksumMismatchError(
                 path, expected=known[path], actual=digest.sha256, uri=store.uri_for(path)

@@ -1,8 +1,10 @@
 """Artifacts: publish files first and the manifest last; fetch and verify every byte.
 
 A prefix without `manifest.json` is absent to readers, so an interrupted
-publish is invisible and a retry simply completes it. Publishing a key that
-already has a manifest is a no-op: keys are content-addressed.
+publish is invisible and a retry simply completes it (blobs already uploaded are
+kept). Publishing a key that already has a manifest is a no-op: keys are
+content-addressed, and so are the files inside an artifact (`blobs/<sha256>`),
+which is what makes concurrent writers safe: see `publish`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,14 @@ from modelpress.storage.errors import (
     StorageError,
 )
 from modelpress.storage.hashing import hash_file
-from modelpress.storage.manifest import MANIFEST_NAME, Manifest, ManifestFile, check_relative_path
+from modelpress.storage.manifest import (
+    BLOBS,
+    MANIFEST_NAME,
+    Manifest,
+    ManifestFile,
+    blob_key,
+    check_relative_path,
+)
 from modelpress.storage.progress import ProgressCallback, ProgressTracker
 from modelpress.storage.stores import open_store
 
@@ -110,15 +121,34 @@ def publish(
 ) -> Manifest:
     """Upload `local_dir` (or just `files` of it) to `dest_uri` and commit it with a manifest.
 
-    Returns the existing manifest untouched if `dest_uri` is already committed.
-    `expected_sha256` maps relative paths to hashes the files must have (for
-    example those a model hub published); a mismatch aborts before the commit.
+    Safe with any number of writers on one artifact: file bytes go to content-addressed
+    blobs (`blobs/<sha256>`), so no writer overwrites another's, and the manifest is
+    created only if absent. The first commit wins; later writers return the winner's
+    manifest, which lists only blobs that exist with the listed size. Returns the
+    existing manifest untouched if `dest_uri` is already committed. `expected_sha256`
+    maps relative paths to hashes the files must have (for example those a model hub
+    published); a mismatch aborts before the commit.
     """
     store = _artifact_store(dest_uri, credentials)
     existing = _read_manifest(store)
     if existing is not None:
         log.info("%s is already published; nothing to do", store.uri)
         return existing
+    with Lease(store):
+        manifest = stage(store, local_dir, metadata, files, expected_sha256, progress)
+        return commit(store, manifest)
+
+
+def stage(
+    store: ObjectStore,
+    local_dir: str | os.PathLike[str],
+    metadata: Mapping[str, Any] | None = None,
+    files: Iterable[str] | None = None,
+    expected_sha256: Mapping[str, str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> Manifest:
+    """Upload every file as a blob (skipping blobs already there) and return the manifest
+    that would commit them; nothing is visible to readers yet."""
     entries_local = local_files(Path(local_dir), files)
     if not entries_local:
         raise StorageError(f"{local_dir} has no files: nothing to publish", uri=store.uri)
@@ -128,29 +158,96 @@ def publish(
             "remove it before publishing",
             uri=store.uri,
         )
+    present = {info.key: info.size for info in store.list(BLOBS)}
     sizes = {path: local.stat().st_size for path, local in entries_local}
     tracker = ProgressTracker("upload", store.uri, sum(sizes.values()), progress)
     entries: list[ManifestFile] = []
     for path, local in entries_local:
         tracker.start_file(path)
-        digest = store.upload_file(local, path, tracker.advance)
-        if digest.size != sizes[path]:
-            raise ArtifactConflictError(
-                f"{local} changed while it was being published ({sizes[path]} bytes listed, "
-                f"{digest.size} uploaded); publish again once it is stable",
-                uri=store.uri,
-            )
+        digest = hash_file(local)
         expected = (expected_sha256 or {}).get(path)
         if expected is not None and expected != digest.sha256:
             raise ChecksumMismatchError(
                 path, expected=expected, actual=digest.sha256, uri=store.uri_for(path)
             )
-        entries.append(ManifestFile(path=path, bytes=digest.size, sha256=digest.sha256))
-    manifest = Manifest.build(entries, dict(metadata or {}))
-    store.put_bytes(MANIFEST_NAME, manifest.to_json_bytes())
+        key = blob_key(digest.sha256)
+        if present.get(key) == digest.size:
+            tracker.skip(digest.size)  # the same bytes are there already
+        else:
+            uploaded = store.upload_file(local, key, tracker.advance)
+            if uploaded != digest or digest.size != sizes[path]:
+                raise ArtifactConflictError(
+                    f"{local} changed while it was being published; publish again once it is "
+                    "stable",
+                    uri=store.uri,
+                )
+        entries.append(ManifestFile(path=path, bytes=digest.size, sha256=digest.sha256, object=key))
     tracker.finish()
-    log.info("published %s: %d files, %d bytes", store.uri, len(entries), manifest.total_bytes)
-    return manifest
+    return Manifest.build(entries, dict(metadata or {}))
+
+
+def commit(store: ObjectStore, manifest: Manifest) -> Manifest:
+    """Commit `manifest` unless another writer did first; the committed one is returned.
+
+    Every blob it lists is checked to exist with its size first (a collector or a
+    crash may have removed one), so a manifest never promises bytes that are gone.
+    """
+    present = {info.key: info.size for info in store.list(BLOBS)}
+    missing = [entry.path for entry in manifest.files if present.get(entry.key) != entry.bytes]
+    if missing:
+        raise ArtifactConflictError(
+            f"{len(missing)} staged file(s) of {store.uri} vanished before the commit "
+            f"(e.g. {missing[0]}): publish again",
+            uri=store.uri,
+        )
+    if store.put_bytes_if_absent(MANIFEST_NAME, manifest.to_json_bytes()):
+        log.info(
+            "published %s: %d files, %d bytes",
+            store.uri,
+            len(manifest.files),
+            manifest.total_bytes,
+        )
+        return manifest
+    winner = _read_manifest(store)
+    if winner is None:  # committed and deleted in between: nothing to adopt
+        raise ArtifactConflictError(
+            f"{store.uri} was committed and removed while this publish ran: publish again",
+            uri=store.uri,
+        )
+    log.info("%s was committed by another writer first; its manifest is the artifact", store.uri)
+    return winner
+
+
+class Lease:
+    """`.lease` in an artifact being published, refreshed while the upload runs: `gc`
+    leaves the prefix alone while the lease is fresh, however long one file takes."""
+
+    NAME = ".lease"
+    REFRESH_SECONDS = 60.0
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._refresh, name="lease", daemon=True)
+
+    def _touch(self) -> None:
+        self._store.put_bytes(self.NAME, f"{os.getpid()} {time.time():.0f}\n".encode())
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(self.REFRESH_SECONDS):
+            with contextlib.suppress(StorageError):
+                self._touch()
+
+    def __enter__(self) -> Lease:
+        self._touch()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(StorageError):
+            self._store.delete([self.NAME])
 
 
 def fetch(
@@ -186,7 +283,7 @@ def fetch(
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + PARTIAL_SUFFIX)
         try:
-            digest = store.download_file(entry.path, partial, tracker.advance)
+            digest = store.download_file(entry.key, partial, tracker.advance)
             if digest.size != entry.bytes:
                 raise ChecksumMismatchError(
                     entry.path,

@@ -58,12 +58,25 @@ class ObjectStore(abc.ABC):
         """Write a small object atomically: readers see the old or the new content."""
 
     @abc.abstractmethod
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """Create a small object only if none exists: True when this call created it.
+
+        Two callers racing on one key: exactly one gets True where the store supports
+        conditional writes (S3 `If-None-Match: *`, AWS, MinIO, Ceph; exclusive links on
+        a filesystem)."""
+
+    @abc.abstractmethod
     def upload_file(self, local: Path, key: str, on_bytes: ByteCallback | None = None) -> Digest:
         """Upload a file, hashing it in the same pass."""
 
     @abc.abstractmethod
     def download_file(self, key: str, local: Path, on_bytes: ByteCallback | None = None) -> Digest:
         """Download an object to `local`, hashing it in the same pass."""
+
+    def abort_stale_uploads(self, before: datetime, dry_run: bool = False) -> int:
+        """Abort multipart uploads begun before `before` and never completed (their parts
+        cost storage and are listed nowhere else); how many. Only object stores have them."""
+        return 0
 
     @abc.abstractmethod
     def delete(self, keys: Iterable[str]) -> None:

@@ -1,4 +1,11 @@
-"""Garbage collection of staging leftovers: artifact prefixes that never got a manifest."""
+"""Garbage collection of what publishing leaves behind: artifact prefixes that never got a
+manifest, objects of committed artifacts their manifest does not list (a losing
+writer's blobs, temp files), and multipart uploads never completed.
+
+A publish in progress keeps its prefix's newest object fresh (its lease is written
+every minute, `artifacts.Lease`), so a threshold above a few minutes never takes
+files from under a running publish, however long one file takes.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from modelpress.storage.artifacts import read_manifest
 from modelpress.storage.credentials import Credentials
 from modelpress.storage.manifest import MANIFEST_NAME
 from modelpress.storage.stores import open_store
@@ -36,14 +44,17 @@ class GcReport:
     committed: int = 0
     removed: list[StagingPrefix] = field(default_factory=list)
     kept: list[StagingPrefix] = field(default_factory=list)
+    unlisted: list[StagingPrefix] = field(default_factory=list)
+    """Objects inside committed artifacts that their manifest does not list."""
+    aborted_uploads: int = 0
 
     @property
     def removed_bytes(self) -> int:
-        return sum(prefix.bytes for prefix in self.removed)
+        return sum(prefix.bytes for prefix in self.removed + self.unlisted)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for group in ("removed", "kept"):
+        for group in ("removed", "kept", "unlisted"):
             for item in data[group]:
                 item["newest"] = item["newest"].isoformat()
         data["removed_bytes"] = self.removed_bytes
@@ -75,6 +86,7 @@ def gc(
         for prefix, objects in sorted(groups.items()):
             if any(info.key == prefix + MANIFEST_NAME for info in objects):
                 report.committed += 1
+                _collect_unlisted(store, prefix, objects, moment, older_than, dry_run, report)
                 continue
             newest = max(info.modified for info in objects)
             staging = StagingPrefix(
@@ -96,4 +108,39 @@ def gc(
                     continue
                 log.info("removing staging leftover %s (%d objects)", staging.uri, staging.objects)
                 store.delete(info.key for info in objects)
+    report.aborted_uploads = store.abort_stale_uploads(moment - older_than, dry_run=dry_run)
     return report
+
+
+def _collect_unlisted(
+    store: Any,
+    prefix: str,
+    objects: list[Any],
+    moment: datetime,
+    older_than: timedelta,
+    dry_run: bool,
+    report: GcReport,
+) -> None:
+    """Old objects of a committed artifact that its manifest does not list."""
+    manifest = read_manifest(store.uri_for(prefix))
+    if manifest is None:
+        return
+    listed = {prefix + MANIFEST_NAME, *(prefix + entry.key for entry in manifest.files)}
+    stale = [
+        info for info in objects if info.key not in listed and moment - info.modified >= older_than
+    ]
+    if not stale:
+        return
+    newest = max(info.modified for info in stale)
+    report.unlisted.append(
+        StagingPrefix(
+            uri=store.uri_for(prefix),
+            objects=len(stale),
+            bytes=sum(info.size for info in stale),
+            newest=newest,
+            age_seconds=(moment - newest).total_seconds(),
+        )
+    )
+    if not dry_run:
+        log.info("removing %d object(s) %s does not list", len(stale), store.uri_for(prefix))
+        store.delete(info.key for info in stale)

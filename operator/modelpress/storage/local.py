@@ -65,6 +65,21 @@ class FileStore(ObjectStore):
         with _translated(self.uri_for(key)), _atomic_target(target) as temp:
             temp.write_bytes(data)
 
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f"{TEMP_MARKER}{uuid.uuid4().hex}-{target.name}")
+        with _translated(self.uri_for(key)):
+            try:
+                temp.write_bytes(data)
+                os.link(temp, target)  # atomic, and fails if the target exists
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+
     def upload_file(self, local: Path, key: str, on_bytes: ByteCallback | None = None) -> Digest:
         target = self._path(key)
         with (

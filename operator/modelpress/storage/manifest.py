@@ -37,12 +37,28 @@ class _CamelModel(BaseModel):
     )
 
 
+BLOBS = "blobs/"
+
+
+def blob_key(sha256: str) -> str:
+    """Where bytes with this hash are stored inside an artifact: content-addressed, so two
+    writers racing on one artifact can never overwrite each other's files."""
+    return f"{BLOBS}{sha256}"
+
+
 class ManifestFile(_CamelModel):
     """One file of an artifact."""
 
     path: str
     bytes: int = Field(ge=0)
     sha256: str
+    object: str | None = None
+    """Where the bytes are stored, relative to the artifact (`blobs/<sha256>`). Unset in
+    artifacts published before content-addressed blobs: the file lies at its path."""
+
+    @property
+    def key(self) -> str:
+        return self.object or self.path
 
     @field_validator("path")
     @classmethod
@@ -88,7 +104,9 @@ class Manifest(_CamelModel):
         )
 
     def to_json_bytes(self) -> bytes:
-        return self.model_dump_json(by_alias=True, indent=2).encode("utf-8") + b"\n"
+        return (
+            self.model_dump_json(by_alias=True, indent=2, exclude_none=True).encode("utf-8") + b"\n"
+        )
 
     @classmethod
     def from_json_bytes(cls, data: bytes) -> Manifest:

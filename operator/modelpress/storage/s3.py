@@ -11,6 +11,7 @@ import functools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,32 @@ class S3Store(ObjectStore):
         with self._errors(key):
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        from botocore import exceptions as boto_errors
+
+        with self._errors(key):
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+                )
+                return True
+            except boto_errors.ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
+                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code == "PreconditionFailed" or status == 412:
+                    return False
+                if code == "ConditionalRequestConflict" or status == 409:
+                    return False  # a concurrent conditional write is in flight: it wins
+                if code == "NotImplemented" or status == 501:
+                    # A store without conditional writes: check, then write. A race can
+                    # then replace one complete manifest by another, never corrupt one:
+                    # every manifest lists content-addressed blobs.
+                    if self.get_bytes(key) is not None:
+                        return False
+                    self.put_bytes(key, data)
+                    return True
+                raise
+
     def upload_file(self, local: Path, key: str, on_bytes: ByteCallback | None = None) -> Digest:
         with self._errors(key), open(local, "rb") as raw:
             reader = HashingReader(raw)
@@ -192,6 +219,21 @@ class S3Store(ObjectStore):
                 self.bucket, self._key(key), writer, Config=self._transfer, Callback=on_bytes
             )
             return writer.digest()
+
+    def abort_stale_uploads(self, before: datetime, dry_run: bool = False) -> int:
+        aborted = 0
+        with self._errors():
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.root.path):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] >= before:
+                        continue
+                    aborted += 1
+                    if not dry_run:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+        return aborted
 
     def delete(self, keys: Iterable[str]) -> None:
         batch: list[str] = []
