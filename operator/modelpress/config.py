@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from modelpress import __version__
+from modelpress.api.keys import OUTPUT_VERSION
 from modelpress.problems import describe
 
 DEFAULT_REGISTRY = "ghcr.io/modelpress"
@@ -197,8 +198,10 @@ class OperatorConfig(_ConfigModel):
     """Pull policy of every container the operator creates."""
     image_pull_secrets: list[str] = Field(default_factory=list)
     """Names of Secrets (in each model's namespace) used to pull images."""
-    compressor_version: str = Field(default=__version__, min_length=1)
-    """Part of every variant's content key: a new version computes artifacts anew."""
+    compressor_version: str = Field(default=OUTPUT_VERSION, min_length=1)
+    """Part of every variant's content key: the compressor's output version
+    (`modelpress.api.keys.OUTPUT_VERSION`), not the package's, so upgrades that change no
+    output recompute nothing. Set it only to have every artifact computed anew."""
     gpu_catalog: dict[str, GpuProduct] = Field(default_factory=dict)
     """GPU products by name (spec.serving.gpu.product, spec.compression.gpu.product);
     entries change or extend modelpress's built-in catalog."""

@@ -84,6 +84,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "verbose": True,
         "podLabels": {"team": "ml"},
         "podAnnotations": {"example.com/owner": "ml-platform"},
+        "compressorVersion": "2026.11-rebuild",
         "trust": {
             "ambientCredentialsNamespaces": ["ml-team"],
             "storeEndpoints": ["https://minio.storage.svc:9000"],

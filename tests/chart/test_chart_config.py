@@ -12,7 +12,7 @@ from modelpress import __version__
 from modelpress.config import OperatorConfig, parse_config
 
 #: OperatorConfig settings the chart leaves to the operator on purpose.
-NOT_FROM_THE_CHART = {"compressorVersion", "trust.allowFileStores"}
+NOT_FROM_THE_CHART = {"trust.allowFileStores"}
 
 
 def test_rendered_config_is_accepted_by_the_operator(objects, value_set):

@@ -194,9 +194,13 @@ def test_job_names_are_deterministic_within_63_characters_and_follow_the_templat
         variants=[{"name": LONGEST_VARIANT, "quantize": {"scheme": "W8A16", "algorithm": "rtn"}}],
         compression={"backoffLimit": 5},
     )
+    retried_job = compress(retried, config, 0, LONGEST_MODEL)[0]
+    # A retry setting does not change the output: same Job, other settings.
+    assert retried_job["metadata"]["name"] == first["metadata"]["name"]
+    spec_hash = names.ANNOTATION_SPEC_HASH
     assert (
-        compress(retried, config, 0, LONGEST_MODEL)[0]["metadata"]["name"]
-        != first["metadata"]["name"]
+        retried_job["metadata"]["annotations"][spec_hash]
+        != (first["metadata"]["annotations"][spec_hash])
     )
     fetch = jobs.fetch_job(LONGEST_MODEL, "ml", spec, config)
     assert len(fetch["metadata"]["name"]) <= 63

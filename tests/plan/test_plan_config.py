@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelpress import __version__
+from modelpress.api.keys import OUTPUT_VERSION
 from modelpress.config import ConfigError, OperatorConfig, load_config, parse_config
 from modelpress.sizing import GPU_CATALOG
 from modelpress.sizing.units import GiB
@@ -17,7 +18,7 @@ def test_defaults_work_without_a_file() -> None:
     assert config == OperatorConfig()
     assert config.images.compressor.endswith(f"compressor:{__version__}")
     assert config.images.compressor_cuda.endswith("-cuda")
-    assert config.compressor_version == __version__
+    assert config.compressor_version == OUTPUT_VERSION, "not the package version"
     assert config.namespaces == [] and config.peering.standalone
     assert set(GPU_CATALOG) <= set(config.catalog)
 

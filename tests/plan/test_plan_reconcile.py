@@ -544,3 +544,36 @@ def test_the_variant_key_includes_the_compressor_version_or_custom_image() -> No
     newer = OperatorConfig.model_validate({"compressorVersion": "9.9.9"})
     assert variant_locations(spec, SOURCE, newer) != default_keys
     assert all(uri.startswith(f"{STORE}artifacts/") for _, uri in default_keys.values())
+
+
+@pytest.mark.parametrize("change", ["ttl", "retries", "image"])
+def test_new_job_settings_never_replace_a_running_job_but_rerun_a_failed_one(change: str) -> None:
+    first = plan(observed=with_base())
+    w4 = next(o for o in first.create if o["metadata"]["labels"][names.LABEL_VARIANT] == "w4")
+    spec, config = make_spec(), OperatorConfig()
+    if change == "ttl":
+        config = OperatorConfig.model_validate({"jobs": {"ttlSecondsAfterFinished": 60}})
+    elif change == "retries":
+        spec = make_spec(compression={"backoffLimit": 4})
+    else:
+        config = OperatorConfig.model_validate({"images": {"compressor": "r.example.com/c:2"}})
+
+    running = job_state(w4, active=1)
+    result = plan(spec, with_base(jobs=(running,)), config=config)
+    assert ("Job", w4["metadata"]["name"]) not in result.delete, "a running Job is left alone"
+    assert w4["metadata"]["name"] not in [o["metadata"]["name"] for o in result.create]
+
+    failed = job_state(w4, failed=1, failure_reason="BackoffLimitExceeded")
+    result = plan(spec, with_base(jobs=(failed,)), config=config)
+    assert ("Job", w4["metadata"]["name"]) in result.delete, "a failed one runs again"
+    assert (
+        "runs again with the current ones"
+        in variant(result.wire_status, "w4")["conditions"][1]["message"]
+    )
+    again = plan(spec, with_base(), config=config)
+    recreated = next(o for o in again.create if o["metadata"]["name"] == w4["metadata"]["name"])
+    assert recreated["metadata"]["annotations"] != w4["metadata"]["annotations"]
+
+    same = plan(observed=with_base(jobs=(failed,)))
+    assert ("Job", w4["metadata"]["name"]) not in same.delete, "same settings: the failure stands"
+    assert variant_conditions(same.wire_status, "w4")["Compressed"] == ("False", "JobFailed")

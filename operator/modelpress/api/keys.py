@@ -12,6 +12,12 @@ from typing import Any
 
 KEY_LENGTH = 20
 
+#: What the compressor's outputs mean: part of every variant key. It changes only when a
+#: release changes what a recipe produces (an algorithm, a default, the saved format),
+#: never with the package version alone, so an upgrade that changes nothing about
+#: outputs recomputes nothing and restarts no Deployment. 0.1.0 is the first one.
+OUTPUT_VERSION = "0.1.0"
+
 
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -53,8 +53,11 @@ def _job(
     spec: CompressedModelSpec,
     config: OperatorConfig,
 ) -> dict[str, Any]:
-    """A Job named `<prefix>-<hash of its labels and spec>`: any change to what it runs
-    is a new Job; an unchanged one is found again after a restart."""
+    """A Job named `<prefix>-<hash of its labels and command>`: what determines its output
+    (the content key is among the labels; the command holds the recipe, the evaluation
+    and the locations). Other settings (resources, retries, TTL, image of the same
+    compressor version) change the `spec-hash` annotation only, so changing them never
+    replaces a running Job; a failed one is run again with them (see `plan.variants`)."""
     job_spec = {
         "backoffLimit": spec.compression.backoff_limit,
         "activeDeadlineSeconds": spec.compression.active_deadline_seconds,
@@ -74,11 +77,17 @@ def _job(
         },
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
     }
-    name = f"{prefix}-{names.short_hash({'labels': labels, 'spec': job_spec})}"
+    command = next(c for c in pod_spec["containers"] if c["name"] == container)["args"]
+    name = f"{prefix}-{names.short_hash({'labels': labels, 'command': command})}"
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "annotations": {names.ANNOTATION_SPEC_HASH: names.short_hash(job_spec)},
+        },
         "spec": job_spec,
     }
 
@@ -142,8 +151,8 @@ def compress_job(
 ) -> dict[str, Any]:
     """One variant's Job: its chain, its evaluation and its publish in one process.
 
-    Its name hashes the Job's spec, so a changed recipe (a new key), image,
-    resource or retry setting is a new Job, and an unchanged one is found again.
+    Its name hashes what determines the artifact (see `_job`): a changed recipe is a new
+    Job, and an unchanged one is found again.
     """
     s_volumes, s_mounts, s_env = pods.storage_mounts(spec)
     volumes = [pods.empty_dir("work", sized.work_dir_size), pods.empty_dir("tmp")]

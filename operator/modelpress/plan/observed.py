@@ -89,6 +89,8 @@ class JobState:
     """The Failed condition's reason (BackoffLimitExceeded, DeadlineExceeded...), once failed."""
     failure_message: str | None = None
     backoff_limit: int | None = None
+    spec_hash: str | None = None
+    """Hash of the settings the Job was created with (names.ANNOTATION_SPEC_HASH)."""
 
     @property
     def is_failed(self) -> bool:
@@ -125,6 +127,7 @@ class JobState:
             failure_reason=failure_reason,
             failure_message=failure_message,
             backoff_limit=(obj.get("spec") or {}).get("backoffLimit"),
+            spec_hash=(metadata.get("annotations") or {}).get(names.ANNOTATION_SPEC_HASH),
         )
 
 

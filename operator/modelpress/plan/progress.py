@@ -4,8 +4,10 @@ a message, in the words of the thing it produces (a base model or a variant)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from modelpress.api.reasons import Reason
+from modelpress.plan import names
 from modelpress.plan.observed import JobState
 
 
@@ -58,6 +60,20 @@ def _job_failure(job: JobState, pod_message: str | None) -> str:
 def _attempts(job: JobState) -> str:
     limit = job.backoff_limit if job.backoff_limit is not None else 0
     return f"{job.failed} of {limit + 1} attempts failed"
+
+
+def failed_with_other_settings(job: JobState | None, desired: dict[str, Any]) -> bool:
+    """A failed Job whose settings (resources, retries, image...) have changed since: it is
+    replaced, so the change takes effect. A running Job is never replaced for them."""
+    wanted = desired["metadata"]["annotations"].get(names.ANNOTATION_SPEC_HASH)
+    return job is not None and job.is_failed and bool(job.spec_hash) and job.spec_hash != wanted
+
+
+def rerun(job_name: str, purpose: JobPurpose) -> Verdict:
+    return Verdict(
+        purpose.working,
+        f"Job {job_name} failed with other settings; it runs again with the current ones",
+    )
 
 
 def job_progress(

@@ -27,7 +27,7 @@ from modelpress.plan.observed import JobState, Observed, Owner
 from modelpress.plan.policies import plan_policies
 from modelpress.plan.recipes import variant_locations
 from modelpress.plan.rollout import plan_serving
-from modelpress.plan.source import plan_source
+from modelpress.plan.source import SourcePlan, plan_source
 from modelpress.plan.summary import ready_condition, summary
 from modelpress.plan.variants import (
     VariantPlan,
@@ -112,7 +112,7 @@ def plan_model(
         ],
         apply=[*policies.apply, *serving.apply],
         delete=[
-            *_obsolete_jobs(observed, owned_jobs, source.job_name, outcomes),
+            *_obsolete_jobs(observed, owned_jobs, source, outcomes),
             *serving.delete,
             *policies.delete,
         ],
@@ -129,15 +129,17 @@ def _stamped(entry: VariantStatus, previous: CompressedModelStatus, now: str) ->
 def _obsolete_jobs(
     observed: Observed,
     owned_jobs: Mapping[str, JobState],
-    fetch_job: str,
+    source: SourcePlan,
     outcomes: Sequence[VariantPlan],
 ) -> list[tuple[str, str]]:
-    """Jobs of this model that nothing needs any more; only when the store was read, so
-    nothing is deleted on a guess."""
+    """Jobs of this model that nothing needs any more, and failed ones to run again with new
+    settings; only when the store was read, so nothing is deleted on a guess."""
     if observed.store_blocker is not None:
         return []
     source_known = observed.source is not None and observed.base is not None
-    keep = {fetch_job, *(o.job_name for o in outcomes if o.job_name)}
+    keep = {o.job_name for o in outcomes if o.job_name}
+    if source.stale_job is None:
+        keep.add(source.job_name)
     return [
         ("Job", job.name)
         for job in owned_jobs.values()

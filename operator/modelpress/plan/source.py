@@ -12,7 +12,7 @@ from modelpress.config import OperatorConfig
 from modelpress.plan import jobs
 from modelpress.plan.conditions import condition
 from modelpress.plan.observed import Artifact, JobState, Observed, Owner
-from modelpress.plan.progress import fetching, job_progress
+from modelpress.plan.progress import failed_with_other_settings, fetching, job_progress, rerun
 from modelpress.plan.trust import image_problem, record_blocker
 
 
@@ -24,6 +24,8 @@ class SourcePlan:
     """The stored base model; None until SourceReady."""
     job_name: str
     create: tuple[dict[str, Any], ...] = ()
+    stale_job: str | None = None
+    """A failed fetch Job with other settings, to delete so it runs again."""
 
 
 def plan_source(
@@ -71,6 +73,11 @@ def plan_source(
     if refused is not None:
         return SourcePlan(ready(False, refused.reason, refused.message), None, None, name)
     existing = owned_jobs.get(name)
+    if failed_with_other_settings(existing, fetch):
+        verdict = rerun(name, fetching())
+        return SourcePlan(
+            ready(False, verdict.reason, verdict.message), None, None, name, stale_job=name
+        )
     verdict = job_progress(existing, name, observed.job_messages.get(name), fetching())
     return SourcePlan(
         ready(False, verdict.reason, verdict.message),

@@ -17,7 +17,13 @@ from modelpress.plan.conditions import condition
 from modelpress.plan.fit import Fit, footprint, size_artifact
 from modelpress.plan.observed import Artifact, JobState, Observed, Owner
 from modelpress.plan.preflight import recipe_problem
-from modelpress.plan.progress import Verdict, compressing, job_progress
+from modelpress.plan.progress import (
+    Verdict,
+    compressing,
+    failed_with_other_settings,
+    job_progress,
+    rerun,
+)
 from modelpress.plan.recipes import Candidate, gate
 from modelpress.plan.resources import compression_resources
 from modelpress.plan.trust import image_problem
@@ -37,6 +43,8 @@ class VariantPlan:
     """The variant's Job, to keep (and to create when `job` is set)."""
     job: dict[str, Any] | None = None
     """The Job to create: not seen yet and the artifact is missing."""
+    stale_job: str | None = None
+    """A failed Job of this variant with other settings, to delete so it runs again."""
     fit: Fit | None = None
     gate: Verdict | None = None
 
@@ -98,9 +106,10 @@ def plan_variant(
     if problem is not None:
         return VariantPlan(variant, problem, key, uri)
     existing = owned_jobs.get(job_name)
-    verdict = job_progress(
-        existing, job_name, observed.job_messages.get(job_name), compressing(variant.name)
-    )
+    purpose = compressing(variant.name)
+    if failed_with_other_settings(existing, job):
+        return VariantPlan(variant, rerun(job_name, purpose), key, uri, stale_job=job_name)
+    verdict = job_progress(existing, job_name, observed.job_messages.get(job_name), purpose)
     return VariantPlan(
         variant, verdict, key, uri, job_name=job_name, job=job if existing is None else None
     )
