@@ -15,13 +15,19 @@ import json
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelpress.api.spec import CompressedModelSpec
 from modelpress.plan.observed import Artifact, SourceRecord
 from modelpress.plan.recipes import artifact_uri
-from modelpress.storage.errors import StorageError
+from modelpress.storage.errors import (
+    AccessDeniedError,
+    BucketNotFoundError,
+    CredentialsError,
+    StorageError,
+    StoreUnavailableError,
+)
 
 
 class RecordError(StorageError):
@@ -33,6 +39,8 @@ class StoreView:
     source: SourceRecord | None
     base: Artifact | None
     artifacts: dict[str, Artifact]
+    corrupt: dict[str, str] = field(default_factory=dict)
+    """Variant keys whose manifest cannot be read, and why."""
 
 
 class StoreReader:
@@ -136,11 +144,23 @@ class StoreReader:
         for key in extra_keys:
             wanted.setdefault(key, artifact_uri(spec, key))
         artifacts = {}
+        corrupt = {}
         for key, uri in wanted.items():
-            found = self.artifact(uri, credentials)
+            try:
+                found = self.artifact(uri, credentials)
+            except (
+                StoreUnavailableError,
+                CredentialsError,
+                AccessDeniedError,
+                BucketNotFoundError,
+            ):
+                raise  # the store itself: nothing about any variant is known
+            except StorageError as error:
+                corrupt[key] = str(error)  # this artifact only: the others go on
+                continue
             if found is not None:
                 artifacts[key] = found
-        return StoreView(record, base, artifacts)
+        return StoreView(record, base, artifacts, corrupt)
 
     async def view_async(self, *args: Any, **kwargs: Any) -> StoreView:
         return await asyncio.to_thread(self.view, *args, **kwargs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 
+import pytest
 from tests.operator.cluster import DEPLOYMENTS
 from tests.operator.conftest import NAMESPACE, Harness, model_manifest
 
@@ -141,3 +142,40 @@ async def test_a_variant_that_does_not_fit_is_reported_with_the_numbers(harness:
     ]
     assert footprint["fits"] is False and footprint["totalBytes"] > 0.5 * 2**30
     assert harness.cluster.all(DEPLOYMENTS) == []
+
+
+async def test_a_corrupt_artifact_is_scoped_to_its_variant_and_repairable(
+    harness: Harness,
+) -> None:
+    from modelpress.cli import main
+
+    await harness.start_operator()
+    await harness.apply(model_manifest("tiny", harness.store))
+    await harness.wait_condition("tiny", "Ready", "True", timeout=45)
+    w8 = next(v for v in harness.status("tiny")["variants"] if v["name"] == "w8")
+    await harness.stop_operator()  # a fresh operator: nothing of w8 remembered
+    key = w8["artifactUri"].removeprefix(f"s3://{harness.store.bucket}/") + "manifest.json"
+    harness.store.client().put_object(Bucket=harness.store.bucket, Key=key, Body=b"{garbled")
+
+    await harness.start_operator()
+    compressed = await harness.wait_condition(
+        "tiny", "Compressed", "False", "ArtifactCorrupt", variant="w8", timeout=30
+    )
+    assert w8["artifactUri"] in compressed["message"]
+    assert f"modelpress verify {w8['artifactUri']} --repair" in compressed["message"]
+    assert harness.condition("tiny", "Ready", variant="w4")["status"] == "True", "w4 goes on"
+    assert harness.status("tiny")["serving"]["variant"] == "w4", "and keeps serving"
+
+    credentials_env = {  # the repair runs with the store's credentials, as a person would
+        "AWS_ACCESS_KEY_ID": harness.store.credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": harness.store.credentials.secret_access_key,
+        "AWS_ENDPOINT_URL": harness.store.endpoint,
+        "AWS_REGION": "us-east-1",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in credentials_env.items():
+            patch.setenv(name, value)
+        assert main(["verify", w8["artifactUri"], "--repair"]) == 0
+    await harness.wait_condition(
+        "tiny", "Compressed", "True", "Published", variant="w8", timeout=45
+    )

@@ -151,6 +151,13 @@ class Reason(StrEnum):
         "layer, a prune that leaves no layer, a sequence longer than the model's positions); "
         "found from its config.json before any Job runs",
     )
+    ARTIFACT_CORRUPT = (
+        "ArtifactCorrupt",
+        Severity.FAILURE,
+        (ConditionType.COMPRESSED, ConditionType.VARIANTS_READY),
+        "the variant's stored manifest cannot be read; the message names it and the "
+        "repair command (`modelpress verify URI --repair`)",
+    )
     COMPRESSION_DOES_NOT_FIT = (
         "CompressionDoesNotFit",
         Severity.FAILURE,

@@ -1,4 +1,4 @@
-"""Store commands the Jobs and init containers run: `pull`, `gc`, `fetch`."""
+"""Store commands the Jobs and init containers run (`pull`, `gc`, `fetch`), and `verify`."""
 
 from __future__ import annotations
 
@@ -39,6 +39,20 @@ def register(subparsers: Any) -> None:
     pull.add_argument("dest", metavar="DEST", help="local directory to download into")
     pull.add_argument("--quiet", action="store_true", help="no progress output")
     pull.set_defaults(func=run_pull)
+
+    verify = subparsers.add_parser(
+        "verify",
+        help="check a committed artifact byte for byte; --repair removes what is damaged",
+        description="Download every file of an artifact and compare it with its manifest. "
+        "Exit 0 when all match; otherwise one line per problem and exit 1. With --repair, "
+        "remove the manifest and every damaged object (exit 0): the artifact is then absent, "
+        "and the operator computes it again.",
+    )
+    verify.add_argument(
+        "uri", metavar="URI", help="artifact prefix, e.g. s3://bucket/artifacts/KEY/"
+    )
+    verify.add_argument("--repair", action="store_true", help="remove what is damaged")
+    verify.set_defaults(func=run_verify)
 
     gc = subparsers.add_parser(
         "gc",
@@ -84,6 +98,32 @@ def _progress(quiet: bool) -> Any:
     from modelpress.storage import default_reporter
 
     return None if quiet else default_reporter()
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from modelpress.storage import InvalidURIError, StorageError
+    from modelpress.storage.verify import verify_artifact
+
+    try:
+        result = verify_artifact(args.uri, repair=args.repair)
+    except InvalidURIError as error:
+        raise UsageError(str(error)) from None
+    except StorageError as error:
+        return _fail("verify", error)
+    for problem in result.problems:
+        print(f"{result.uri}: {problem}")
+    if result.ok:
+        print(f"{result.uri}: {result.files} files, every byte as the manifest lists")
+        return 0
+    if result.repaired:
+        print(
+            f"{result.uri}: removed {len(result.damaged)} object(s), the manifest first; the "
+            "next publish computes the artifact again (intact files are reused)"
+        )
+        return 0
+    if result.damaged:
+        print(f"{result.uri}: run again with --repair to remove what is damaged")
+    return 1
 
 
 def run_pull(args: argparse.Namespace) -> int:

@@ -131,6 +131,7 @@ async def observe_model(
         source=view.source,
         base=view.base,
         artifacts=view.artifacts,
+        corrupt_artifacts=view.corrupt,
         source_blocker=source_blocker,
     )
 

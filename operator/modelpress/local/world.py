@@ -125,6 +125,7 @@ class LocalWorld:
             source=view.source,
             base=view.base,
             artifacts=view.artifacts,
+            corrupt_artifacts=view.corrupt,
             jobs=tuple(self.jobs.values()),
             job_messages=dict(self.job_messages),
             deployment=self.deployment,

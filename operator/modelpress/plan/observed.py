@@ -248,6 +248,8 @@ class Observed:
     base: Artifact | None = None
     artifacts: Mapping[str, Artifact] = field(default_factory=dict)
     """Committed variant artifacts by content key (only keys the spec asks for need be here)."""
+    corrupt_artifacts: Mapping[str, str] = field(default_factory=dict)
+    """Variant keys whose committed manifest cannot be read, and why."""
     jobs: tuple[JobState, ...] = ()
     job_messages: Mapping[str, str] = field(default_factory=dict)
     """Termination messages of failed pods, by Job name."""

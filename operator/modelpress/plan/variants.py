@@ -85,6 +85,13 @@ def plan_variant(
         owner.name, owner.namespace, spec, variant, key, observed.source.uri, uri, sized, config
     )
     job_name = job["metadata"]["name"]
+    if key in observed.corrupt_artifacts:
+        message = (
+            f"{observed.corrupt_artifacts[key]}; the other variants go on. To repair: "
+            f"`modelpress verify {uri} --repair` removes the unreadable manifest, and the "
+            "variant is computed again"
+        )
+        return VariantPlan(variant, Verdict(Reason.ARTIFACT_CORRUPT, message), key, uri)
     artifact = observed.artifacts.get(key)
     if artifact is not None:
         message = f"artifact {uri} holds {artifact.total_bytes} bytes"
