@@ -178,3 +178,23 @@ async def test_the_quality_gate_blocks_a_rollout_and_the_previous_variant_keeps_
     assert status["serving"]["variant"] == "w4"
     assert status["summary"]["phase"] == "Failed"
     assert harness.condition("tiny", "Ready")["reason"] == "QualityGateFailed"
+
+
+async def test_kubectl_set_image_on_the_serving_deployment_is_reverted(harness: Harness) -> None:
+    await harness.start_operator()
+    await harness.apply(model_manifest("tiny", harness.store))
+    await harness.wait_condition("tiny", "Ready", "True", timeout=45)
+    path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/tiny-vllm"
+    live = harness.cluster.get(DEPLOYMENTS, NAMESPACE, "tiny-vllm")
+    assert live is not None
+    image = live["spec"]["template"]["spec"]["containers"][0]["image"]
+    containers = [{"name": "vllm", "image": "attacker/vllm:latest"}]
+    edit = {"spec": {"template": {"spec": {"containers": containers}}}}
+    async with harness.cluster.patch(path, json=edit) as response:
+        assert response.status < 400, await response.text()
+
+    def reverted() -> bool:
+        now = harness.cluster.get(DEPLOYMENTS, NAMESPACE, "tiny-vllm") or {}
+        return now["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+    await harness.wait(reverted, "the image to be put back", timeout=15)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any
 
@@ -577,3 +578,43 @@ def test_new_job_settings_never_replace_a_running_job_but_rerun_a_failed_one(cha
     same = plan(observed=with_base(jobs=(failed,)))
     assert ("Job", w4["metadata"]["name"]) not in same.delete, "same settings: the failure stands"
     assert variant_conditions(same.wire_status, "w4")["Compressed"] == ("False", "JobFailed")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image="evil/vllm:1"),
+        lambda d: d["spec"].update(replicas=7),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0]["env"].append(
+            {"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"}
+        ),
+    ],
+    ids=["kubectl set image", "kubectl scale", "kubectl set env"],
+)
+def test_a_deployment_changed_behind_the_operators_back_is_put_back(edit: Any) -> None:
+    first = plan(observed=with_base(artifacts=built()))
+    desired = next(o for o in first.create if o["kind"] == "Deployment")
+    live = copy.deepcopy(desired)
+    edit(live)
+    live["spec"]["template"]["spec"]["dnsPolicy"] = "ClusterFirst"  # defaults are no drift
+    current = replace(DeploymentState.from_object(live), owner_uid=OWNER.uid, ready_replicas=1,
+                      updated_replicas=1, available_replicas=1)  # fmt: skip
+    observed = with_base(artifacts=built(), deployment=current, service=service_state(first),
+                         network_policies=policy_states(first))  # fmt: skip
+    result = plan(observed=observed, previous=first.wire_status, now=LATER)
+    assert [o["kind"] for o in result.apply] == ["Deployment"]
+
+
+def test_defaults_the_api_server_adds_are_not_drift() -> None:
+    first = plan(observed=with_base(artifacts=built()))
+    live = copy.deepcopy(next(o for o in first.create if o["kind"] == "Deployment"))
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    container["terminationMessagePath"] = "/dev/termination-log"
+    for entry in container["env"]:
+        if "valueFrom" in entry and "fieldRef" in entry["valueFrom"]:
+            entry["valueFrom"]["fieldRef"]["apiVersion"] = "v1"
+    current = replace(DeploymentState.from_object(live), owner_uid=OWNER.uid, ready_replicas=1,
+                      updated_replicas=1, available_replicas=1)  # fmt: skip
+    observed = with_base(artifacts=built(), deployment=current, service=service_state(first),
+                         network_policies=policy_states(first))  # fmt: skip
+    assert plan(observed=observed, previous=first.wire_status, now=LATER).apply == []

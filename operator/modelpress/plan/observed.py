@@ -15,6 +15,7 @@ from modelpress.api.artifact import VariantMetadata
 from modelpress.api.reasons import Reason
 from modelpress.api.status import Metrics
 from modelpress.plan import names
+from modelpress.plan.drift import projection
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
@@ -150,6 +151,8 @@ class DeploymentState:
     observed_generation: int | None = None
     stalled_message: str | None = None
     """Set when the rollout exceeded its progress deadline."""
+    live: Mapping[str, Any] | None = field(default=None, compare=False)
+    """What runs (replicas, containers' images, commands, env, resources): `plan.drift`."""
 
     @property
     def rolled_out(self) -> bool:
@@ -195,6 +198,7 @@ class DeploymentState:
             generation=metadata.get("generation"),
             observed_generation=status.get("observedGeneration"),
             stalled_message=stalled,
+            live=projection(obj),
         )
 
 

@@ -16,6 +16,7 @@ from modelpress.api.status import Condition, ServingStatus
 from modelpress.config import OperatorConfig
 from modelpress.plan import names, serving
 from modelpress.plan.conditions import condition
+from modelpress.plan.drift import drifted
 from modelpress.plan.fit import unknown_serving_gpu
 from modelpress.plan.observed import DeploymentState, Observed, Owner
 from modelpress.plan.progress import Verdict
@@ -147,7 +148,11 @@ def _roll_out(
         )
         return ServingPlan(_serving(owner, False, Reason.NAME_CONFLICT, message))
     create, apply = [], []
-    up_to_date = current is not None and current.spec_hash == _spec_hash(desired)
+    up_to_date = (
+        current is not None
+        and current.spec_hash == _spec_hash(desired)
+        and not drifted(desired, current.live)
+    )
     if current is None:
         create.append(desired)
     elif not up_to_date:
