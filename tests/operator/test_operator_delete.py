@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from tests.operator.conftest import Harness, model_manifest
+from tests.operator.conftest import NAMESPACE, Harness, model_manifest
 
 
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])
@@ -37,3 +39,27 @@ async def test_delete_honours_the_deletion_policy(harness: Harness, policy: str)
         )
     assert harness.store.committed("models") == bases, "the shared base model is never deleted"
     assert harness.condition("beta", "Ready")["status"] == "True"
+
+
+async def test_artifacts_are_deleted_only_once_the_jobs_pods_are_gone(harness: Harness) -> None:
+    await harness.start_operator()
+    await harness.apply(model_manifest("alpha", harness.store, deletionPolicy="Delete"))
+    await harness.wait_condition("alpha", "Ready", "True", timeout=45)
+    job = harness.jobs("alpha")[0]
+    name = job["metadata"]["name"]
+    labels = {"job-name": name, **job["spec"]["template"]["metadata"]["labels"]}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{name}-x", "namespace": NAMESPACE, "labels": labels},
+        "spec": {"containers": [{"name": "compress", "image": "c"}]},
+        "status": {"phase": "Running"},
+    }
+    await harness.create("v1/pods", pod)  # a pod that has not stopped yet
+    artifacts = harness.store.committed("artifacts")
+    await harness.delete("alpha")
+    await asyncio.sleep(1.0)
+    assert harness.store.committed("artifacts") == artifacts, "nothing deleted under a pod"
+    await harness.delete_object("v1/pods", f"{name}-x")
+    await harness.wait(lambda: harness.model("alpha") is None, "alpha to be gone", timeout=30)
+    assert harness.store.committed("artifacts") == []

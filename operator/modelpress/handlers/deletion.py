@@ -27,7 +27,7 @@ from modelpress.config import OperatorConfig
 from modelpress.handlers import observe
 from modelpress.handlers.kube import ApiError, path
 from modelpress.handlers.state import OperatorState
-from modelpress.plan.names import LABEL_MODEL
+from modelpress.plan.names import COMPRESS, FETCH, LABEL_COMPONENT, LABEL_MODEL
 from modelpress.plan.observed import SourceRecord, owner_uid
 from modelpress.plan.recipes import checkpoint_uri, store_prefix, variant_locations
 from modelpress.storage import StorageError
@@ -112,9 +112,33 @@ async def delete_model(
         return
 
     client = state.api()
-    for job in await client.list("Job", namespace, {LABEL_MODEL: name}):
-        if owner_uid(job.get("metadata") or {}) == uid:
-            await client.delete("Job", namespace, job["metadata"]["name"])
+    jobs = [
+        job["metadata"]["name"]
+        for job in await client.list("Job", namespace, {LABEL_MODEL: name})
+        if owner_uid(job.get("metadata") or {}) == uid
+    ]
+    for job in jobs:
+        await client.delete("Job", namespace, job, propagation="Foreground")
+    # A pod still running could publish after its artifact is deleted: wait until the
+    # Jobs' pods are gone (they stop at once on SIGTERM). Found by the model's label, which
+    # the Jobs' pods carry, so Jobs already gone cannot hide their pods.
+    running = sorted(
+        pod["metadata"]["name"]
+        for pod in await client.list("Pod", namespace, {LABEL_MODEL: name})
+        if (pod["metadata"].get("labels") or {}).get(LABEL_COMPONENT) in (FETCH, COMPRESS)
+    )
+    if running:
+        waiting = f"the Job pods {', '.join(running)} still run"
+        if retry < GIVE_UP_AFTER_RETRIES:
+            raise kopf.TemporaryError(
+                f"{waiting}: waiting for them before deleting artifacts",
+                delay=state.config.backoff_seconds,
+            )
+        # Safe over tidy: an artifact deleted under a running publish could be committed
+        # half-gone. `modelpress gc` and a later deletion remove what is left.
+        message = f"{waiting} after {retry + 1} attempts: artifacts are kept"
+        kopf.warn(body, reason="ArtifactsKept", message=message[:1000])  # type: ignore[arg-type]
+        return
 
     candidates: set[str] = set()
     try:

@@ -183,13 +183,16 @@ class KubeClient:
                     content_type="application/merge-patch+json",
                 )
 
-    async def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete in the background (dependents go too); False when already gone."""
+    async def delete(
+        self, kind: str, namespace: str, name: str, propagation: str = "Background"
+    ) -> bool:
+        """Delete with its dependents (in the background, or `Foreground`: the object stays
+        until they are gone); False when already gone."""
         try:
             await self.request(
                 "DELETE",
                 path(kind, namespace, name),
-                body={"propagationPolicy": "Background"},
+                body={"propagationPolicy": propagation},
             )
         except ApiError as error:
             if error.status == 404:
