@@ -8,7 +8,8 @@ import copy
 
 import pytest
 from tests.operator.cluster import DEPLOYMENTS
-from tests.operator.conftest import NAMESPACE, Harness, model_manifest
+from tests.operator.conftest import NAMESPACE, Harness, model_manifest, sizes_by_variant
+from tests.operator.kubelet import Outcome
 
 from modelpress.api.admission import schema_problems
 
@@ -179,3 +180,48 @@ async def test_a_corrupt_artifact_is_scoped_to_its_variant_and_repairable(
     await harness.wait_condition(
         "tiny", "Compressed", "True", "Published", variant="w8", timeout=45
     )
+
+
+async def test_a_pod_that_cannot_be_scheduled_is_said_why(harness: Harness) -> None:
+    release = asyncio.Event()
+
+    def held(job: dict) -> Outcome:
+        return Outcome(hold=release) if job["metadata"]["labels"].get(
+            "modelpress.dev/variant") == "w4" else sizes_by_variant(job)  # fmt: skip
+
+    harness.kubelet.behaviour = held
+    await harness.start_operator()
+    await harness.apply(model_manifest("tiny", harness.store))
+    await harness.wait_condition(
+        "tiny", "Compressed", "True", "Published", variant="w8", timeout=45
+    )
+    job = next(j for j in harness.jobs("tiny") if j["metadata"]["labels"].get(
+        "modelpress.dev/variant") == "w4")  # fmt: skip
+    name = job["metadata"]["name"]
+    unschedulable = "0/3 nodes are available: 3 Insufficient memory."
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{name}-p", "namespace": NAMESPACE, "labels": {"job-name": name}},
+        "spec": {"containers": [{"name": "compress", "image": "c"}]},
+        "status": {
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False",
+                            "reason": "Unschedulable", "message": unschedulable}],
+        },
+    }  # fmt: skip
+    await harness.create("v1/pods", pod)
+    path = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}/status"
+    async with harness.cluster.patch(path, json={"status": {"active": 1, "ready": 0}}) as r:
+        assert r.status < 400
+    compressed = await harness.wait(
+        lambda: (
+            (c := harness.condition("tiny", "Compressed", variant="w4"))
+            and unschedulable in c["message"]
+            and c
+        ),
+        "the reason the pod waits",
+        timeout=15,
+    )
+    assert "is waiting for its pod to start: Unschedulable" in compressed["message"]
+    release.set()

@@ -209,14 +209,31 @@ def test_a_retrying_job_and_then_a_failed_one() -> None:
         previous=retrying.wire_status,
     )
     compressed = variant(result.wire_status, "w4")["conditions"][1]
+    # Out of GPU memory is told apart from other failures, with the fields to change.
+    assert (compressed["status"], compressed["reason"]) == ("False", "OutOfMemory")
+    assert "CUDA out of memory" in compressed["message"]
+    assert "spec.compression.gpu" in compressed["message"]
+    assert conditions(result.wire_status)["VariantsReady"] == ("False", "OutOfMemory")
+    assert result.create == [], "a failed Job is not replaced until something changes"
+    assert any(e.type == "Warning" and e.reason == "OutOfMemory" for e in result.events)
+
+    other = {name: "exit code 1 (Error): ValueError: bad tensor"}
+    result = plan(observed=with_base(jobs=(failed,), job_messages=other))
+    compressed = variant(result.wire_status, "w4")["conditions"][1]
     assert (compressed["status"], compressed["reason"]) == ("False", "JobFailed")
-    assert (
-        "BackoffLimitExceeded" in compressed["message"]
-        and "CUDA out of memory" in compressed["message"]
-    )
-    assert conditions(result.wire_status)["VariantsReady"] == ("False", "JobFailed")
-    assert result.create == [], "a failed Job is not replaced until it is removed"
-    assert any(e.type == "Warning" and e.reason == "JobFailed" for e in result.events)
+    assert "BackoffLimitExceeded" in compressed["message"] and "bad tensor" in compressed["message"]
+
+
+def test_an_oom_killed_job_names_the_memory_to_raise() -> None:
+    first = plan(observed=with_base())
+    w4 = next(o for o in first.create if o["metadata"]["labels"][names.LABEL_VARIANT] == "w4")
+    failed = job_state(w4, failed=1, failure_reason="BackoffLimitExceeded")
+    killed = {w4["metadata"]["name"]: "exit code 137 (OOMKilled)"}
+    result = plan(observed=with_base(jobs=(failed,), job_messages=killed))
+    compressed = variant(result.wire_status, "w4")["conditions"][1]
+    limit = w4["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    assert compressed["reason"] == "OutOfMemory"
+    assert f"raise spec.compression.memory above {limit}" in compressed["message"]
 
 
 def test_a_variant_whose_compression_cannot_fit_its_gpu_gets_no_job() -> None:

@@ -158,6 +158,12 @@ class Reason(StrEnum):
         "the variant's stored manifest cannot be read; the message names it and the "
         "repair command (`modelpress verify URI --repair`)",
     )
+    OUT_OF_MEMORY = (
+        "OutOfMemory",
+        Severity.FAILURE,
+        (ConditionType.SOURCE_READY, ConditionType.COMPRESSED, ConditionType.VARIANTS_READY),
+        "a Job ran out of host or GPU memory; the message names the field to raise",
+    )
     COMPRESSION_DOES_NOT_FIT = (
         "CompressionDoesNotFit",
         Severity.FAILURE,

@@ -118,6 +118,40 @@ def _last_words(message: str) -> str:
     return lines[-1][:1000]
 
 
+def waiting_message(pod: Mapping[str, Any]) -> str | None:
+    """Why a pod has not started: unschedulable, an image that cannot be pulled..."""
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = condition.get("reason") or "Unschedulable"
+            return f"{reason}: {condition.get('message') or 'no node fits it'}"
+    for container in (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    ):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+            return f"{waiting['reason']}: {waiting.get('message') or ''}".strip(": ")
+    return None
+
+
+async def pending_messages(
+    client: KubeClient, namespace: str, job_names: Iterable[str]
+) -> dict[str, str]:
+    """Why each named Job's pod has not started, where it says."""
+    found: dict[str, str] = {}
+    for name in job_names:
+        try:
+            pods = await client.list("Pod", namespace, {"job-name": name})
+        except ApiError:
+            continue
+        for pod in pods:
+            message = waiting_message(pod)
+            if message:
+                found[name] = message
+                break
+    return found
+
+
 async def job_messages(
     client: KubeClient, namespace: str, job_names: Iterable[str]
 ) -> dict[str, str]:

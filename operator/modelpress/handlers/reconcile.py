@@ -145,7 +145,8 @@ def _replace(observed: Observed, **changes: Any) -> Observed:
 async def _pod_messages(
     state: OperatorState, namespace: str, jobs: Iterable[JobState]
 ) -> dict[str, str]:
-    """Failed pods' messages, asked once per (Job, number of failures)."""
+    """Failed pods' messages, asked once per (Job, number of failures); and why pods that
+    have not started are waiting."""
     found: dict[str, str] = {}
     missing = []
     for job in jobs:
@@ -161,8 +162,11 @@ async def _pod_messages(
         for job in missing:
             message = fresh.get(job.name)
             if message:
-                state.pod_messages[(namespace, job.name, job.failed)] = message
+                state.remember_pod_message((namespace, job.name, job.failed), message)
                 found[job.name] = message
+    starting = [j.name for j in jobs if j.active and j.ready == 0 and not j.failed]
+    if starting:  # asked each time: a pod waiting for a node can start any moment
+        found.update(await observe.pending_messages(state.api(), namespace, starting))
     return found
 
 

@@ -7,6 +7,7 @@ Nothing here is needed to be correct after a restart: it only saves work.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from modelpress.handlers.metrics import OperatorMetrics
 from modelpress.storeview import StoreReader
 
 ModelKey = tuple[str, str]
+POD_MESSAGES_KEPT = 10_000
 
 
 @dataclass
@@ -33,8 +35,9 @@ class OperatorState:
     even before the watch brings the patched object back."""
     conflicts: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     """By object uid: (kind, name) of objects in the way that are not the model's own."""
-    pod_messages: dict[tuple[str, str, int], str] = field(default_factory=dict)
-    """Failed pods' messages by (namespace, Job, failed count)."""
+    pod_messages: OrderedDict[tuple[str, str, int], str] = field(default_factory=OrderedDict)
+    """Failed pods' messages by (namespace, Job, failed count), the most recent
+    POD_MESSAGES_KEPT only."""
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     _slots: asyncio.Semaphore | None = None
 
@@ -57,6 +60,11 @@ class OperatorState:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.config.worker_limit)
         return self._slots
+
+    def remember_pod_message(self, key: tuple[str, str, int], message: str) -> None:
+        self.pod_messages[key] = message
+        while len(self.pod_messages) > POD_MESSAGES_KEPT:
+            self.pod_messages.popitem(last=False)
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         self.triggers.pop((namespace, name), None)

@@ -92,6 +92,10 @@ class JobState:
     backoff_limit: int | None = None
     spec_hash: str | None = None
     """Hash of the settings the Job was created with (names.ANNOTATION_SPEC_HASH)."""
+    ready: int | None = None
+    """Pods running and ready (None from API servers that do not count them)."""
+    memory_limit: str | None = None
+    """The memory limit of its container, for an out-of-memory message."""
 
     @property
     def is_failed(self) -> bool:
@@ -129,6 +133,8 @@ class JobState:
             failure_message=failure_message,
             backoff_limit=(obj.get("spec") or {}).get("backoffLimit"),
             spec_hash=(metadata.get("annotations") or {}).get(names.ANNOTATION_SPEC_HASH),
+            ready=status.get("ready"),
+            memory_limit=_memory_limit(obj),
         )
 
 
@@ -216,6 +222,15 @@ class ServiceState:
             owner_uid=owner_uid(metadata),
             spec_hash=(metadata.get("annotations") or {}).get(names.ANNOTATION_SPEC_HASH),
         )
+
+
+def _memory_limit(job: Mapping[str, Any]) -> str | None:
+    pod = (((job.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    for container in pod.get("containers") or []:
+        limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+        if limit:
+            return str(limit)
+    return None
 
 
 def owner_uid(metadata: Mapping[str, Any]) -> str | None:

@@ -33,10 +33,18 @@ class JobPurpose:
     failed: Reason
     missing: Reason
     """The Job succeeded but its result is not in the store."""
+    memory_field: str = "spec.compression.memory"
+    """Where its memory is set, for an out-of-memory failure's message."""
 
 
 def fetching() -> JobPurpose:
-    return JobPurpose("fetch", Reason.FETCHING, Reason.FETCH_FAILED, Reason.FETCH_INCOMPLETE)
+    return JobPurpose(
+        "fetch",
+        Reason.FETCHING,
+        Reason.FETCH_FAILED,
+        Reason.FETCH_INCOMPLETE,
+        "the operator's jobs.fetchMemory (Helm values)",
+    )
 
 
 def compressing(variant: str) -> JobPurpose:
@@ -76,6 +84,26 @@ def rerun(job_name: str, purpose: JobPurpose) -> Verdict:
     )
 
 
+OUT_OF_MEMORY_SIGNS = ("OOMKilled", "exit code 137", "out of memory", "OutOfMemory")
+CUDA_SIGNS = ("CUDA out of memory", "CUDA error: out of memory")
+
+
+def _out_of_memory(job: JobState, pod_message: str, purpose: JobPurpose) -> Verdict:
+    if any(sign in pod_message for sign in CUDA_SIGNS):
+        advice = (
+            "give it more GPU memory (a larger spec.compression.gpu product or count) or fewer "
+            "calibration samples"
+        )
+    else:
+        limit = f" above {job.memory_limit}" if job.memory_limit else ""
+        advice = f"raise {purpose.memory_field}{limit}"
+    return Verdict(
+        Reason.OUT_OF_MEMORY,
+        f"Job {job.name} ran out of memory ({pod_message}): {advice}; it runs again once "
+        "that is changed",
+    )
+
+
 def job_progress(
     job: JobState | None, job_name: str, pod_message: str | None, purpose: JobPurpose
 ) -> Verdict:
@@ -83,6 +111,8 @@ def job_progress(
     if job is None:
         return Verdict(purpose.working, f"created Job {job_name} to {purpose.verb}")
     if job.is_failed:
+        if pod_message and any(sign in pod_message for sign in OUT_OF_MEMORY_SIGNS):
+            return _out_of_memory(job, pod_message, purpose)
         return Verdict(purpose.failed, _job_failure(job, pod_message))
     if job.complete:
         return Verdict(
@@ -93,5 +123,8 @@ def job_progress(
     if job.failed:
         detail = f": {pod_message}" if pod_message else ""
         return Verdict(Reason.JOB_RETRYING, f"Job {job.name}: {_attempts(job)}{detail}; retrying")
+    if job.active and job.ready is not None and not job.ready:
+        why = f": {pod_message}" if pod_message else ""
+        return Verdict(purpose.working, f"Job {job.name} is waiting for its pod to start{why}")
     state = "running" if job.active else "pending"
     return Verdict(purpose.working, f"Job {job.name} is {state}")
