@@ -93,3 +93,30 @@ def test_fetch_command_prints_the_record(
     assert main(["fetch", "--source", "{not json", "--store", store_uri]) == 2
     assert main(["fetch", "--source", '{"git": "x"}', "--store", store_uri]) == 2
     assert "source.git" in capsys.readouterr().err
+
+
+class RepositoryNotFoundError(Exception):
+    """Named as huggingface_hub names it."""
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [(RepositoryNotFoundError("404 org/missing"), 2), (ConnectionError("reset by peer"), 1)],
+    ids=["missing repository: fail once", "network: retry"],
+)
+def test_fetch_tells_permanent_errors_from_passing_ones(
+    error: Exception, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Exit 2 makes the Job's pod failure policy fail it at once; 1 lets it retry."""
+    from modelpress.sources.huggingface import hub_errors
+
+    def failing(*args: object, **kwargs: object) -> None:
+        with hub_errors("resolving org/missing", token=None):
+            raise error
+
+    monkeypatch.setattr("modelpress.sources.fetch_source", failing)
+    source = '{"huggingface": {"repo": "org/missing"}}'
+    assert main(["fetch", "--source", source, "--store", tmp_path.as_uri() + "/"]) == code
+    if code == 2:
+        assert "check spec.source.huggingface.repo" in capsys.readouterr().err

@@ -194,7 +194,12 @@ def run_fetch(args: argparse.Namespace) -> int:
         )
     except (InvalidURIError, SourceSpecError) as error:
         raise UsageError(str(error)) from None
-    except (StorageError, SourceError) as error:
+    except SourceError as error:
+        if error.permanent:  # exit 2: the Job's pod failure policy fails it at once
+            print(f"modelpress fetch: {error}", file=sys.stderr)
+            return 2
+        return _fail("fetch", error)
+    except StorageError as error:
         return _fail("fetch", error)
     print(json.dumps(record.model_dump(), sort_keys=True))
     return 0

@@ -74,11 +74,19 @@ def hub_errors(what: str, token: str | None) -> Iterator[None]:
         detail = scrub(f"{type(error).__name__}: {error}", token)
         hint = ""
         name = type(error).__name__
+        permanent = True
         if name in ("RepositoryNotFoundError", "GatedRepoError") or "401" in detail:
-            hint = "; check the repository id and that the token (HF_TOKEN_PATH) grants access"
-        elif name == "RevisionNotFoundError":
-            hint = "; check huggingface.revision"
-        raise SourceError(f"{what}: {detail.splitlines()[0] if detail else name}{hint}") from None
+            hint = (
+                "; check spec.source.huggingface.repo and that the token "
+                "(spec.source.huggingface.tokenSecretRef) grants access"
+            )
+        elif name in ("RevisionNotFoundError", "EntryNotFoundError"):
+            hint = "; check spec.source.huggingface.revision"
+        else:
+            permanent = False  # the network, the Hub's own trouble: worth another try
+        raise SourceError(
+            f"{what}: {detail.splitlines()[0] if detail else name}{hint}", permanent=permanent
+        ) from None
 
 
 def _lfs_sha256(sibling: Any) -> str | None:
