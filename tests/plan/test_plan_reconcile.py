@@ -635,3 +635,26 @@ def test_defaults_the_api_server_adds_are_not_drift() -> None:
     observed = with_base(artifacts=built(), deployment=current, service=service_state(first),
                          network_policies=policy_states(first))  # fmt: skip
     assert plan(observed=observed, previous=first.wire_status, now=LATER).apply == []
+
+
+def test_a_failure_is_remembered_after_its_job_is_gone_until_something_changes() -> None:
+    first = plan(observed=with_base())
+    w4 = next(o for o in first.create if o["metadata"]["labels"][names.LABEL_VARIANT] == "w4")
+    name = w4["metadata"]["name"]
+    failed = job_state(w4, failed=2, failure_reason="BackoffLimitExceeded")
+    seen = plan(observed=with_base(jobs=(failed,)), previous=first.wire_status)
+    assert variant(seen.wire_status, "w4")["failedJob"]["name"] == name
+
+    # The Job's TTL removes it: it is not created again, on a GPU, for nothing.
+    gone = plan(observed=with_base(), previous=seen.wire_status, now=LATER)
+    assert name not in [o["metadata"]["name"] for o in gone.create]
+    compressed = variant(gone.wire_status, "w4")["conditions"][1]
+    assert compressed["reason"] == "JobFailed" and "modelpress.dev/retry" in compressed["message"]
+    assert plan(observed=with_base(), previous=gone.wire_status).create == gone.create, "stable"
+
+    # The user asks for another try: a new value of the annotation runs it again.
+    retried = plan(observed=with_base(), previous=gone.wire_status, owner=replace(OWNER, retry="1"))
+    assert name in [o["metadata"]["name"] for o in retried.create]
+    # New settings run it again too.
+    more = plan(make_spec(compression={"memory": "64Gi"}), with_base(), previous=gone.wire_status)
+    assert name in [o["metadata"]["name"] for o in more.create]

@@ -71,6 +71,22 @@ class Footprint(ApiModel):
     """Weights vLLM keeps in host memory (allowCpuOffload)."""
 
 
+class FailedJob(ApiModel):
+    """A compression Job that failed, remembered after the Job itself is removed (its TTL),
+    so that it is not run again, on a GPU, for nothing."""
+
+    name: str
+    """The Job's name (it hashes what determines the output)."""
+    settings: str | None = None
+    """Hash of its settings: new settings run it again."""
+    retry: str | None = None
+    """The model's modelpress.dev/retry annotation when it failed: a new value runs it again."""
+    reason: str = Field(default="JobFailed", max_length=1024, pattern=REASON)
+    """The failure's reason, as its condition said."""
+    message: str = Field(default="", max_length=32768)
+    """The failure's message, as its condition said."""
+
+
 class VariantStatus(ApiModel):
     """What is known about one variant."""
 
@@ -92,6 +108,7 @@ class VariantStatus(ApiModel):
     """Weight bytes x 8 / parameters, scales and packing included."""
     metrics: Metrics | None = None
     footprint: Footprint | None = None
+    failed_job: FailedJob | None = None
     conditions: list[Condition] = Field(default_factory=list)
     """Compressed, QualityGate, Fits and Ready."""
 

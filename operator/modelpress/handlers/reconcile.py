@@ -21,6 +21,7 @@ from modelpress.handlers import observe
 from modelpress.handlers.kube import ApiError
 from modelpress.handlers.state import OperatorState
 from modelpress.plan.conditions import merge_patch, now_rfc3339
+from modelpress.plan.names import ANNOTATION_RETRY
 from modelpress.plan.observed import (
     Blocker,
     DeploymentState,
@@ -242,6 +243,7 @@ async def reconcile(
             namespace=namespace,
             uid=metadata.get("uid"),
             generation=metadata.get("generation"),
+            retry=(metadata.get("annotations") or {}).get(ANNOTATION_RETRY),
         )
         uid = owner.uid or ""
         previous = state.written.get(uid) or dict(body.get("status") or {})

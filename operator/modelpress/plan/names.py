@@ -21,6 +21,7 @@ LABEL_VARIANT = f"{DOMAIN}/variant"
 LABEL_KEY = f"{DOMAIN}/key"
 ANNOTATION_SPEC_HASH = f"{DOMAIN}/spec-hash"
 ANNOTATION_ARTIFACT = f"{DOMAIN}/artifact-uri"
+ANNOTATION_RETRY = f"{DOMAIN}/retry"
 
 FETCH = "fetch"
 COMPRESS = "compress"

@@ -249,6 +249,8 @@ class Owner:
     namespace: str
     uid: str | None = None
     generation: int | None = None
+    retry: str | None = None
+    """The modelpress.dev/retry annotation: changing it runs failed Jobs again."""
 
 
 @dataclass(frozen=True)

@@ -74,9 +74,18 @@ def plan_model(
     if source.base is not None:
         assert observed.source is not None
         locations = variant_locations(spec, observed.source, config)
+        earlier = {v.name: v for v in previous.variants}
         outcomes = [
             plan_variant(
-                owner, spec, v, locations[v.name], observed, source.base, owned_jobs, config
+                owner,
+                spec,
+                v,
+                locations[v.name],
+                observed,
+                source.base,
+                owned_jobs,
+                config,
+                earlier.get(v.name),
             )
             for v in spec.variants
         ]

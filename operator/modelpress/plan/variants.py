@@ -7,12 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelpress.api.reasons import ConditionType, Reason
+from modelpress.api.reasons import ConditionType, Reason, parse_reason
 from modelpress.api.spec import CompressedModelSpec
-from modelpress.api.status import Condition, VariantStatus
+from modelpress.api.status import Condition, FailedJob, VariantStatus
 from modelpress.api.steps import Variant
 from modelpress.config import OperatorConfig
-from modelpress.plan import jobs
+from modelpress.plan import jobs, names
 from modelpress.plan.conditions import condition
 from modelpress.plan.fit import Fit, footprint, size_artifact
 from modelpress.plan.observed import Artifact, JobState, Observed, Owner
@@ -45,6 +45,8 @@ class VariantPlan:
     """The Job to create: not seen yet and the artifact is missing."""
     stale_job: str | None = None
     """A failed Job of this variant with other settings, to delete so it runs again."""
+    failed_job: FailedJob | None = None
+    """The failure to remember once the Job is gone (see `api.status.FailedJob`)."""
     fit: Fit | None = None
     gate: Verdict | None = None
 
@@ -77,6 +79,7 @@ def plan_variant(
     base: Artifact,
     owned_jobs: Mapping[str, JobState],
     config: OperatorConfig,
+    earlier: VariantStatus | None = None,
 ) -> VariantPlan:
     key, uri = location
     assert observed.source is not None
@@ -114,11 +117,57 @@ def plan_variant(
         return VariantPlan(variant, problem, key, uri)
     existing = owned_jobs.get(job_name)
     purpose = compressing(variant.name)
-    if failed_with_other_settings(existing, job):
+    remembered = earlier.failed_job if earlier is not None else None
+    if remembered is not None and remembered.name != job_name:
+        remembered = None  # a failure of another recipe
+    if failed_with_other_settings(existing, job) or (
+        existing is not None
+        and existing.is_failed
+        and remembered
+        and remembered.retry != owner.retry
+    ):
         return VariantPlan(variant, rerun(job_name, purpose), key, uri, stale_job=job_name)
+    still_failed = (
+        existing is None
+        and remembered is not None
+        and remembered.settings == _settings(job)
+        and remembered.retry == owner.retry
+    )
+    if still_failed and remembered is not None:
+        return VariantPlan(variant, _remembered(owner, remembered), key, uri, failed_job=remembered)
     verdict = job_progress(existing, job_name, observed.job_messages.get(job_name), purpose)
+    failed = None
+    if existing is not None and existing.is_failed:
+        failed = FailedJob(
+            name=job_name,
+            settings=existing.spec_hash,
+            retry=owner.retry,
+            reason=verdict.reason,
+            message=verdict.message,
+        )
     return VariantPlan(
-        variant, verdict, key, uri, job_name=job_name, job=job if existing is None else None
+        variant,
+        verdict,
+        key,
+        uri,
+        job_name=job_name,
+        job=job if existing is None else None,
+        failed_job=failed,
+    )
+
+
+def _settings(job: Mapping[str, Any]) -> str | None:
+    return job["metadata"]["annotations"].get(names.ANNOTATION_SPEC_HASH)
+
+
+def _remembered(owner: Owner, failure: FailedJob) -> Verdict:
+    """A failed Job removed by its TTL: the failure stands until something changes."""
+    reason = parse_reason(failure.reason) or Reason.JOB_FAILED
+    return Verdict(
+        reason,
+        f"{failure.message}; it is not run again until the recipe or its settings change, "
+        f"or `kubectl annotate compressedmodel {owner.name} {names.ANNOTATION_RETRY}="
+        "$(date +%s) --overwrite`",
     )
 
 
@@ -129,7 +178,11 @@ def variant_status(
         return condition(type_, status, verdict.reason, verdict.message, generation)
 
     entry = VariantStatus(
-        name=outcome.name, key=outcome.key, job=outcome.job_name, artifact_uri=outcome.uri
+        name=outcome.name,
+        key=outcome.key,
+        job=outcome.job_name,
+        artifact_uri=outcome.uri,
+        failed_job=outcome.failed_job,
     )
     artifact = outcome.artifact
     if artifact is None or outcome.fit is None or outcome.gate is None:
