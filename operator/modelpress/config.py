@@ -216,6 +216,10 @@ class OperatorConfig(_ConfigModel):
     """Models reconciled at the same time; bounds the load on the API server at start-up."""
     backoff_seconds: float = Field(default=10.0, ge=0.1)
     """Delay before retrying a reconcile that failed on a transient error."""
+    store_deadline_seconds: float = Field(default=20.0, gt=0)
+    """How long one model's store reads may take in a reconcile. Past it the model reports
+    StoreUnavailable, and its endpoint is skipped until the stuck read returns, so one
+    dead endpoint cannot hold the operator's reconcile slots."""
     store_cache_seconds: float = Field(default=600.0, ge=0)
     """How long a manifest seen in the store is trusted before it is read again."""
     watch: Watch = Field(default_factory=Watch)

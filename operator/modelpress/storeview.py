@@ -10,7 +10,6 @@ again every time, since a Job may have just published it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -161,6 +160,3 @@ class StoreReader:
             if found is not None:
                 artifacts[key] = found
         return StoreView(record, base, artifacts, corrupt)
-
-    async def view_async(self, *args: Any, **kwargs: Any) -> StoreView:
-        return await asyncio.to_thread(self.view, *args, **kwargs)

@@ -4,7 +4,12 @@ no crash loop, and recovery once the problem is fixed (emulated cluster)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import copy
+import socket
+import threading
+from collections.abc import Iterator
 
 import pytest
 from tests.operator.cluster import DEPLOYMENTS
@@ -225,3 +230,52 @@ async def test_a_pod_that_cannot_be_scheduled_is_said_why(harness: Harness) -> N
     )
     assert "is waiting for its pod to start: Unschedulable" in compressed["message"]
     release.set()
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[str]:
+    """An endpoint that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()  # the stuck reads fail now, and their threads end
+        server.close()
+
+
+async def test_a_dead_store_endpoint_holds_up_only_its_own_models(harness: Harness) -> None:
+    with blackhole() as dead:
+        data = dict(harness.store.secret_data())
+        data["AWS_ENDPOINT_URL"] = base64.b64encode(dead.encode()).decode()
+        secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": data,
+                  "metadata": {"name": "dead-store", "namespace": NAMESPACE}}  # fmt: skip
+        await harness.create("v1/secrets", secret)
+        await harness.start_operator(
+            storeDeadlineSeconds=1,
+            trust={"storeEndpoints": [harness.store.endpoint, dead]},
+        )
+        stuck = model_manifest("stuck", harness.store)
+        stuck["spec"]["storage"]["secretRef"] = {"name": "dead-store"}
+        await harness.apply(stuck)
+        await harness.apply(model_manifest("tiny", harness.store))
+        source = await harness.wait_condition("stuck", "SourceReady", "False", "StoreUnavailable")
+        assert f"the store at {dead}" in source["message"]
+        await harness.wait_condition("tiny", "Ready", "True", timeout=45)
+        assert harness.condition("stuck", "SourceReady")["reason"] == "StoreUnavailable"
+    # (closing the endpoint ends the stuck reads, so the operator can stop)

@@ -18,6 +18,7 @@ from modelpress.api.reasons import Reason
 from modelpress.api.resource import API_VERSION, KIND, read_spec
 from modelpress.api.spec import CompressedModelSpec
 from modelpress.handlers import observe
+from modelpress.handlers.deadline import StoreTimeout
 from modelpress.handlers.kube import ApiError
 from modelpress.handlers.state import OperatorState
 from modelpress.plan.conditions import merge_patch, now_rfc3339
@@ -113,13 +114,18 @@ async def observe_model(
     from modelpress.storage import StorageError
 
     extra = [deployment.key] if deployment is not None and deployment.key else []
+    endpoint = (credentials.endpoint_url if credentials else None) or "AWS S3"
     try:
-        view = await state.store.view_async(
+        view = await state.guard.read(
+            endpoint,
+            state.store.view,
             spec,
             credentials,
             lambda record: variant_locations(spec, record, state.config),
             extra,
         )
+    except StoreTimeout as error:
+        return _replace(base, store_blocker=Blocker(Reason.STORE_UNAVAILABLE, str(error)))
     except RecordError as error:
         return _replace(base, store_blocker=Blocker(Reason.UNTRUSTED_RECORD, str(error)))
     except StorageError as error:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpress.config import OperatorConfig
+from modelpress.handlers.deadline import EndpointGuard
 from modelpress.handlers.kube import KubeClient
 from modelpress.handlers.metrics import OperatorMetrics
 from modelpress.storeview import StoreReader
@@ -27,6 +28,7 @@ class OperatorState:
     login: Callable[..., Any] | None = None
     """Replaces the service-account/kubeconfig login (tests point it at an emulator)."""
     store: StoreReader = field(init=False)
+    guard: EndpointGuard = field(init=False)
     client: KubeClient | None = None
     triggers: dict[ModelKey, asyncio.Event] = field(default_factory=dict)
     locks: dict[ModelKey, asyncio.Lock] = field(default_factory=dict)
@@ -43,6 +45,7 @@ class OperatorState:
 
     def __post_init__(self) -> None:
         self.store = StoreReader(self.config.store_cache_seconds)
+        self.guard = EndpointGuard(self.config.store_deadline_seconds)
 
     def trigger(self, namespace: str, name: str) -> asyncio.Event:
         return self.triggers.setdefault((namespace, name), asyncio.Event())
