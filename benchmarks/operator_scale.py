@@ -184,7 +184,11 @@ async def benchmark(
     (root / "base" / "model.safetensors").write_bytes(os.urandom(64 * 1024))
     (root / "eval.txt").write_text("held-out text")
     (root / "calib.txt").write_text("calibration text")
-    (root / "operator.yaml").write_text(f"workerLimit: {workers}\n")
+    # One machine: its own file:// store, read with this process's identity.
+    (root / "operator.yaml").write_text(
+        f"workerLimit: {workers}\n"
+        "trust: {allowFileStores: true, ambientCredentialsNamespaces: [bench]}\n"
+    )
 
     async with running_cluster(admission=False) as (cluster, url):
         stand_in = StandIn(cluster)

@@ -135,6 +135,11 @@ class Store:
 
 @pytest.fixture
 def store(moto_endpoint: str) -> Store:
+    return make_store(moto_endpoint)
+
+
+def make_store(moto_endpoint: str) -> Store:
+    """A fresh bucket with a tiny base checkpoint and the text files."""
     result = Store(moto_endpoint, f"mp-{uuid.uuid4().hex[:12]}")
     client = result.client()
     client.create_bucket(Bucket=result.bucket)
@@ -381,6 +386,14 @@ def ungranted(cluster: Cluster) -> set[tuple[str, str, str]]:
 
 @pytest_asyncio.fixture
 async def harness(store: Store) -> AsyncIterator[Harness]:
+    async with emulated(store) as result:
+        yield result
+
+
+@contextlib.asynccontextmanager
+async def emulated(store: Store) -> AsyncIterator[Harness]:
+    """The emulated cluster, the stand-in kubelet and the storage Secret, checked as the
+    API server would check them when the block ends."""
     async with running_cluster() as (cluster, url):
         kubelet = Kubelet(cluster, behaviour=sizes_by_variant)
         runner = asyncio.create_task(kubelet.run())

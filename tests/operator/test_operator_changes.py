@@ -96,8 +96,8 @@ async def test_restarting_the_operator_mid_pipeline_duplicates_nothing(harness: 
 async def test_a_failing_job_is_retried_then_reported_with_its_reason(harness: Harness) -> None:
     crash = json.dumps(
         {
-            "error": "CUDA out of memory while quantizing layer 3",
-            "reason": "OutOfMemory",
+            "error": "ValueError: the loss became NaN at step 3",
+            "reason": "CompressionFailed",
             "exitCode": 1,
         }
     )
@@ -117,7 +117,7 @@ async def test_a_failing_job_is_retried_then_reported_with_its_reason(harness: H
         "tiny", "Compressed", "False", "JobFailed", variant="w4", timeout=45
     )
     assert "BackoffLimitExceeded" in failed["message"]
-    assert "OutOfMemory: CUDA out of memory while quantizing layer 3" in failed["message"]
+    assert "CompressionFailed: ValueError: the loss became NaN at step 3" in failed["message"]
     ready = await harness.wait_condition("tiny", "Ready", "False", "JobFailed")
     assert "w4" in ready["message"]
     w4_job = _variant(harness, "tiny", "w4")["job"]

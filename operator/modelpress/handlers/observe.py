@@ -6,7 +6,7 @@ The store is read by `modelpress.storeview`, shared with local mode.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from modelpress.api.reasons import Reason
@@ -134,39 +134,43 @@ def waiting_message(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
-async def pending_messages(
-    client: KubeClient, namespace: str, job_names: Iterable[str]
+async def _messages(
+    client: KubeClient,
+    namespace: str,
+    job_names: Iterable[str],
+    candidates: Callable[[list[dict[str, Any]]], Iterable[dict[str, Any]]],
+    describe: Callable[[Mapping[str, Any]], str | None],
 ) -> dict[str, str]:
-    """Why each named Job's pod has not started, where it says."""
+    """For each named Job, the first message `describe` finds among its pods' `candidates`."""
     found: dict[str, str] = {}
     for name in job_names:
         try:
             pods = await client.list("Pod", namespace, {"job-name": name})
         except ApiError:
             continue
-        for pod in pods:
-            message = waiting_message(pod)
+        for pod in candidates(pods):
+            message = describe(pod)
             if message:
                 found[name] = message
                 break
     return found
+
+
+async def pending_messages(
+    client: KubeClient, namespace: str, job_names: Iterable[str]
+) -> dict[str, str]:
+    """Why each named Job's pod has not started, where it says."""
+    return await _messages(client, namespace, job_names, lambda pods: pods, waiting_message)
+
+
+def _failed_newest_first(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+    failed.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    return failed[::-1]
 
 
 async def job_messages(
     client: KubeClient, namespace: str, job_names: Iterable[str]
 ) -> dict[str, str]:
     """The last failed pod's message for each named Job."""
-    found: dict[str, str] = {}
-    for name in job_names:
-        try:
-            pods = await client.list("Pod", namespace, {"job-name": name})
-        except ApiError:
-            continue
-        failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
-        failed.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
-        for pod in reversed(failed):
-            message = terminated_message(pod)
-            if message:
-                found[name] = message
-                break
-    return found
+    return await _messages(client, namespace, job_names, _failed_newest_first, terminated_message)
