@@ -184,14 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
     from modelpress.compress.checkpoint import weights_bytes
-    from modelpress.storage import read_manifest
+    from modelpress.storage import fetch, read_manifest
 
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     store = f"file://{work}/store/"
     started = time.monotonic()
     base = prepare_base(store)
-    base_bytes = weights_bytes(Path(base.removeprefix("file://")))
+    base_files = work / "base-files"  # artifacts keep content-addressed blobs: fetch by path
+    fetch(base, base_files)
+    base_bytes = weights_bytes(base_files)
     wanted = [v for v in VARIANTS if not args.only or v["name"] in args.only]
     context = multiprocessing.get_context("spawn")
     rows: list[dict[str, Any]] = []

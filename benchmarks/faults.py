@@ -215,7 +215,7 @@ async def corrupt_blob(run: Run) -> None:
     await run.h.apply(model_manifest("tiny", run.h.store))
     await run.h.wait_condition("tiny", "Ready", "True", timeout=45)
     w4 = next(v for v in run.h.status("tiny")["variants"] if v["name"] == "w4")
-    run.inject("a byte of w4's weights flipped in the bucket; found and repaired")
+    run.inject("a byte of w4's weights flipped in the bucket; verify --repair, then retry")
     from modelpress.cli import main
     from modelpress.storage import open_store, read_manifest
 
@@ -232,6 +232,12 @@ async def corrupt_blob(run: Run) -> None:
     if found != 1:
         run.row.wrong_conditions.append("verify did not find the flipped byte")
     run.reruns.add("-w4-")
+    # The operator trusts what it read for storeCacheSeconds; the retry annotation asks it
+    # to look again at once (docs/operator.md, "Repairing an artifact").
+    path = f"/apis/modelpress.dev/v1alpha1/namespaces/{NAMESPACE}/compressedmodels/tiny"
+    retry = {"metadata": {"annotations": {"modelpress.dev/retry": "repaired"}}}
+    async with run.h.cluster.patch(path, json=retry) as response:
+        assert response.status < 400
     await run.until(
         lambda: (
             run.h.condition("tiny", "Compressed", variant="w4").get("reason") == "Published"

@@ -68,6 +68,12 @@ class StoreReader:
             for key in [k for k in self._cache if k[1] in targets]:
                 del self._cache[key]
 
+    def forget_under(self, prefix: str) -> None:
+        """Drop everything remembered under a store prefix (it was changed out of band)."""
+        with self._lock:
+            for key in [k for k in self._cache if k[1].startswith(prefix)]:
+                del self._cache[key]
+
     @staticmethod
     def _who(credentials: Any) -> str:
         if credentials is None:

@@ -11,7 +11,7 @@ import pytest
 import modelpress.compress.checkpoint as checkpoint_module
 from modelpress.compress import CompressionError, compress_variant, validate_variant
 from modelpress.compress.checkpoint import safetensors_header, weights_bytes
-from modelpress.storage import publish, read_manifest
+from modelpress.storage import fetch, publish, read_manifest
 
 EVAL_SETTINGS = {"samples": 4, "sequenceLength": 64}
 CALIB_SETTINGS = {"samples": 8, "sequenceLength": 64}
@@ -55,12 +55,15 @@ def test_quantized_variant_is_published_with_complete_metadata(
     assert meta["recipe"] == variant | {"quantize": {**variant["quantize"], "ignore": ["lm_head"]}}
     assert meta["modelConfig"]["quantization_config"]["quant_method"] == "compressed-tensors"
 
-    artifact = Path(out.removeprefix("file://"))
+    artifact = tmp_path / "pulled"  # as vLLM's init container gets it: verified, by path
+    fetch(out, artifact)
+    base = tmp_path / "base-pulled"
+    fetch(published_base, base)
     assert meta["weightsBytes"] == weights_bytes(artifact)
     header = safetensors_header(artifact / "model.safetensors")
     assert meta["weightsBytes"] < (artifact / "model.safetensors").stat().st_size
     assert "model.layers.0.mlp.up_proj.weight_packed" in header
-    assert meta["weightsBytes"] < weights_bytes(Path(published_base.removeprefix("file://")))
+    assert meta["weightsBytes"] < weights_bytes(base)
     assert meta["bitsPerWeight"] == pytest.approx(
         meta["weightsBytes"] * 8 / meta["parameters"], abs=1e-3
     )

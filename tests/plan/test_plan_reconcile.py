@@ -658,3 +658,21 @@ def test_a_failure_is_remembered_after_its_job_is_gone_until_something_changes()
     # New settings run it again too.
     more = plan(make_spec(compression={"memory": "64Gi"}), with_base(), previous=gone.wire_status)
     assert name in [o["metadata"]["name"] for o in more.create]
+
+
+def test_an_artifact_removed_after_it_was_published_is_computed_again() -> None:
+    """A repair or a deletion removed it: its completed Job runs again, not PublishMissing."""
+    first = plan(observed=with_base(artifacts=built()))
+    key = variant(first.wire_status, "w4")["key"]
+    w4_job = next(
+        o for o in plan(observed=with_base()).create
+        if o["metadata"]["labels"][names.LABEL_VARIANT] == "w4"
+    )  # fmt: skip
+    done = job_state(w4_job, succeeded=1, complete=True)
+    remaining = {k: a for k, a in built().items() if k != key}
+    result = plan(observed=with_base(artifacts=remaining, jobs=(done,)), previous=first.wire_status)
+    assert ("Job", w4_job["metadata"]["name"]) in result.delete, "run again"
+    assert variant_conditions(result.wire_status, "w4")["Compressed"] == ("False", "Compressing")
+
+    never = plan(observed=with_base(artifacts=remaining, jobs=(done,)))  # never published
+    assert variant_conditions(never.wire_status, "w4")["Compressed"][1] == "PublishMissing"

@@ -252,6 +252,12 @@ async def reconcile(
             retry=(metadata.get("annotations") or {}).get(ANNOTATION_RETRY),
         )
         uid = owner.uid or ""
+        if owner.retry != state.retries.setdefault(uid, owner.retry):
+            # Asked to look again (after a repair, say): nothing remembered is trusted.
+            state.retries[uid] = owner.retry
+            storage = (body.get("spec") or {}).get("storage") or {}
+            if isinstance(storage.get("uri"), str):
+                state.store.forget_under(storage["uri"])
         previous = state.written.get(uid) or dict(body.get("status") or {})
         spec, problems = read_spec(body.get("spec"))
         now = now_rfc3339()

@@ -35,6 +35,8 @@ class OperatorState:
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The last status written, by object uid: the previous status for the next reconcile
     even before the watch brings the patched object back."""
+    retries: dict[str, str | None] = field(default_factory=dict)
+    """The modelpress.dev/retry annotation last seen, by object uid."""
     conflicts: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     """By object uid: (kind, name) of objects in the way that are not the model's own."""
     pod_messages: OrderedDict[tuple[str, str, int], str] = field(default_factory=OrderedDict)
@@ -75,6 +77,7 @@ class OperatorState:
         if uid:
             self.written.pop(uid, None)
             self.conflicts.pop(uid, None)
+            self.retries.pop(uid, None)
 
     def api(self) -> KubeClient:
         if self.client is None:

@@ -122,11 +122,15 @@ def plan_variant(
         remembered = None  # a failure of another recipe
     if failed_with_other_settings(existing, job) or (
         existing is not None
-        and existing.is_failed
+        and existing.finished
         and remembered
         and remembered.retry != owner.retry
     ):
         return VariantPlan(variant, rerun(job_name, purpose), key, uri, stale_job=job_name)
+    if existing is not None and existing.complete and _was_published(earlier, key):
+        # Removed after it was published (a repair, a deletion): computed again, not an error.
+        message = f"artifact {uri} was removed after it was published; computing it again"
+        return VariantPlan(variant, Verdict(purpose.working, message), key, uri, stale_job=job_name)
     still_failed = (
         existing is None
         and remembered is not None
@@ -137,7 +141,7 @@ def plan_variant(
         return VariantPlan(variant, _remembered(owner, remembered), key, uri, failed_job=remembered)
     verdict = job_progress(existing, job_name, observed.job_messages.get(job_name), purpose)
     failed = None
-    if existing is not None and existing.is_failed:
+    if existing is not None and existing.finished:  # failed, or succeeded without a result
         failed = FailedJob(
             name=job_name,
             settings=existing.spec_hash,
@@ -154,6 +158,13 @@ def plan_variant(
         job=job if existing is None else None,
         failed_job=failed,
     )
+
+
+def _was_published(earlier: VariantStatus | None, key: str) -> bool:
+    if earlier is None or earlier.key != key:
+        return False
+    compressed = next((c for c in earlier.conditions if c.type == ConditionType.COMPRESSED), None)
+    return compressed is not None and compressed.reason == Reason.PUBLISHED
 
 
 def _settings(job: Mapping[str, Any]) -> str | None:
