@@ -370,7 +370,81 @@ async def dead_endpoint(run: Run) -> None:
         )
 
 
+# --- faults of the store itself (no cluster needed) ----------------------------------------
+
+
+def _tree(root: Path, files: dict[str, bytes]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return root
+
+
+async def writers_at_every_interleaving(run: Run) -> None:
+    """Two writers with different bytes for one artifact, in all six orders of their steps."""
+    import itertools
+
+    from modelpress.storage import open_store, read_manifest
+    from modelpress.storage.artifacts import commit, stage
+
+    steps = [("a", "stage"), ("a", "commit"), ("b", "stage"), ("b", "commit")]
+    orders = [
+        o for o in itertools.permutations(steps)
+        if all(o.index((w, "stage")) < o.index((w, "commit")) for w in "ab")
+    ]  # fmt: skip
+    run.inject(f"two writers, one artifact, {len(orders)} interleavings of stage and commit")
+    with tempfile.TemporaryDirectory() as scratch, _store_env(run.h):
+        dirs = {w: _tree(Path(scratch) / w, {"w.safetensors": w.encode() * (4000 + i)})
+                for i, w in enumerate("ab")}  # fmt: skip
+        for number, order in enumerate(orders):
+            uri = f"{run.h.store.root}artifacts/race-{number}/"
+            store = open_store(uri)
+            staged, returned = {}, {}
+            for writer, step in order:
+                if step == "stage":
+                    staged[writer] = stage(store, dirs[writer], {"writer": writer})
+                else:
+                    returned[writer] = commit(store, staged[writer])
+            if not returned["a"] == returned["b"] == read_manifest(uri):
+                run.row.wrong_conditions.append(f"order {number}: writers disagree")
+    await run.until(lambda: True, "every interleaving committed one artifact")
+
+
+async def s3_dies_mid_upload(run: Run) -> None:
+    """The S3 endpoint goes away with a publish's first part in flight, then comes back."""
+    from modelpress.storage import open_store, publish, read_manifest
+    from modelpress.storage.s3 import S3Store
+
+    run.inject("the store's endpoint refuses connections mid-upload; the publish is retried")
+    original = S3Store.upload_file
+    cut = {"done": False}
+
+    def upload(self: S3Store, local: Path, key: str, on_bytes: Any = None) -> Any:
+        if not cut["done"]:
+            cut["done"] = True
+            raise ConnectionResetError("the store went away")
+        return original(self, local, key, on_bytes)
+
+    S3Store.upload_file = upload  # type: ignore[method-assign]
+    uri = f"{run.h.store.root}artifacts/interrupted/"
+    try:
+        with tempfile.TemporaryDirectory() as scratch, _store_env(run.h):
+            model = _tree(Path(scratch), {"a.json": b"{}", "w.safetensors": os.urandom(9000)})
+            with contextlib.suppress(Exception):
+                publish(uri, model)
+            if read_manifest(uri) is not None:
+                run.row.wrong_conditions.append("committed although a file failed")
+            publish(uri, model)
+            if len([i for i in open_store(uri).list() if i.key.startswith("blobs/")]) != 2:
+                run.row.wrong_conditions.append("blobs not as the manifest lists")
+    finally:
+        S3Store.upload_file = original  # type: ignore[method-assign]
+    await run.until(lambda: True, "the retry committed it")
+
+
 FAULTS: dict[str, Callable[[Run], Awaitable[None]]] = {
+    "writers-every-interleaving": writers_at_every_interleaving,
+    "s3-dies-mid-upload": s3_dies_mid_upload,
     "operator-killed": operator_killed,
     "two-writers": two_models_one_key,
     "corrupt-manifest": corrupt_manifest,
