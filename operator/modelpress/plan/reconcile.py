@@ -24,13 +24,13 @@ from modelpress.plan import names
 from modelpress.plan.conditions import condition, stamp
 from modelpress.plan.events import Event, transitions
 from modelpress.plan.observed import JobState, Observed, Owner
+from modelpress.plan.outcome import VariantPlan
 from modelpress.plan.policies import plan_policies
 from modelpress.plan.recipes import variant_locations
 from modelpress.plan.rollout import plan_serving
 from modelpress.plan.source import SourcePlan, plan_source
 from modelpress.plan.summary import ready_condition, summary
 from modelpress.plan.variants import (
-    VariantPlan,
     plan_variant,
     variant_status,
     variants_ready,

@@ -19,10 +19,11 @@ from modelpress.plan.conditions import condition
 from modelpress.plan.drift import drifted
 from modelpress.plan.fit import unknown_serving_gpu
 from modelpress.plan.observed import DeploymentState, Observed, Owner
+from modelpress.plan.outcome import VariantPlan
 from modelpress.plan.progress import Verdict
 from modelpress.plan.recipes import Choice, artifact_uri, choose_variant
 from modelpress.plan.trust import image_problem
-from modelpress.plan.variants import VariantPlan, candidate
+from modelpress.plan.variants import candidate
 
 
 @dataclass(frozen=True)

@@ -4,64 +4,25 @@ and VariantsReady over all of them."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
-from modelpress.api.reasons import ConditionType, Reason, parse_reason
+from modelpress.api.reasons import ConditionType, Reason
 from modelpress.api.spec import CompressedModelSpec
-from modelpress.api.status import Condition, FailedJob, VariantStatus
+from modelpress.api.status import Condition, VariantStatus
 from modelpress.api.steps import Variant
 from modelpress.config import OperatorConfig
-from modelpress.plan import jobs, names
+from modelpress.plan import jobs
 from modelpress.plan.conditions import condition
-from modelpress.plan.fit import Fit, footprint, size_artifact
+from modelpress.plan.fit import footprint, size_artifact
+from modelpress.plan.lifecycle import plan_job
 from modelpress.plan.observed import Artifact, JobState, Observed, Owner
+from modelpress.plan.outcome import VariantPlan
 from modelpress.plan.preflight import recipe_problem
 from modelpress.plan.progress import (
     Verdict,
-    compressing,
-    failed_with_other_settings,
-    job_progress,
-    rerun,
 )
 from modelpress.plan.recipes import Candidate, gate
 from modelpress.plan.resources import compression_resources
 from modelpress.plan.trust import image_problem
-
-
-@dataclass(frozen=True)
-class VariantPlan:
-    """What the planner decided about one variant."""
-
-    variant: Variant
-    compressed: Verdict
-    """Published once the artifact exists; else why not yet (or why never)."""
-    key: str | None = None
-    uri: str | None = None
-    artifact: Artifact | None = None
-    job_name: str | None = None
-    """The variant's Job, to keep (and to create when `job` is set)."""
-    job: dict[str, Any] | None = None
-    """The Job to create: not seen yet and the artifact is missing."""
-    stale_job: str | None = None
-    """A failed Job of this variant with other settings, to delete so it runs again."""
-    failed_job: FailedJob | None = None
-    """The failure to remember once the Job is gone (see `api.status.FailedJob`)."""
-    fit: Fit | None = None
-    gate: Verdict | None = None
-
-    @property
-    def name(self) -> str:
-        return self.variant.name
-
-    @property
-    def blocked(self) -> bool:
-        """The variant cannot be built as specified (a failed Job, a GPU that cannot hold it)."""
-        return self.artifact is None and self.compressed.failed
-
-    @property
-    def passed(self) -> bool:
-        return self.gate is not None and self.gate.reason is Reason.PASSED
 
 
 def waiting_for_source(variant: Variant) -> VariantPlan:
@@ -115,70 +76,15 @@ def plan_variant(
     )
     if problem is not None:
         return VariantPlan(variant, problem, key, uri)
-    existing = owned_jobs.get(job_name)
-    purpose = compressing(variant.name)
-    remembered = earlier.failed_job if earlier is not None else None
-    if remembered is not None and remembered.name != job_name:
-        remembered = None  # a failure of another recipe
-    if failed_with_other_settings(existing, job) or (
-        existing is not None
-        and existing.finished
-        and remembered
-        and remembered.retry != owner.retry
-    ):
-        return VariantPlan(variant, rerun(job_name, purpose), key, uri, stale_job=job_name)
-    if existing is not None and existing.complete and _was_published(earlier, key):
-        # Removed after it was published (a repair, a deletion): computed again, not an error.
-        message = f"artifact {uri} was removed after it was published; computing it again"
-        return VariantPlan(variant, Verdict(purpose.working, message), key, uri, stale_job=job_name)
-    still_failed = (
-        existing is None
-        and remembered is not None
-        and remembered.settings == _settings(job)
-        and remembered.retry == owner.retry
-    )
-    if still_failed and remembered is not None:
-        return VariantPlan(variant, _remembered(owner, remembered), key, uri, failed_job=remembered)
-    verdict = job_progress(existing, job_name, observed.job_messages.get(job_name), purpose)
-    failed = None
-    if existing is not None and existing.finished:  # failed, or succeeded without a result
-        failed = FailedJob(
-            name=job_name,
-            settings=existing.spec_hash,
-            retry=owner.retry,
-            reason=verdict.reason,
-            message=verdict.message,
-        )
-    return VariantPlan(
+    return plan_job(
+        owner,
         variant,
-        verdict,
         key,
         uri,
-        job_name=job_name,
-        job=job if existing is None else None,
-        failed_job=failed,
-    )
-
-
-def _was_published(earlier: VariantStatus | None, key: str) -> bool:
-    if earlier is None or earlier.key != key:
-        return False
-    compressed = next((c for c in earlier.conditions if c.type == ConditionType.COMPRESSED), None)
-    return compressed is not None and compressed.reason == Reason.PUBLISHED
-
-
-def _settings(job: Mapping[str, Any]) -> str | None:
-    return job["metadata"]["annotations"].get(names.ANNOTATION_SPEC_HASH)
-
-
-def _remembered(owner: Owner, failure: FailedJob) -> Verdict:
-    """A failed Job removed by its TTL: the failure stands until something changes."""
-    reason = parse_reason(failure.reason) or Reason.JOB_FAILED
-    return Verdict(
-        reason,
-        f"{failure.message}; it is not run again until the recipe or its settings change, "
-        f"or `kubectl annotate compressedmodel {owner.name} {names.ANNOTATION_RETRY}="
-        "$(date +%s) --overwrite`",
+        job,
+        owned_jobs.get(job_name),
+        earlier,
+        observed.job_messages.get(job_name),
     )
 
 
