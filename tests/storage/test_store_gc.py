@@ -38,3 +38,17 @@ def test_gc_removes_only_old_staging_prefixes(
     assert read_manifest(store_uri + "artifacts/committed/") is not None
     assert read_json(store_uri + "sources/s.json") == {"id": "x"}
     assert report.to_dict()["removed"][0]["newest"]  # JSON-ready
+
+
+def test_gc_collects_checkpoints_only_once_their_artifact_is_committed(
+    store_uri: str, tmp_path: Path, write_tree: Any
+) -> None:
+    store = open_store(store_uri)
+    store.put_bytes("checkpoints/done/step-100/student.pt", b"state")
+    store.put_bytes("checkpoints/training/step-100/student.pt", b"state")
+    publish(store_uri + "artifacts/done/", write_tree(tmp_path / "m", {"w.safetensors": b"w"}))
+    later = datetime.now(UTC) + timedelta(hours=25)
+    report = gc(store_uri, timedelta(hours=24), now=later)
+    assert [p.uri for p in report.checkpoints] == [store_uri + "checkpoints/done/"]
+    keys = {info.key for info in store.list("checkpoints/")}
+    assert keys == {"checkpoints/training/step-100/student.pt"}, "a Job may still resume these"

@@ -169,6 +169,10 @@ def run_gc(args: argparse.Namespace) -> int:
             f"{verb} {prefix.objects} object(s) of {prefix.uri} its manifest does not list, "
             f"{format_bytes(prefix.bytes)}"
         )
+    for prefix in report.checkpoints:
+        print(
+            f"{verb} {prefix.uri}: checkpoints of a committed artifact, {format_bytes(prefix.bytes)}"
+        )
     for prefix in report.kept:
         print(f"kept {prefix.uri}: idle {format_duration(prefix.age_seconds)}, may be in progress")
     print(

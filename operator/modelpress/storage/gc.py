@@ -1,6 +1,7 @@
 """Garbage collection of what publishing leaves behind: artifact prefixes that never got a
 manifest, objects of committed artifacts their manifest does not list (a losing
-writer's blobs, temp files), and multipart uploads never completed.
+writer's blobs, temp files), distillation checkpoints of committed artifacts, and
+multipart uploads never completed.
 
 A publish in progress keeps its prefix's newest object fresh (its lease is written
 every minute, `artifacts.Lease`), so a threshold above a few minutes never takes
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # Top-level folders whose children are artifact prefixes (see docs/architecture.md).
 ARTIFACT_FOLDERS = ("models", "artifacts")
+CHECKPOINTS = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -46,15 +48,17 @@ class GcReport:
     kept: list[StagingPrefix] = field(default_factory=list)
     unlisted: list[StagingPrefix] = field(default_factory=list)
     """Objects inside committed artifacts that their manifest does not list."""
+    checkpoints: list[StagingPrefix] = field(default_factory=list)
+    """Distillation checkpoints of artifacts now committed (no Job resumes from them)."""
     aborted_uploads: int = 0
 
     @property
     def removed_bytes(self) -> int:
-        return sum(prefix.bytes for prefix in self.removed + self.unlisted)
+        return sum(prefix.bytes for prefix in self.removed + self.unlisted + self.checkpoints)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for group in ("removed", "kept", "unlisted"):
+        for group in ("removed", "kept", "unlisted", "checkpoints"):
             for item in data[group]:
                 item["newest"] = item["newest"].isoformat()
         data["removed_bytes"] = self.removed_bytes
@@ -108,8 +112,37 @@ def gc(
                     continue
                 log.info("removing staging leftover %s (%d objects)", staging.uri, staging.objects)
                 store.delete(info.key for info in objects)
+    _collect_checkpoints(store, moment, older_than, dry_run, report)
     report.aborted_uploads = store.abort_stale_uploads(moment - older_than, dry_run=dry_run)
     return report
+
+
+def _collect_checkpoints(
+    store: Any, moment: datetime, older_than: timedelta, dry_run: bool, report: GcReport
+) -> None:
+    """`checkpoints/<key>/` once `artifacts/<key>/` is committed: training is over."""
+    groups: dict[str, list[Any]] = {}
+    for info in store.list(CHECKPOINTS + "/"):
+        parts = info.key.split("/", 2)
+        if len(parts) == 3:
+            groups.setdefault(parts[1], []).append(info)
+    for key, objects in sorted(groups.items()):
+        newest = max(info.modified for info in objects)
+        if moment - newest < older_than:
+            continue
+        if store.get_bytes(f"artifacts/{key}/{MANIFEST_NAME}") is None:
+            continue  # still training, or failed: a rescheduled Job resumes from them
+        report.checkpoints.append(
+            StagingPrefix(
+                uri=store.uri_for(f"{CHECKPOINTS}/{key}/"),
+                objects=len(objects),
+                bytes=sum(info.size for info in objects),
+                newest=newest,
+                age_seconds=(moment - newest).total_seconds(),
+            )
+        )
+        if not dry_run:
+            store.delete(info.key for info in objects)
 
 
 def _collect_unlisted(
