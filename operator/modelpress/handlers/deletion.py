@@ -14,7 +14,6 @@ hold a namespace hostage.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +24,7 @@ from modelpress.api.resource import KIND, read_spec
 from modelpress.api.spec import CompressedModelSpec
 from modelpress.config import OperatorConfig
 from modelpress.handlers import observe
+from modelpress.handlers.deadline import StoreTimeout
 from modelpress.handlers.kube import ApiError, path
 from modelpress.handlers.state import OperatorState
 from modelpress.plan.names import COMPRESS, FETCH, LABEL_COMPONENT, LABEL_MODEL
@@ -145,13 +145,14 @@ async def delete_model(
         credentials, blocker = await observe.storage_credentials(client, spec, namespace)
         if blocker is not None:
             raise _StoreProblem(blocker.message)
-        record = await asyncio.to_thread(state.store.record, spec, credentials)
+        endpoint = (credentials.endpoint_url if credentials else None) or "AWS S3"
+        record = await state.guard.read(endpoint, state.store.record, spec, credentials)
         if record is not None:
             candidates = owned_locations(spec, record, state.config)
         others = await other_models(client, namespace, state.config.namespaces)
         doomed, kept = artifacts_to_delete(uid, candidates, others)
-        removed = await asyncio.to_thread(_delete_artifacts, doomed, credentials)
-    except (StorageError, ApiError, _StoreProblem) as error:
+        removed = await state.guard.read(endpoint, _delete_artifacts, doomed, credentials)
+    except (StorageError, ApiError, StoreTimeout, _StoreProblem) as error:
         if retry < GIVE_UP_AFTER_RETRIES:
             raise kopf.TemporaryError(
                 f"cannot delete artifacts yet: {error}", delay=state.config.backoff_seconds
