@@ -16,6 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     crd.set_defaults(func=print_crd)
 
+    health = subparsers.add_parser(
+        "argocd-health",
+        help="print Argo CD's health check for CompressedModel (Lua, for argocd-cm)",
+    )
+    health.set_defaults(func=print_argocd_health)
+
     validate = subparsers.add_parser(
         "validate",
         help="check CompressedModel manifests as the API server and the operator will",
@@ -34,6 +40,13 @@ def print_crd(args: argparse.Namespace) -> int:
     from modelpress.api.crd import crd_yaml
 
     sys.stdout.write(crd_yaml())
+    return 0
+
+
+def print_argocd_health(args: argparse.Namespace) -> int:
+    from modelpress.api.health import argocd_lua
+
+    sys.stdout.write(argocd_lua())
     return 0
 
 
