@@ -83,7 +83,7 @@ def service_state(service: Mapping[str, Any]) -> ServiceState:
     metadata = service.get("metadata") or {}
     return ServiceState(
         name=metadata.get("name", ""),
-        spec_hash=(metadata.get("annotations") or {}).get(names.ANNOTATION_SPEC_HASH),
+        spec_hash=names.spec_hash(service),
     )
 
 

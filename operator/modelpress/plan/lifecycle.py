@@ -4,7 +4,6 @@ once failed, after the Job itself is gone."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from modelpress.api.reasons import ConditionType, Reason, parse_reason
@@ -52,7 +51,7 @@ def plan_job(
     still_failed = (
         existing is None
         and remembered is not None
-        and remembered.settings == _settings(job)
+        and remembered.settings == names.spec_hash(job)
         and remembered.retry == owner.retry
     )
     if still_failed and remembered is not None:
@@ -83,10 +82,6 @@ def _was_published(earlier: VariantStatus | None, key: str) -> bool:
         return False
     compressed = next((c for c in earlier.conditions if c.type == ConditionType.COMPRESSED), None)
     return compressed is not None and compressed.reason == Reason.PUBLISHED
-
-
-def _settings(job: Mapping[str, Any]) -> str | None:
-    return job["metadata"]["annotations"].get(names.ANNOTATION_SPEC_HASH)
 
 
 def _remembered(owner: Owner, failure: FailedJob) -> Verdict:

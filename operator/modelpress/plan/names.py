@@ -8,6 +8,7 @@ most 32 characters and variant names of at most 20, every name fits in 63.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from modelpress.api.keys import content_key
@@ -33,6 +34,11 @@ HASH_CHARS = 8
 def short_hash(value: Any) -> str:
     """Eight hex characters of the canonical JSON of `value`."""
     return content_key(value)[:HASH_CHARS]
+
+
+def spec_hash(obj: Mapping[str, Any]) -> str | None:
+    """The `spec-hash` annotation of a child, as desired or as seen."""
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC_HASH)
 
 
 def deployment_name(model: str) -> str:

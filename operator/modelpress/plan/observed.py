@@ -132,7 +132,7 @@ class JobState:
             failure_reason=failure_reason,
             failure_message=failure_message,
             backoff_limit=(obj.get("spec") or {}).get("backoffLimit"),
-            spec_hash=(metadata.get("annotations") or {}).get(names.ANNOTATION_SPEC_HASH),
+            spec_hash=names.spec_hash(obj),
             ready=status.get("ready"),
             memory_limit=_memory_limit(obj),
         )
@@ -220,7 +220,7 @@ class ServiceState:
         return cls(
             name=metadata.get("name", ""),
             owner_uid=owner_uid(metadata),
-            spec_hash=(metadata.get("annotations") or {}).get(names.ANNOTATION_SPEC_HASH),
+            spec_hash=names.spec_hash(obj),
         )
 
 

@@ -36,7 +36,7 @@ def plan_policies(
         current = observed.network_policies.get(name)
         if current is None or (owner.uid is not None and current.owner_uid != owner.uid):
             plan.create.append(policy)
-        elif current.spec_hash != policy["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH]:
+        elif current.spec_hash != names.spec_hash(policy):
             plan.apply.append(policy)
     wanted_names = {p["metadata"]["name"] for p in wanted}
     for name, current in observed.network_policies.items():

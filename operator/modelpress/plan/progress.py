@@ -73,7 +73,7 @@ def _attempts(job: JobState) -> str:
 def failed_with_other_settings(job: JobState | None, desired: dict[str, Any]) -> bool:
     """A failed Job whose settings (resources, retries, image...) have changed since: it is
     replaced, so the change takes effect. A running Job is never replaced for them."""
-    wanted = desired["metadata"]["annotations"].get(names.ANNOTATION_SPEC_HASH)
+    wanted = names.spec_hash(desired)
     return job is not None and job.is_failed and bool(job.spec_hash) and job.spec_hash != wanted
 
 

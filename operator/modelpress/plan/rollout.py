@@ -151,7 +151,7 @@ def _roll_out(
     create, apply = [], []
     up_to_date = (
         current is not None
-        and current.spec_hash == _spec_hash(desired)
+        and current.spec_hash == names.spec_hash(desired)
         and not drifted(desired, current.live)
     )
     if current is None:
@@ -160,7 +160,7 @@ def _roll_out(
         apply.append(desired)
     if observed.service is None:
         create.append(svc)
-    elif observed.service.spec_hash != _spec_hash(svc):
+    elif observed.service.spec_hash != names.spec_hash(svc):
         apply.append(svc)
     endpoint = serving.endpoint(owner.name, owner.namespace)
     strategy = desired["spec"]["strategy"]["type"]
@@ -191,7 +191,3 @@ def _roll_out(
         )
         verdict = _serving(owner, False, Reason.ROLLING_OUT, message)
     return ServingPlan(verdict, status, create, apply)
-
-
-def _spec_hash(obj: dict[str, Any]) -> str:
-    return str(obj["metadata"]["annotations"][names.ANNOTATION_SPEC_HASH])
