@@ -116,15 +116,10 @@ def _corrupt(harness: Harness, keys: set[str]) -> list[str]:
 
 @contextlib.contextmanager
 def _store_env(harness: Harness) -> Iterator[None]:
-    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION")
-    saved = {name: os.environ.get(name) for name in names}
-    credentials = harness.store.credentials
-    os.environ.update(
-        AWS_ACCESS_KEY_ID=credentials.access_key_id,
-        AWS_SECRET_ACCESS_KEY=credentials.secret_access_key,
-        AWS_ENDPOINT_URL=harness.store.endpoint,
-        AWS_REGION="us-east-1",
-    )
+    """The store's credentials in this process's environment, as a person's shell has them."""
+    wanted = harness.store.environment()
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:

@@ -105,14 +105,17 @@ class Store:
             region_name="us-east-1",
         )
 
-    def secret_data(self) -> dict[str, str]:
-        values = {
+    def environment(self) -> dict[str, str]:
+        """The store's credentials as the AWS environment variables (and Secret keys)."""
+        return {
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_REGION": "us-east-1",
         }
-        return {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+
+    def secret_data(self) -> dict[str, str]:
+        return {k: base64.b64encode(v.encode()).decode() for k, v in self.environment().items()}
 
     def keys(self) -> list[str]:
         """Every object key in the bucket."""

@@ -172,14 +172,8 @@ async def test_a_corrupt_artifact_is_scoped_to_its_variant_and_repairable(
     assert harness.condition("tiny", "Ready", variant="w4")["status"] == "True", "w4 goes on"
     assert harness.status("tiny")["serving"]["variant"] == "w4", "and keeps serving"
 
-    credentials_env = {  # the repair runs with the store's credentials, as a person would
-        "AWS_ACCESS_KEY_ID": harness.store.credentials.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": harness.store.credentials.secret_access_key,
-        "AWS_ENDPOINT_URL": harness.store.endpoint,
-        "AWS_REGION": "us-east-1",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in credentials_env.items():
+    with pytest.MonkeyPatch.context() as patch:  # the store's credentials, as a person's
+        for name, value in harness.store.environment().items():
             patch.setenv(name, value)
         assert main(["verify", w8["artifactUri"], "--repair"]) == 0
     await harness.wait_condition(
