@@ -98,7 +98,7 @@ CASES: list[tuple[str, str, str, str]] = [
         "",
     ),
     # --- crashes that must be messages --------------------------------------------------
-    ("metadata a list", meta().replace("metadata:\n", "metadata: []\nx:\n"), "metadata", ""),
+    ("metadata a list", edit(lambda m: m.__setitem__("metadata", [])), "metadata", ""),
     (
         "spec a string",
         edit(lambda m: m.__setitem__("spec", "compress it")),
@@ -195,9 +195,9 @@ CASES: list[tuple[str, str, str, str]] = [
     # --- legitimate input that must be accepted ---------------------------------------------
     (
         "exponent float as go-yaml reads it",
-        text("groupSize: 64}", "groupSize: 64}\n      # lr\n").replace(
-            "    - name: w4\n      quantize: {scheme: W4A16, groupSize: 64}",
-            "    - name: kd\n      distill: {studentLayers: 2, learningRate: 5e-5}",
+        text(
+            "- name: w4\n      quantize: {scheme: W4A16, groupSize: 64}",
+            "- name: kd\n      distill: {studentLayers: 2, learningRate: 5e-5}",
         ),
         OK,
         "",
