@@ -140,16 +140,22 @@ def _held(release: asyncio.Event) -> Callable[[dict[str, Any]], Outcome]:
     return behaviour
 
 
-# --- the faults ---------------------------------------------------------------------------
-
-
-async def operator_killed(run: Run) -> None:
-    """The operator restarts at every stage: before Jobs, while they run, after."""
+async def _compress_jobs_held(run: Run) -> asyncio.Event:
+    """Start the operator on model "tiny" and wait for its Jobs, held running until released."""
     release = asyncio.Event()
     run.h.kubelet.behaviour = _held(release)
     await run.h.start_operator()
     await run.h.apply(model_manifest("tiny", run.h.store))
     await run.h.wait(lambda: len(run.h.jobs("tiny")) == 3, "the Jobs", timeout=30)
+    return release
+
+
+# --- the faults ---------------------------------------------------------------------------
+
+
+async def operator_killed(run: Run) -> None:
+    """The operator restarts at every stage: before Jobs, while they run, after."""
+    release = await _compress_jobs_held(run)
     run.inject("operator stopped and started while Jobs run, then after they finished")
     await run.h.stop_operator()
     await run.h.start_operator()
@@ -267,11 +273,7 @@ async def oom_killed(run: Run) -> None:
 
 
 async def config_change_while_jobs_run(run: Run) -> None:
-    release = asyncio.Event()
-    run.h.kubelet.behaviour = _held(release)
-    await run.h.start_operator()
-    await run.h.apply(model_manifest("tiny", run.h.store))
-    await run.h.wait(lambda: len(run.h.jobs("tiny")) == 3, "the Jobs", timeout=30)
+    release = await _compress_jobs_held(run)
     before = {j["metadata"]["name"] for j in run.h.jobs("tiny")}
     run.inject("operator restarted with new Job settings and new images (a Helm upgrade)")
     await run.h.stop_operator()
