@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from modelpress.api.reasons import ConditionType as T
 from modelpress.api.reasons import Reason as R
-from modelpress.api.status import CompressedModelStatus, Condition, VariantStatus
+from modelpress.api.status import CompressedModelStatus, Condition, ServingStatus, VariantStatus
 from modelpress.plan.conditions import condition, merge_patch, stamp
 from modelpress.plan.events import transitions
 
@@ -79,7 +79,7 @@ def test_merge_patch_is_minimal_and_removes_what_is_gone() -> None:
     assert merge_patch({"a": None}, {"a": None}) == {}
 
 
-def test_a_condition_first_seen_waiting_is_no_news() -> None:
+def test_progress_is_no_news() -> None:
     new = status(
         condition(T.SOURCE_READY, False, R.FETCHING, "created Job f", 1),
         condition(T.VARIANTS_READY, False, R.WAITING_FOR_SOURCE, "", 1),
@@ -90,7 +90,25 @@ def test_a_condition_first_seen_waiting_is_no_news() -> None:
             )
         ],
     )
-    assert [e.reason for e in transitions(None, new)] == ["Fetching"]
+    assert transitions(None, new) == []
+    built = status(
+        condition(T.SOURCE_READY, True, R.STORED, "stored", 1),
+        condition(T.VARIANTS_READY, True, R.BUILT, "1/1 built", 1),
+        condition(T.SERVING, False, R.ROLLING_OUT, "rolling out w4", 1),
+        condition(T.READY, False, R.ROLLING_OUT, "rolling out w4", 1),
+    )
+    assert transitions(new, built) == []
+
+
+def test_the_served_variant_moving_is_news() -> None:
+    serving = condition(T.SERVING, False, R.ROLLING_OUT, "rolling out w8", 2)
+    before = status(condition(T.READY, True, R.READY, "", 1))
+    before.serving = ServingStatus(variant="w4")
+    after = status(condition(T.READY, True, R.READY, "", 1), serving)
+    after.serving = ServingStatus(variant="w8")
+    [event] = transitions(before, after)
+    assert (event.type, event.reason) == ("Normal", "RollingOut")
+    assert event.message == "serving moves from w4 to w8: rolling out w8"
 
 
 def test_ready_repeats_no_reason_another_condition_tells() -> None:
@@ -114,7 +132,9 @@ def test_long_messages_are_cut_for_the_event_api() -> None:
     assert len(event.message) == 1000 and event.message.endswith("...")
 
 
-def test_a_reason_this_version_does_not_know_is_news_not_a_crash() -> None:
+def test_a_reason_this_version_does_not_know_is_no_crash() -> None:
     stored = Condition(type="Ready", status="False", reason="SomethingNewer", message="m")
-    [event] = transitions(None, status(stored))
+    assert transitions(None, status(stored)) == []
+    ready = Condition(type="Ready", status="True", reason="SomethingNewer", message="m")
+    [event] = transitions(status(stored), status(ready))
     assert (event.type, event.reason) == ("Normal", "SomethingNewer")

@@ -30,7 +30,7 @@ class Severity(Enum):
     OK = "ok"
     """A good outcome, or a settled state that needs nothing."""
     ACTIVE = "active"
-    """Work has started (a Job, a rollout): a Normal Event when a condition enters it."""
+    """Work has started (a Job, a rollout): told by the status, not by an Event."""
     PENDING = "pending"
     """Waiting for something that will come, or work another condition already tells:
     a condition first seen with it is no news."""

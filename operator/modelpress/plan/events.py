@@ -1,15 +1,15 @@
 """The Events a status change deserves: transitions people act on, nothing else.
 
 A condition's severity comes from its reason (`api.reasons`); a reason read back
-from an older status that this version does not know counts as news.
+from a status this version does not know neither warns nor waits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from modelpress.api.reasons import ConditionType, parse_reason
+from modelpress.api.reasons import ConditionType, Reason, parse_reason
 from modelpress.api.status import CompressedModelStatus, Condition, VariantStatus
 
 EVENT_MESSAGE_LIMIT = 1000
@@ -60,59 +60,64 @@ def _truncate(event: Event) -> Event:
 
 
 def transitions(old: CompressedModelStatus | None, new: CompressedModelStatus) -> list[Event]:
-    """The Events a status change deserves.
+    """The Events a status change deserves: what people act on, not progress.
 
-    One per resource condition whose status or reason changed (Ready when its status
-    flips, or for a reason no other condition tells, like InvalidSpec; a condition first
-    seen pending is no news). One per variant whose conditions reached an outcome, naming
-    each change, so a variant built, evaluated and sized in one step is one Event.
+    - Ready flipping, either way (on the way up, that is the one Normal Event);
+    - any condition, of the resource or of a variant, turning to a warning reason (a
+      variant's changes in one step are one Event naming each); Ready repeats no
+      warning another condition already tells;
+    - the served variant changing to another one (a rollout that moves traffic).
+
+    Progress (fetching, compressing, built, the first rollout) is in the status and
+    in `kubectl get`; posting it would cost an API write per step per model.
     """
     old = old or CompressedModelStatus()
     events = []
     old_conditions = {c.type: c for c in old.conditions}
     for item in new.conditions:
         before = old_conditions.get(item.type)
+        if not _changed(before, item):
+            continue
         if item.type == ConditionType.READY:
             told_elsewhere = any(
                 c.type != ConditionType.READY and c.reason == item.reason for c in new.conditions
             )
-            flipped = before is None or before.status != item.status
-            if flipped or (_changed(before, item) and not told_elsewhere):
+            was_true = before is not None and before.status == "True"
+            flipped = was_true != (item.status == "True")
+            if flipped or (_warns(item) and not told_elsewhere):
                 events.append(_event_for(item))
-        elif _changed(before, item):
+        elif _warns(item):
             events.append(_event_for(item))
+    switch = _serving_switch(old, new)
+    if switch is not None:
+        events.append(switch)
     old_variants = {v.name: v for v in old.variants}
     for variant in new.variants:
         earlier = old_variants.get(variant.name)
         before_conditions = {c.type: c for c in (earlier.conditions if earlier else [])}
-        changed = [
+        warnings = [
             item
             for item in variant.conditions
             if item.type != ConditionType.READY
-            and not _pending(item)
+            and _warns(item)
             and _changed(before_conditions.get(item.type), item)
         ]
-        if changed:
-            events.append(_variant_event(variant, changed, before_conditions))
+        if warnings:
+            events.append(_variant_event(variant, warnings))
     return [_truncate(e) for e in events]
 
 
-def _variant_event(
-    variant: VariantStatus, changed: Sequence[Condition], before: Mapping[str, Condition]
-) -> Event:
-    warnings = [c for c in changed if _warns(c)]
-    ready = next((c for c in variant.conditions if c.type == ConditionType.READY), None)
-    was_ready = before.get(ConditionType.READY)
-    became_ready = (
-        ready is not None
-        and ready.status == "True"
-        and (was_ready is None or was_ready.status != "True")
-    )
-    if warnings:
-        kind, reason = "Warning", warnings[0].reason or "Failed"
-    elif became_ready:
-        kind, reason = "Normal", "VariantReady"
-    else:
-        kind, reason = "Normal", changed[0].reason or changed[0].type
-    message = f"variant {variant.name}: " + "; ".join(_describe(c) for c in changed)
-    return Event(kind, reason, message)
+def _serving_switch(old: CompressedModelStatus, new: CompressedModelStatus) -> Event | None:
+    before = old.serving.variant if old.serving else None
+    after = new.serving.variant if new.serving else None
+    if before is None or after is None or before == after:
+        return None
+    serving = next((c for c in new.conditions if c.type == ConditionType.SERVING), None)
+    detail = f": {serving.message}" if serving is not None and serving.message else ""
+    message = f"serving moves from {before} to {after}{detail}"
+    return Event("Normal", Reason.ROLLING_OUT, message)
+
+
+def _variant_event(variant: VariantStatus, warnings: Sequence[Condition]) -> Event:
+    message = f"variant {variant.name}: " + "; ".join(_describe(c) for c in warnings)
+    return Event("Warning", warnings[0].reason or "Failed", message)
