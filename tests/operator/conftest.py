@@ -189,6 +189,20 @@ def model_manifest(name: str, store: Store, **spec: Any) -> dict[str, Any]:
     }
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metric_samples(text: str) -> Samples:
+    """Exposition text read with prometheus_client's own parser: (name, labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def sizes_by_variant(job: dict[str, Any]) -> Outcome:
     """w4 is smaller than w8, so `auto` serves w4 when both pass."""
     variant = job["metadata"]["labels"].get("modelpress.dev/variant")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -60,8 +60,15 @@ def path(
 class KubeClient:
     """Calls the API server with the operator's credentials. One per operator."""
 
-    def __init__(self, connection: Any, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        timeout: float = 60.0,
+        on_error: Callable[[int], None] | None = None,
+    ) -> None:
         self._connection = connection
+        self._on_error = on_error
+        """Told the status code of every error answer (for the metrics)."""
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -107,6 +114,8 @@ class KubeClient:
         async with session.request(method, url, data=data, headers=headers) as response:
             text = await response.text()
             if response.status >= 400:
+                if self._on_error is not None:
+                    self._on_error(response.status)
                 try:
                     payload = json.loads(text)
                     reason = payload.get("reason") or response.reason or ""
@@ -202,11 +211,12 @@ class KubeClient:
 
     async def patch_status(
         self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> None:
-        """Merge-patch the status subresource."""
-        await self.request(
+    ) -> str | None:
+        """Merge-patch the status subresource; the object's new resourceVersion."""
+        answer = await self.request(
             "PATCH",
             path(kind, namespace, name, "status"),
             body={"status": patch},
             content_type="application/merge-patch+json",
         )
+        return ((answer or {}).get("metadata") or {}).get("resourceVersion")

@@ -20,7 +20,8 @@ from modelpress.api.spec import CompressedModelSpec
 from modelpress.handlers import observe
 from modelpress.handlers.deadline import StoreTimeout
 from modelpress.handlers.kube import ApiError
-from modelpress.handlers.state import OperatorState
+from modelpress.handlers.metrics import ModelFacts
+from modelpress.handlers.state import OperatorState, WrittenStatus
 from modelpress.plan.conditions import merge_patch, now_rfc3339
 from modelpress.plan.names import ANNOTATION_RETRY
 from modelpress.plan.observed import (
@@ -183,7 +184,6 @@ async def apply_plan(
     owner: Owner,
     plan: Plan,
     live_status: Mapping[str, Any],
-    logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> None:
     client = state.api()
     adopter = owner_reference_view(body)
@@ -200,7 +200,7 @@ async def apply_plan(
                 state.conflicts.setdefault(owner.uid or "", set()).add((obj["kind"], name))
                 state.poke(owner.namespace, owner.name)
             continue
-        state.metrics.children_created[obj["kind"]] += 1
+        state.metrics.children_created.labels(obj["kind"]).inc()
         log.info(
             "%s/%s: created %s %s",
             owner.namespace,
@@ -220,17 +220,32 @@ async def apply_plan(
         )
     for kind, name in plan.delete:
         if await client.delete(kind, owner.namespace, name):
-            state.metrics.children_deleted[kind] += 1
+            state.metrics.children_deleted.labels(kind).inc()
             log.info("%s/%s: deleted obsolete %s %s", owner.namespace, owner.name, kind, name)
-    # Against the live object, not what this operator last wrote: a status someone else
-    # edited is put back to the truth.
+    # Against the live status (or this operator's own write the watch has not brought back
+    # yet): a status someone else edited is put back to the truth.
     patch = merge_patch(live_status, plan.wire_status)
     if patch:
-        await client.patch_status(KIND, owner.namespace, owner.name, patch)
+        version = await client.patch_status(KIND, owner.namespace, owner.name, patch)
         if owner.uid:
-            state.written[owner.uid] = plan.wire_status
+            based_on = (body.get("metadata") or {}).get("resourceVersion")
+            state.written[owner.uid] = WrittenStatus(based_on, version, plan.wire_status)
+    if owner.uid:
+        facts = ModelFacts.from_status(owner.namespace, owner.name, plan.status)
+        state.metrics.model_seen(owner.uid, facts)
     for event in plan.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)  # type: ignore[arg-type]
+
+
+def needs_reconcile(state: OperatorState, body: Mapping[str, Any]) -> bool:
+    """Whether a watch event brings something the model's status has not answered:
+    a spec change (a new generation) or a new retry annotation."""
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    if metadata.get("generation") != status.get("observedGeneration"):
+        return True
+    retry = (metadata.get("annotations") or {}).get(ANNOTATION_RETRY)
+    return retry != state.retries.get(metadata.get("uid") or "")
 
 
 async def reconcile(
@@ -252,13 +267,13 @@ async def reconcile(
             retry=(metadata.get("annotations") or {}).get(ANNOTATION_RETRY),
         )
         uid = owner.uid or ""
-        if owner.retry != state.retries.setdefault(uid, owner.retry):
+        if owner.retry != state.retries.get(uid):
             # Asked to look again (after a repair, say): nothing remembered is trusted.
-            state.retries[uid] = owner.retry
+            state.remember_retry(uid, owner.retry)
             storage = (body.get("spec") or {}).get("storage") or {}
             if isinstance(storage.get("uri"), str):
                 state.store.forget_under(storage["uri"])
-        previous = state.written.get(uid) or dict(body.get("status") or {})
+        previous = state.status_base(body)
         spec, problems = read_spec(body.get("spec"))
         now = now_rfc3339()
         if spec is None:
@@ -267,12 +282,11 @@ async def reconcile(
             observed = await observe_model(state, owner, spec, children)
             plan = plan_model(owner, spec, observed, state.config, previous, now)
         try:
-            await apply_plan(state, body, owner, plan, body.get("status") or {}, logger)
+            await apply_plan(state, body, owner, plan, previous)
         except ApiError as error:
-            state.metrics.reconcile_errors += 1
+            state.metrics.reconcile_errors.inc()
             raise kopf.TemporaryError(
                 f"applying the plan failed: {error}", delay=state.config.backoff_seconds
             ) from None
-        state.metrics.reconciles += 1
-        state.metrics.reconcile_seconds += time.monotonic() - started
+        state.metrics.reconcile_seconds.observe(time.monotonic() - started)
         return plan

@@ -1,9 +1,11 @@
 """The kopf handlers, registered in a registry of their own (one per operator run,
 so tests can start, stop and restart operators in one process).
 
-- create / update (spec) / resume: reconcile at once;
-- a daemon per model: reconcile when a child Job, Deployment or Service changes,
-  and at least every `resyncSeconds` (level-based: nothing is missed for long);
+- a daemon per model: reconcile when it starts, when the spec changes (or a
+  retry is asked for), when a child Job, Deployment or Service changes, and at
+  least every `resyncSeconds` (level-based: nothing is missed for long). There
+  are no kopf create/update handlers, so kopf writes nothing on the model but
+  its finalizer;
 - indexes of the children by model, kept current by watches, so a reconcile
   lists nothing;
 - delete (a finalizer): honour spec.deletionPolicy.
@@ -21,8 +23,9 @@ import kopf
 from modelpress.api.resource import GROUP, PLURAL, VERSION
 from modelpress.handlers import deletion
 from modelpress.handlers.kube import KubeClient
-from modelpress.handlers.reconcile import Children, reconcile
-from modelpress.handlers.settings import configure
+from modelpress.handlers.metrics import job_seconds
+from modelpress.handlers.reconcile import Children, needs_reconcile, reconcile
+from modelpress.handlers.settings import FINALIZER, configure
 from modelpress.handlers.state import OperatorState
 from modelpress.plan.names import LABEL_MODEL, MANAGED_BY, MANAGER
 from modelpress.plan.observed import DeploymentState, JobState, ServiceState
@@ -53,7 +56,7 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
         if connection is not None:
             if state.client is not None:
                 await state.client.close()
-            state.client = KubeClient(connection)
+            state.client = KubeClient(connection, on_error=state.metrics.api_error)
         return connection
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
@@ -96,6 +99,11 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
         return {(namespace, labels[LABEL_MODEL]): ServiceState.from_object(body)}
 
     @kopf.on.event("batch", "v1", "jobs", id="poke", labels=CHILD_LABELS, registry=registry)
+    async def job_changed(*, namespace: Any, labels: Any, body: Any, type: Any, **_: Any) -> None:
+        job = JobState.from_object(body)
+        state.metrics.job_seen(namespace, job, gone=type == "DELETED", seconds=job_seconds(body))
+        state.poke(namespace, labels[LABEL_MODEL])
+
     @kopf.on.event("apps", "v1", "deployments", id="poke", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("", "v1", "services", id="poke", labels=CHILD_LABELS, registry=registry)
     async def child_changed(*, namespace: Any, labels: Any, **_: Any) -> None:
@@ -103,27 +111,17 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
 
     # --- the models -------------------------------------------------------------------
 
-    @kopf.on.create(*MODEL, id="reconcile", registry=registry)
-    @kopf.on.resume(*MODEL, id="reconcile", registry=registry)
-    # kopf passes each index as a keyword argument named by its id; its callback Protocols
-    # do not list them, hence the ignores.
-    @kopf.on.update(*MODEL, id="reconcile", field="spec", registry=registry)  # type: ignore[arg-type]
-    async def reconcile_model(
-        *,
-        body: Any,
-        logger: Logger,
-        modelpress_jobs: kopf.Index[Any, JobState],
-        modelpress_deployments: kopf.Index[Any, DeploymentState],
-        modelpress_services: kopf.Index[Any, ServiceState],
-        modelpress_policies: kopf.Index[Any, ServiceState],
-        **_: Any,
-    ) -> None:
-        children = Children(
-            modelpress_jobs, modelpress_deployments, modelpress_services, modelpress_policies
-        )
-        await reconcile(state, body, logger, children)
+    @kopf.on.event(*MODEL, id="spec-changed", registry=registry)
+    async def model_changed(*, body: Any, namespace: Any, name: Any, **_: Any) -> None:
+        """Wake the model's daemon when there is something new to act on: a spec the
+        status has not answered yet, or a retry asked for. Its own status writes are not."""
+        state.caught_up(body)
+        if needs_reconcile(state, body):
+            state.poke(namespace, name)
 
     @kopf.daemon(*MODEL, id="resync", registry=registry, cancellation_timeout=5.0)  # type: ignore[arg-type]
+    # kopf passes each index as a keyword argument named by its id; its callback Protocols
+    # do not list them, hence the ignore.
     async def resync(
         *,
         stopped: Any,
@@ -137,11 +135,13 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
         modelpress_policies: kopf.Index[Any, ServiceState],
         **_: Any,
     ) -> None:
-        """Reconcile when poked by a child's change, and every resyncSeconds regardless."""
+        """Reconcile at once, then when poked (a spec or child changed) and every
+        resyncSeconds regardless."""
         children = Children(
             modelpress_jobs, modelpress_deployments, modelpress_services, modelpress_policies
         )
         trigger = state.trigger(namespace, name)
+        trigger.set()
         stop = asyncio.ensure_future(stopped.wait())
         try:
             while not stopped:
@@ -152,9 +152,14 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 wake.cancel()
-                if stopped or body.get("metadata", {}).get("deletionTimestamp"):
+                metadata = body.get("metadata", {})
+                if stopped or metadata.get("deletionTimestamp"):
                     break
                 trigger.clear()
+                if FINALIZER not in (metadata.get("finalizers") or ()):
+                    # Nothing is created before deletion can clean it up; kopf adds the
+                    # finalizer now, and that change wakes this loop again.
+                    continue
                 try:
                     await reconcile(state, body, logger, children)
                 except kopf.TemporaryError as error:

@@ -38,9 +38,7 @@ async def run_operator(
         kwargs["clusterwide"] = True
     metrics_server = None
     if metrics_endpoint:
-        metrics_server = await serve_metrics(
-            metrics_endpoint, lambda: state.metrics.render(state.written)
-        )
+        metrics_server = await serve_metrics(metrics_endpoint, state.metrics.render)
     try:
         await kopf.operator(
             registry=registry,

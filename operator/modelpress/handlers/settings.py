@@ -2,8 +2,11 @@
 
 - Watches time out on both ends and restart when silent (kopf #957, #585, #1276).
 - A bounded number of workers (kopf #1011) and a backoff on API errors.
-- kopf's progress and diff-base live in annotations: the CRD's status schema is
-  strict and would prune kopf's own status fields, making handlers repeat.
+- kopf keeps no diff-base: the operator has no create/update handlers (a daemon
+  per model reconciles, and compares generations itself), so kopf's copy of every
+  object it sees, and the annotation patch per change, would be pure cost.
+- The deletion handler's progress lives in annotations: the CRD's status schema
+  is strict and would prune kopf's own status fields, making it repeat.
 - Child watches are filtered on the server by the managed-by label.
 - Handler log lines are not posted as Events; the operator posts its own, on
   transitions only.
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import kopf
 
@@ -20,6 +24,22 @@ from modelpress.plan.names import DOMAIN, MANAGED_BY, MANAGER
 
 PROGRESS_PREFIX = f"kopf.{DOMAIN}"
 FINALIZER = f"{DOMAIN}/artifacts"
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Every object looks handled and unchanged to kopf: no copies, no annotation.
+
+    Only deletion is a kopf "changing" handler here, and kopf detects deletion from
+    `deletionTimestamp`, not from a diff."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return kopf.BodyEssence()
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def configure(
@@ -46,9 +66,7 @@ def configure(
     settings.networking.error_backoffs = (1, 2, 5, 10, 20, 30)
 
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PROGRESS_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PROGRESS_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.finalizer = FINALIZER
 
     settings.posting.level = logging.WARNING

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,17 @@ ModelKey = tuple[str, str]
 POD_MESSAGES_KEPT = 10_000
 
 
+@dataclass(frozen=True)
+class WrittenStatus:
+    """A status write on its way back through the watch."""
+
+    based_on: str | None
+    """The resourceVersion of the object the write was computed from."""
+    result: str | None
+    """The resourceVersion the write produced."""
+    status: dict[str, Any]
+
+
 @dataclass
 class OperatorState:
     config: OperatorConfig
@@ -32,11 +43,11 @@ class OperatorState:
     client: KubeClient | None = None
     triggers: dict[ModelKey, asyncio.Event] = field(default_factory=dict)
     locks: dict[ModelKey, asyncio.Lock] = field(default_factory=dict)
-    written: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """The last status written, by object uid: the previous status for the next reconcile
-    even before the watch brings the patched object back."""
-    retries: dict[str, str | None] = field(default_factory=dict)
-    """The modelpress.dev/retry annotation last seen, by object uid."""
+    written: dict[str, WrittenStatus] = field(default_factory=dict)
+    """By object uid, a status this operator wrote that the watch has not brought back
+    yet (only until it does: see `status_base`)."""
+    retries: dict[str, str] = field(default_factory=dict)
+    """The modelpress.dev/retry annotation last seen, by object uid (only where set)."""
     conflicts: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     """By object uid: (kind, name) of objects in the way that are not the model's own."""
     pod_messages: OrderedDict[tuple[str, str, int], str] = field(default_factory=OrderedDict)
@@ -71,11 +82,40 @@ class OperatorState:
         while len(self.pod_messages) > POD_MESSAGES_KEPT:
             self.pod_messages.popitem(last=False)
 
+    def status_base(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The status the next write is computed against: the live one, unless the object
+        at hand is the very one this operator's last write replaced (the watch lags), in
+        which case that write. Once the watch brings anything newer, the record is dropped:
+        a status someone else wrote after ours is seen, and memory stays bounded."""
+        metadata = body.get("metadata") or {}
+        uid = metadata.get("uid") or ""
+        written = self.written.get(uid)
+        if written is not None:
+            if metadata.get("resourceVersion") == written.based_on:
+                return written.status
+            del self.written[uid]
+        return dict(body.get("status") or {})
+
+    def caught_up(self, body: Mapping[str, Any]) -> None:
+        """The watch brought this object: drop the record of a write it already shows."""
+        metadata = body.get("metadata") or {}
+        uid = metadata.get("uid") or ""
+        written = self.written.get(uid)
+        if written is not None and metadata.get("resourceVersion") == written.result:
+            del self.written[uid]
+
+    def remember_retry(self, uid: str, retry: str | None) -> None:
+        if retry is None:
+            self.retries.pop(uid, None)
+        else:
+            self.retries[uid] = retry
+
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         self.triggers.pop((namespace, name), None)
         self.locks.pop((namespace, name), None)
         if uid:
             self.written.pop(uid, None)
+            self.metrics.model_gone(uid)
             self.conflicts.pop(uid, None)
             self.retries.pop(uid, None)
 
