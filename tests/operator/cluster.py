@@ -175,6 +175,7 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
     """The emulator plus identity, generations, resource versions and fast lookups."""
 
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _last_version: int = attrs.field(default=0, init=False)
     seen: list[Seen] = attrs.field(factory=list, init=False)
     """Every request served: method, path and user agent (kmock keeps only recent ones)."""
     admission: bool = True
@@ -214,6 +215,12 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
                 self._stamp_create(request.data)
             elif request.action == kmock.action.UPDATE and request.name is not None:
                 self._stamp_update(request)
+        elif request.action == kmock.action.UPDATE and isinstance(request.data, list):
+            # A JSON patch (kopf's finalizers) is a write too: a new resourceVersion.
+            version = self._next_version()
+            request.data.append(
+                {"op": "add", "path": "/metadata/resourceVersion", "value": version}
+            )
         try:
             response = await super()._handle(request)
         finally:
@@ -325,7 +332,7 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
         metadata["uid"] = str(uuid.uuid4())
         metadata["creationTimestamp"] = _now()
         metadata["generation"] = 1
-        metadata["resourceVersion"] = str(next(self._versions))
+        metadata["resourceVersion"] = self._next_version()
 
     def _stamp_update(self, request: Any) -> None:
         current = self._find(request.resource, request.namespace, request.name)
@@ -340,7 +347,42 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
             after = kmock_dicts.patch_dict(copy.deepcopy(before), data["spec"])
             if after != before:
                 metadata["generation"] = int(current.get("metadata", {}).get("generation") or 1) + 1
-        metadata["resourceVersion"] = str(next(self._versions))
+        metadata["resourceVersion"] = self._next_version()
+
+    def _next_version(self) -> str:
+        self._last_version = next(self._versions)
+        return str(self._last_version)
+
+    # --- lists and watches: a watch from a list's resourceVersion replays nothing older ----
+
+    async def _serve_list(self, request: Any) -> Any:
+        answer = await super()._serve_list(request)
+        answer["metadata"]["resourceVersion"] = str(self._last_version)
+        return answer
+
+    async def _serve_watch(self, request: Any) -> Any:
+        """kmock's watch, except that it starts where the client's list ended, as the
+        API server's does: objects unchanged since that resourceVersion are not sent
+        again (a stale copy would make clients act twice)."""
+        yield b""
+        since = request.url.query.get("resourceVersion")
+        since_version = int(since) if since and since.isdigit() else 0
+        async with self._lock:
+            objs = [o for o in self._KubernetesEmulator__get_objs(request, False) if not o.deleted]
+            events = [
+                {"type": "ADDED", "object": obj.raw}
+                for obj in objs
+                if int(obj.raw.get("metadata", {}).get("resourceVersion") or 0) > since_version
+            ]
+        for event in events:
+            yield event
+        check = self._KubernetesEmulator__check
+        async for event in self._buses[request.resource]:
+            metadata = event.get("object", {}).get("metadata", {})
+            if check(
+                request, request.resource, metadata.get("namespace"), metadata.get("name"), False
+            ):
+                yield event
 
     def _find(self, resource: Any, namespace: str | None, name: str) -> Any:
         return self._objects._objects.get((resource, namespace, name))  # type: ignore[attr-defined]

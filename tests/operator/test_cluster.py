@@ -8,6 +8,7 @@ concurrency, server-side apply).
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from tests.operator.cluster import Cluster, running_cluster
@@ -135,6 +136,42 @@ async def test_a_write_with_a_stale_resource_version_is_a_409() -> None:
         assert cluster.get(MODELS_RESOURCE, NS, "tiny")["spec"]["deletionPolicy"] == "Retain"
 
 
+async def test_a_json_patch_is_a_write_with_a_new_resource_version() -> None:
+    """JSON patches (kopf's finalizers) move resourceVersion, so a `test` op on it fails
+    once someone else has written."""
+    async with running_cluster() as (cluster, _):
+        _, created = await _send(cluster, "post", MODELS, MODEL)
+        old = created["metadata"]["resourceVersion"]
+        add = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": old},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["x/y"]},
+        ]
+        status, _ = await _send(cluster, "patch", f"{MODELS}/tiny", add, content_type=JSON_PATCH)
+        assert status == 200
+        now = cluster.get(MODELS_RESOURCE, NS, "tiny")["metadata"]
+        assert now["finalizers"] == ["x/y"] and now["resourceVersion"] != old
+        status, _ = await _send(cluster, "patch", f"{MODELS}/tiny", add, content_type=JSON_PATCH)
+        assert status >= 400, "the tested resourceVersion is stale now"
+
+
+async def test_a_watch_from_a_list_sends_only_what_changed_after_it() -> None:
+    """A watch started at the list's resourceVersion does not replay older objects."""
+    import aiohttp
+
+    async with running_cluster() as (cluster, url), aiohttp.ClientSession(url) as client:
+        await _send(cluster, "post", MODELS, MODEL)
+        async with client.get(MODELS) as response:
+            listed = await response.json()
+        version = listed["metadata"]["resourceVersion"]
+        other = copy.deepcopy(MODEL)
+        other["metadata"]["name"] = "later"
+        await _send(cluster, "post", MODELS, other)
+        params = {"watch": "true", "resourceVersion": version}
+        async with client.get(MODELS, params=params) as response:
+            line = await response.content.readline()
+        assert json.loads(line)["object"]["metadata"]["name"] == "later"
+
+
 def _service(**annotations: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -145,6 +182,7 @@ def _service(**annotations: str) -> dict[str, Any]:
 
 
 APPLY = "application/apply-patch+yaml"
+JSON_PATCH = "application/json-patch+json"
 
 
 async def test_server_side_apply_removes_what_a_manager_stops_applying() -> None:
