@@ -198,7 +198,7 @@ async def apply_plan(
                 await client.apply(obj)
             else:  # someone else's: never adopted; the next plan says so
                 state.conflicts.setdefault(owner.uid or "", set()).add((obj["kind"], name))
-                state.poke(owner.namespace, owner.name)
+                state.queue.add((owner.namespace, owner.name))
             continue
         state.metrics.children_created.labels(obj["kind"]).inc()
         log.info(
@@ -251,42 +251,41 @@ def needs_reconcile(state: OperatorState, body: Mapping[str, Any]) -> bool:
 async def reconcile(
     state: OperatorState,
     body: Mapping[str, Any],
-    logger: logging.Logger | logging.LoggerAdapter[Any],
     children: Children,
 ) -> Plan:
-    """Bring one CompressedModel's children and status in line with its spec."""
+    """Bring one CompressedModel's children and status in line with its spec. The work
+    queue never runs two reconciles of one model at once."""
     metadata = body["metadata"]
     namespace, name = metadata["namespace"], metadata["name"]
-    async with state.lock(namespace, name), state.slots:
-        started = time.monotonic()
-        owner = Owner(
-            name=name,
-            namespace=namespace,
-            uid=metadata.get("uid"),
-            generation=metadata.get("generation"),
-            retry=(metadata.get("annotations") or {}).get(ANNOTATION_RETRY),
-        )
-        uid = owner.uid or ""
-        if owner.retry != state.retries.get(uid):
-            # Asked to look again (after a repair, say): nothing remembered is trusted.
-            state.remember_retry(uid, owner.retry)
-            storage = (body.get("spec") or {}).get("storage") or {}
-            if isinstance(storage.get("uri"), str):
-                state.store.forget_under(storage["uri"])
-        previous = state.status_base(body)
-        spec, problems = read_spec(body.get("spec"))
-        now = now_rfc3339()
-        if spec is None:
-            plan = plan_invalid(owner, problems, previous, now)
-        else:
-            observed = await observe_model(state, owner, spec, children)
-            plan = plan_model(owner, spec, observed, state.config, previous, now)
-        try:
-            await apply_plan(state, body, owner, plan, previous)
-        except ApiError as error:
-            state.metrics.reconcile_errors.inc()
-            raise kopf.TemporaryError(
-                f"applying the plan failed: {error}", delay=state.config.backoff_seconds
-            ) from None
-        state.metrics.reconcile_seconds.observe(time.monotonic() - started)
-        return plan
+    started = time.monotonic()
+    owner = Owner(
+        name=name,
+        namespace=namespace,
+        uid=metadata.get("uid"),
+        generation=metadata.get("generation"),
+        retry=(metadata.get("annotations") or {}).get(ANNOTATION_RETRY),
+    )
+    uid = owner.uid or ""
+    if owner.retry != state.retries.get(uid):
+        # Asked to look again (after a repair, say): nothing remembered is trusted.
+        state.remember_retry(uid, owner.retry)
+        storage = (body.get("spec") or {}).get("storage") or {}
+        if isinstance(storage.get("uri"), str):
+            state.store.forget_under(storage["uri"])
+    previous = state.status_base(body)
+    spec, problems = read_spec(body.get("spec"))
+    now = now_rfc3339()
+    if spec is None:
+        plan = plan_invalid(owner, problems, previous, now)
+    else:
+        observed = await observe_model(state, owner, spec, children)
+        plan = plan_model(owner, spec, observed, state.config, previous, now)
+    try:
+        await apply_plan(state, body, owner, plan, previous)
+    except ApiError as error:
+        state.metrics.reconcile_errors.inc()
+        raise kopf.TemporaryError(
+            f"applying the plan failed: {error}", delay=state.config.backoff_seconds
+        ) from None
+    state.metrics.reconcile_seconds.observe(time.monotonic() - started)
+    return plan

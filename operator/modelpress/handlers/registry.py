@@ -1,11 +1,14 @@
 """The kopf handlers, registered in a registry of their own (one per operator run,
 so tests can start, stop and restart operators in one process).
 
-- a daemon per model: reconcile when it starts, when the spec changes (or a
-  retry is asked for), when a child Job, Deployment or Service changes, and at
-  least every `resyncSeconds` (level-based: nothing is missed for long). There
-  are no kopf create/update handlers, so kopf writes nothing on the model but
-  its finalizer;
+- a watch of the models keeps each one's latest body and queues it (a work
+  queue, `workqueue.py`) on first sight, when the spec changes or a retry is
+  asked for; a child Job, Deployment or Service changing queues its model too;
+  each reconcile schedules the next one `resyncSeconds` later (level-based:
+  nothing is missed for long). `workerLimit` workers take models off the queue,
+  never the same one twice at once. There are no kopf create/update handlers or
+  daemons, so kopf writes nothing on the model but its finalizer, and what the
+  operator keeps per model is its body and a few small entries;
 - indexes of the children by model, kept current by watches, so a reconcile
   lists nothing;
 - delete (a finalizer): honour spec.deletionPolicy.
@@ -14,7 +17,6 @@ so tests can start, stop and restart operators in one process).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -24,9 +26,10 @@ from modelpress.api.resource import GROUP, PLURAL, VERSION
 from modelpress.handlers import deletion
 from modelpress.handlers.kube import KubeClient
 from modelpress.handlers.metrics import job_seconds
-from modelpress.handlers.reconcile import Children, needs_reconcile, reconcile
-from modelpress.handlers.settings import FINALIZER, configure
+from modelpress.handlers.reconcile import Children, needs_reconcile
+from modelpress.handlers.settings import configure
 from modelpress.handlers.state import OperatorState
+from modelpress.handlers.workers import start_workers
 from modelpress.plan.names import LABEL_MODEL, MANAGED_BY, MANAGER
 from modelpress.plan.observed import DeploymentState, JobState, ServiceState
 
@@ -45,6 +48,7 @@ def default_login(**kwargs: Any) -> Any:
 
 def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+    workers: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(id="configure", registry=registry)
     async def startup(*, settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -61,6 +65,10 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(**_: Any) -> None:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        workers.clear()
         if state.client is not None:
             await state.client.close()
 
@@ -102,81 +110,54 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
     async def job_changed(*, namespace: Any, labels: Any, body: Any, type: Any, **_: Any) -> None:
         job = JobState.from_object(body)
         state.metrics.job_seen(namespace, job, gone=type == "DELETED", seconds=job_seconds(body))
-        state.poke(namespace, labels[LABEL_MODEL])
+        state.queue.add((namespace, labels[LABEL_MODEL]))
 
     @kopf.on.event("apps", "v1", "deployments", id="poke", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("", "v1", "services", id="poke", labels=CHILD_LABELS, registry=registry)
     async def child_changed(*, namespace: Any, labels: Any, **_: Any) -> None:
-        state.poke(namespace, labels[LABEL_MODEL])
+        state.queue.add((namespace, labels[LABEL_MODEL]))
 
     # --- the models -------------------------------------------------------------------
 
-    @kopf.on.event(*MODEL, id="spec-changed", registry=registry)
-    async def model_changed(*, body: Any, namespace: Any, name: Any, **_: Any) -> None:
-        """Wake the model's daemon when there is something new to act on: a spec the
-        status has not answered yet, or a retry asked for. Its own status writes are not."""
-        state.caught_up(body)
-        if needs_reconcile(state, body):
-            state.poke(namespace, name)
-
-    @kopf.daemon(*MODEL, id="resync", registry=registry, cancellation_timeout=5.0)  # type: ignore[arg-type]
+    @kopf.on.event(*MODEL, id="models", registry=registry)  # type: ignore[arg-type]
     # kopf passes each index as a keyword argument named by its id; its callback Protocols
     # do not list them, hence the ignore.
-    async def resync(
+    async def model_event(
         *,
-        stopped: Any,
-        body: Any,
+        event: Any,
+        type: Any,
         namespace: Any,
         name: Any,
-        logger: Logger,
         modelpress_jobs: kopf.Index[Any, JobState],
         modelpress_deployments: kopf.Index[Any, DeploymentState],
         modelpress_services: kopf.Index[Any, ServiceState],
         modelpress_policies: kopf.Index[Any, ServiceState],
         **_: Any,
     ) -> None:
-        """Reconcile at once, then when poked (a spec or child changed) and every
-        resyncSeconds regardless."""
-        children = Children(
-            modelpress_jobs, modelpress_deployments, modelpress_services, modelpress_policies
-        )
-        trigger = state.trigger(namespace, name)
-        trigger.set()
-        stop = asyncio.ensure_future(stopped.wait())
-        try:
-            while not stopped:
-                wake = asyncio.ensure_future(trigger.wait())
-                await asyncio.wait(
-                    {wake, stop},
-                    timeout=state.config.resync_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                wake.cancel()
-                metadata = body.get("metadata", {})
-                if stopped or metadata.get("deletionTimestamp"):
-                    break
-                trigger.clear()
-                if FINALIZER not in (metadata.get("finalizers") or ()):
-                    # Nothing is created before deletion can clean it up; kopf adds the
-                    # finalizer now, and that change wakes this loop again.
-                    continue
-                try:
-                    await reconcile(state, body, logger, children)
-                except kopf.TemporaryError as error:
-                    logger.warning("reconcile failed, retrying: %s", error)
-                    await asyncio.sleep(error.delay or state.config.backoff_seconds)
-                except Exception:
-                    logger.exception("reconcile failed unexpectedly, retrying")
-                    await asyncio.sleep(state.config.backoff_seconds)
-        finally:
-            stop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stop
+        """Keep the model's latest body and queue it when there is something to act on:
+        first sight, a spec the status has not answered yet, or a retry asked for."""
+        key = (namespace, name)
+        if type == "DELETED":
+            state.models.pop(key, None)
+            state.queue.forget(key)
+            return
+        if not workers:  # kopf hands its indexes to handlers only, and only once filled
+            children = Children(
+                modelpress_jobs, modelpress_deployments, modelpress_services, modelpress_policies
+            )
+            workers.extend(start_workers(state, children))
+        body = event["object"]
+        first = key not in state.models
+        state.models[key] = body
+        state.caught_up(body)
+        if first or needs_reconcile(state, body):
+            state.queue.add(key)
 
     @kopf.on.delete(*MODEL, id="artifacts", registry=registry)
     async def delete_model(
         *, body: Any, namespace: Any, name: Any, logger: Logger, retry: int, **_: Any
     ) -> None:
+        await state.settled(namespace, name)  # no reconcile of it runs alongside
         await deletion.delete_model(state, body, logger, retry)
         state.forget(namespace, name, body.get("metadata", {}).get("uid"))
 

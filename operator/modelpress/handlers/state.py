@@ -1,5 +1,5 @@
 """What one running operator keeps in memory: its configuration, its API client,
-the store cache, and per-model wake-up triggers and locks.
+the store cache, the models' latest bodies and the work queue.
 
 Nothing here is needed to be correct after a restart: it only saves work.
 """
@@ -16,6 +16,7 @@ from modelpress.config import OperatorConfig
 from modelpress.handlers.deadline import EndpointGuard
 from modelpress.handlers.kube import KubeClient
 from modelpress.handlers.metrics import OperatorMetrics
+from modelpress.handlers.workqueue import WorkQueue
 from modelpress.storeview import StoreReader
 
 ModelKey = tuple[str, str]
@@ -41,8 +42,9 @@ class OperatorState:
     store: StoreReader = field(init=False)
     guard: EndpointGuard = field(init=False)
     client: KubeClient | None = None
-    triggers: dict[ModelKey, asyncio.Event] = field(default_factory=dict)
-    locks: dict[ModelKey, asyncio.Lock] = field(default_factory=dict)
+    models: dict[ModelKey, Mapping[str, Any]] = field(default_factory=dict)
+    """The latest body of each model, as the watch delivered it."""
+    queue: WorkQueue[ModelKey] = field(default_factory=WorkQueue)
     written: dict[str, WrittenStatus] = field(default_factory=dict)
     """By object uid, a status this operator wrote that the watch has not brought back
     yet (only until it does: see `status_base`)."""
@@ -54,28 +56,17 @@ class OperatorState:
     """Failed pods' messages by (namespace, Job, failed count), the most recent
     POD_MESSAGES_KEPT only."""
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
-    _slots: asyncio.Semaphore | None = None
 
     def __post_init__(self) -> None:
         self.store = StoreReader(self.config.store_cache_seconds)
         self.guard = EndpointGuard(self.config.store_deadline_seconds)
 
-    def trigger(self, namespace: str, name: str) -> asyncio.Event:
-        return self.triggers.setdefault((namespace, name), asyncio.Event())
-
-    def poke(self, namespace: str, name: str) -> None:
-        """Ask the model's resync loop to reconcile now (a child changed)."""
-        self.trigger(namespace, name).set()
-
-    def lock(self, namespace: str, name: str) -> asyncio.Lock:
-        return self.locks.setdefault((namespace, name), asyncio.Lock())
-
-    @property
-    def slots(self) -> asyncio.Semaphore:
-        """Bounds reconciles running at once (daemons are not bounded by kopf's workers)."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.config.worker_limit)
-        return self._slots
+    async def settled(self, namespace: str, name: str) -> None:
+        """Wait until no reconcile of the model runs, and queue none (it is being deleted)."""
+        key = (namespace, name)
+        self.queue.forget(key)
+        while self.queue.busy(key):
+            await asyncio.sleep(0.05)
 
     def remember_pod_message(self, key: tuple[str, str, int], message: str) -> None:
         self.pod_messages[key] = message
@@ -111,8 +102,8 @@ class OperatorState:
             self.retries[uid] = retry
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
-        self.triggers.pop((namespace, name), None)
-        self.locks.pop((namespace, name), None)
+        self.models.pop((namespace, name), None)
+        self.queue.forget((namespace, name))
         if uid:
             self.written.pop(uid, None)
             self.metrics.model_gone(uid)
