@@ -148,7 +148,7 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
             workers.extend(start_workers(state, children))
         body = event["object"]
         first = key not in state.models
-        state.models[key] = body
+        state.keep_model(key, body)
         state.caught_up(body)
         if first or needs_reconcile(state, body):
             state.queue.add(key)

@@ -40,7 +40,7 @@ async def work(state: OperatorState, children: Children) -> None:
 async def _reconcile_one(state: OperatorState, children: Children, key: ModelKey) -> float | None:
     """Reconcile the model; seconds until it should be looked at again (None: only when
     something changes)."""
-    body = state.models.get(key)
+    body = state.model(key)
     if body is None:
         return None
     metadata = body.get("metadata") or {}
