@@ -12,6 +12,8 @@ from tests.operator.cluster import DEPLOYMENTS, JOBS, SERVICES
 from tests.operator.conftest import NAMESPACE, Harness, metric_samples, model_manifest
 from tests.pss import assert_restricted
 
+from modelpress.api.kstatus import compute as kstatus
+
 ALLOWED_VOLUMES = {"emptyDir", "secret", "configMap", "projected"}
 
 
@@ -24,6 +26,7 @@ async def test_happy_path_to_ready(harness: Harness) -> None:
     assert status["observedGeneration"] == 1
     metadata = harness.model("tiny")["metadata"]
     assert "kopf" not in status, "kopf keeps its state in annotations, not in the strict status"
+    assert kstatus(harness.model("tiny")).status == "Current", "Flux's wait is done"
     kopf_annotations = [a for a in metadata.get("annotations") or {} if a.startswith("kopf.")]
     assert kopf_annotations == [], "no diff-base copy of the spec on the object"
     assert metadata["finalizers"] == ["modelpress.dev/artifacts"]

@@ -17,6 +17,7 @@ from tests.operator.conftest import NAMESPACE, Harness, model_manifest, sizes_by
 from tests.operator.kubelet import Outcome
 
 from modelpress.api.admission import schema_problems
+from modelpress.api.kstatus import compute as kstatus
 
 
 def _status_writes(harness: Harness, since: int) -> list[str]:
@@ -78,6 +79,7 @@ async def test_a_spec_only_the_operator_rejects_gets_a_condition_naming_the_fiel
     assert "spec.variants[1].quantize" in ready["message"]
     assert "set algorithm rtn or leave it unset" in ready["message"]
     assert harness.status("tiny")["summary"]["phase"] == "Failed"
+    assert kstatus(harness.model("tiny")).status == "Failed", "Flux's wait stops, failed"
 
     mark = len(harness.cluster.seen)
     await asyncio.sleep(4.5)  # two resync periods: no retries, no repeated writes

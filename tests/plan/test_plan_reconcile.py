@@ -87,6 +87,8 @@ def test_first_sight_creates_the_fetch_job_and_reports_pending() -> None:
     assert status["observedGeneration"] == 3
     assert conditions(status) == {
         "Ready": ("False", "Fetching"),
+        "Reconciling": ("True", "Fetching"),
+        "Stalled": ("False", "Fetching"),
         "SourceReady": ("False", "Fetching"),
         "VariantsReady": ("False", "WaitingForSource"),
         "Serving": ("False", "WaitingForVariants"),

@@ -13,12 +13,16 @@ from enum import Enum, StrEnum
 
 
 class ConditionType(StrEnum):
-    """Condition types of the resource (first four) and of each variant (the rest)."""
+    """Condition types of the resource (first six) and of each variant (the rest)."""
 
     READY = "Ready"
     SOURCE_READY = "SourceReady"
     VARIANTS_READY = "VariantsReady"
     SERVING = "Serving"
+    RECONCILING = "Reconciling"
+    """True while work is under way (kstatus: InProgress); mirrors Ready's reason."""
+    STALLED = "Stalled"
+    """True when someone must act (kstatus: Failed); mirrors Ready's reason."""
     COMPRESSED = "Compressed"
     QUALITY_GATE = "QualityGate"
     FITS = "Fits"

@@ -13,6 +13,8 @@ from modelpress.api.reasons import ConditionType, Reason, parse_reason
 from modelpress.api.status import CompressedModelStatus, Condition, VariantStatus
 
 EVENT_MESSAGE_LIMIT = 1000
+MIRRORS = (ConditionType.RECONCILING, ConditionType.STALLED)
+"""Conditions that repeat Ready for kstatus: never news of their own."""
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,12 @@ def transitions(old: CompressedModelStatus | None, new: CompressedModelStatus) -
     old_conditions = {c.type: c for c in old.conditions}
     for item in new.conditions:
         before = old_conditions.get(item.type)
-        if not _changed(before, item):
+        if item.type in MIRRORS or not _changed(before, item):
             continue
         if item.type == ConditionType.READY:
             told_elsewhere = any(
-                c.type != ConditionType.READY and c.reason == item.reason for c in new.conditions
+                c.type != ConditionType.READY and c.type not in MIRRORS and c.reason == item.reason
+                for c in new.conditions
             )
             was_true = before is not None and before.status == "True"
             flipped = was_true != (item.status == "True")

@@ -29,7 +29,7 @@ from modelpress.plan.policies import plan_policies
 from modelpress.plan.recipes import variant_locations
 from modelpress.plan.rollout import plan_serving
 from modelpress.plan.source import SourcePlan, plan_source
-from modelpress.plan.summary import ready_condition, summary
+from modelpress.plan.summary import kstatus_conditions, ready_condition, summary
 from modelpress.plan.variants import (
     plan_variant,
     variant_status,
@@ -99,7 +99,10 @@ def plan_model(
         variants_ready(outcomes, source.base is not None, owner.generation),
         serving.condition,
     ]
-    conditions = stamp([ready_condition(top, owner.generation), *top], previous.conditions, now)
+    ready = ready_condition(top, owner.generation)
+    conditions = stamp(
+        [ready, *kstatus_conditions(ready, owner.generation), *top], previous.conditions, now
+    )
     variants = [
         _stamped(variant_status(o, source.base, owner.generation), previous, now) for o in outcomes
     ]
@@ -166,10 +169,12 @@ def plan_invalid(
     previous = read_status(previous_status)
     message = "; ".join(problems) or "the spec cannot be read"
     ready = condition(ConditionType.READY, False, Reason.INVALID_SPEC, message, owner.generation)
-    kept: list[Condition] = [c for c in previous.conditions if c.type != ConditionType.READY]
+    mirrors = [ready, *kstatus_conditions(ready, owner.generation)]
+    replaced = {c.type for c in mirrors}
+    kept: list[Condition] = [c for c in previous.conditions if c.type not in replaced]
     status = previous.model_copy(
         update={
-            "conditions": stamp([ready], previous.conditions, now) + kept,
+            "conditions": stamp(mirrors, previous.conditions, now) + kept,
             "observed_generation": owner.generation
             if owner.generation is not None
             else previous.observed_generation,

@@ -29,6 +29,21 @@ def ready_condition(top: Sequence[Condition], generation: int | None) -> Conditi
     )
 
 
+def kstatus_conditions(ready: Condition, generation: int | None) -> list[Condition]:
+    """Reconciling and Stalled, the conditions kstatus reads (Flux's `wait` and health
+    checks, kpt, Config Sync): work under way, or stopped until someone acts. Both
+    carry Ready's reason and message; both are False once Ready is True."""
+    reason = parse_reason(ready.reason) or Reason.READY
+    done = ready.status == "True"
+    stalled = not done and reason.failed
+    return [
+        condition(
+            ConditionType.RECONCILING, not done and not stalled, reason, ready.message, generation
+        ),
+        condition(ConditionType.STALLED, stalled, reason, ready.message, generation),
+    ]
+
+
 def phase(conditions: Sequence[Condition]) -> str:
     """A one-word digest for people; programs read the conditions."""
     failing = (parse_reason(c.reason) for c in conditions if c.status != "True")
