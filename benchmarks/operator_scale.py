@@ -13,6 +13,11 @@ The clock starts when the operator is started with every model already applied
 (the worst case: a restart on a busy cluster) and stops when all are Ready.
 
     python benchmarks/operator_scale.py --objects 1000 --json results/operator_scale.json
+    python benchmarks/operator_scale.py --objects 1000 3000 10000 \
+        --json results/operator_scale.json --plot docs/operator-scale.png
+
+With several counts it runs each in turn (a fresh emulator and operator each),
+prints a table, and plots time to Ready and peak memory against the count.
 """
 
 from __future__ import annotations
@@ -214,7 +219,7 @@ async def benchmark(
         process = subprocess.Popen(
             [*command, "operator", "--config", str(root / "operator.yaml"), "--all-namespaces",
              "--standalone", *(["--verbose"] if os.environ.get("BENCH_VERBOSE") else [])],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
         )  # fmt: skip
         peak = [0]
         stop = asyncio.Event()
@@ -256,6 +261,7 @@ async def benchmark(
                 await stand_in_task
         jobs = len(cluster.all(JOBS, NAMESPACE))
         deployments = len(cluster.all(DEPLOYMENTS, NAMESPACE))
+    writes = _writes(requests)
     return {
         "objects": objects,
         "variantsPerObject": 2,
@@ -263,6 +269,9 @@ async def benchmark(
         "convergeSeconds": round(converged, 2),
         "operatorPeakRssMiB": round(peak[0] / 2**20, 1),
         "operatorCpuSeconds": cpu,
+        "operatorCpuMsPerModel": round(1000 * cpu / objects, 2) if cpu is not None else None,
+        "apiWritesPerModel": round(writes / objects, 2),
+        "apiWritesPerSecond": round(writes / converged, 1),
         "emulatorAndStandInCpuSeconds": round(_own_cpu_seconds(), 1),
         "ready": ready,
         "operatorRequests": dict(sorted(requests.items(), key=lambda kv: -kv[1])),
@@ -271,6 +280,22 @@ async def benchmark(
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }
+
+
+def _die_with_parent() -> None:
+    """In the child: a benchmark killed mid-run takes its operator with it (Linux)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+WRITES = ("POST", "PATCH", "PUT", "DELETE")
+
+
+def _writes(requests: dict[str, int]) -> int:
+    return sum(n for key, n in requests.items() if key.split(" ", 1)[0] in WRITES)
 
 
 def _count(cluster: Any, counts: dict[str, int]) -> None:
@@ -306,42 +331,99 @@ def _cpu_seconds(pid: int) -> float | None:
     return round(times.user + times.system, 1)
 
 
+def table(results: list[dict[str, Any]]) -> str:
+    head = ("models", "Ready after s", "peak RSS MiB", "CPU s", "CPU ms/model", "writes/model",
+            "writes/s")  # fmt: skip
+    rows = [
+        (
+            r["objects"],
+            r["convergeSeconds"],
+            r["operatorPeakRssMiB"],
+            r["operatorCpuSeconds"],
+            r["operatorCpuMsPerModel"],
+            r["apiWritesPerModel"],
+            r["apiWritesPerSecond"],
+        )
+        for r in results
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plot(results: list[dict[str, Any]], out: str) -> None:
+    """Time to Ready and peak memory against the number of models."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = [r["objects"] for r in results]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.plot(counts, [r["convergeSeconds"] for r in results], "o-")
+    left.set(xlabel="models (2 variants each)", ylabel="seconds until all Ready",
+             title="Time to Ready")  # fmt: skip
+    right.plot(counts, [r["operatorPeakRssMiB"] for r in results], "o-", color="tab:orange")
+    right.set(xlabel="models (2 variants each)", ylabel="MiB", title="Operator peak RSS")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.set_ylim(bottom=0)
+    figure.suptitle(f"modelpress operator on {os.cpu_count()} cores", fontsize=10)
+    figure.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--objects", type=int, default=1000, help="CompressedModels to apply")
+    parser.add_argument(
+        "--objects", type=int, nargs="+", default=[1000], help="CompressedModels to apply"
+    )
     parser.add_argument("--workers", type=int, default=20, help="the operator's workerLimit")
     parser.add_argument(
-        "--timeout", type=float, default=600, help="give up after this many seconds"
+        "--timeout", type=float, default=900, help="give up a run after this many seconds"
     )
-    parser.add_argument("--json", metavar="OUT", help="also write the result as JSON here")
-    parser.add_argument("--log", metavar="FILE", help="keep the operator's log here")
+    parser.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
+    parser.add_argument("--plot", metavar="PNG", help="plot time and memory against the count")
+    parser.add_argument("--log", metavar="FILE", help="keep the last operator's log here")
     parser.add_argument(
         "--profile", metavar="FILE", help="profile the operator (cProfile) into FILE"
     )
     args = parser.parse_args()
-    if args.objects < 1:
+    if min(args.objects) < 1:
         parser.error("--objects must be at least 1")
+    results = []
+    for objects in args.objects:
+        print(f"operator_scale: {objects} models", file=sys.stderr)
+        result = run_once(objects, args)
+        if result is None:
+            return 1
+        results.append(result)
+    print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    print(table(results))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        payload = results[0] if len(results) == 1 else results
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+    if args.plot:
+        plot(results, args.plot)
+    return 0
+
+
+def run_once(objects: int, args: argparse.Namespace) -> dict[str, Any] | None:
     root = Path(tempfile.mkdtemp(prefix="modelpress-scale-"))
     try:
-        result = asyncio.run(
-            benchmark(args.objects, args.workers, args.timeout, root, args.profile)
-        )
+        return asyncio.run(benchmark(objects, args.workers, args.timeout, root, args.profile))
     except (RuntimeError, TimeoutError) as error:
         log = root / "operator.log"
         tail = log.read_text(errors="replace").splitlines()[-30:] if log.exists() else []
         print("\n".join(["the operator's last log lines:", *tail]), file=sys.stderr)
         print(f"operator_scale: {error}", file=sys.stderr)
-        return 1
+        return None
     finally:
         if args.log and (root / "operator.log").exists():
             shutil.copy(root / "operator.log", args.log)
         shutil.rmtree(root, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
-    return 0
 
 
 if __name__ == "__main__":
