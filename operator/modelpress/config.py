@@ -222,6 +222,10 @@ class OperatorConfig(_ConfigModel):
     dead endpoint cannot hold the operator's reconcile slots."""
     store_cache_seconds: float = Field(default=600.0, ge=0)
     """How long a manifest seen in the store is trusted before it is read again."""
+    store_cache_entries: int = Field(default=20_000, ge=0)
+    """At most this many manifests and source records are remembered (least recently
+    used go first): about 5 KiB each, so the cache has a ceiling whatever the number
+    of models."""
     watch: Watch = Field(default_factory=Watch)
     peering: Peering = Field(default_factory=Peering)
     trust: Trust = Field(default_factory=Trust)

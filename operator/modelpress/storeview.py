@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,21 +46,38 @@ class StoreView:
 class StoreReader:
     """Reads source records and manifests, remembering what was found."""
 
-    def __init__(self, cache_seconds: float) -> None:
+    def __init__(self, cache_seconds: float, max_entries: int = 20_000) -> None:
         self._cache_seconds = cache_seconds
-        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._max_entries = max_entries
+        self._cache: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
     def _cached(self, key: tuple[str, str]) -> Any | None:
         with self._lock:
             entry = self._cache.get(key)
-        if entry is None or time.monotonic() - entry[0] > self._cache_seconds:
-            return None
+            if entry is None:
+                return None
+            if time.monotonic() - entry[0] > self._cache_seconds:
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
         return entry[1]
 
     def _remember(self, key: tuple[str, str], value: Any) -> None:
+        """Remember `value`, dropping what expired and, past the ceiling, the least
+        recently used."""
+        now = time.monotonic()
         with self._lock:
-            self._cache[key] = (time.monotonic(), value)
+            self._cache[key] = (now, value)
+            self._cache.move_to_end(key)
+            while self._cache:
+                oldest_key, (when, _) = next(iter(self._cache.items()))
+                if len(self._cache) <= self._max_entries and now - when <= self._cache_seconds:
+                    break
+                del self._cache[oldest_key]
 
     def forget(self, uris: Iterable[str]) -> None:
         """Drop remembered artifacts (after they were deleted)."""

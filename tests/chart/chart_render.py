@@ -104,6 +104,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "metrics": {
             "enabled": True,
             "serviceMonitor": {"enabled": True, "interval": "30s", "labels": {"release": "prom"}},
+            "podMonitor": {"enabled": True, "labels": {"release": "prom"}},
+            "dashboard": {"enabled": True, "namespace": "monitoring"},
         },
         "crds": {"keep": False, "annotations": {"argocd.argoproj.io/sync-wave": "-1"}},
         "fullnameOverride": "modelpress",

