@@ -156,10 +156,15 @@ def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> l
     ]
 
 
+def config_map(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ConfigMap holding the operator's config file (not the dashboard's)."""
+    (found,) = [o for o in find(objects, "ConfigMap") if "config.yaml" in o.get("data", {})]
+    return found
+
+
 def operator_config(objects: list[dict[str, Any]]) -> dict[str, Any]:
     """The operator's config file, parsed, from the rendered ConfigMap."""
-    (config_map,) = find(objects, "ConfigMap")
-    return yaml.safe_load(config_map["data"]["config.yaml"])
+    return yaml.safe_load(config_map(objects)["data"]["config.yaml"])
 
 
 def load_pss() -> ModuleType:

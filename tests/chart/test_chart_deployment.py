@@ -10,6 +10,7 @@ from chart_render import (
     NAMESPACE,
     SHA,
     VALUE_SETS,
+    config_map,
     find,
     render_objects,
     render_set,
@@ -55,9 +56,7 @@ def test_config_is_mounted_where_the_operator_reads_it(objects):
     assert path == f"{mount['mountPath']}/config.yaml" and mount["readOnly"]
     volumes = _deployment(objects)["spec"]["template"]["spec"]["volumes"]
     (config_volume,) = [v for v in volumes if v["name"] == "config"]
-    (config_map,) = find(objects, "ConfigMap")
-    assert config_volume["configMap"]["name"] == config_map["metadata"]["name"]
-    assert "config.yaml" in config_map["data"]
+    assert config_volume["configMap"]["name"] == config_map(objects)["metadata"]["name"]
 
 
 def test_watched_namespaces_become_arguments():
