@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpress.api.spec import CompressedModelSpec
@@ -50,6 +50,7 @@ class StoreReader:
         self._cache_seconds = cache_seconds
         self._max_entries = max_entries
         self._cache: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
+        self._configs: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -142,9 +143,25 @@ class StoreReader:
                 config = json.loads(raw) if raw else None
             except ValueError:
                 config = None
-        artifact = Artifact.from_manifest(uri, manifest, config)
+        artifact = self._shared_config(Artifact.from_manifest(uri, manifest, config))
         self._remember(key, artifact)
         return artifact
+
+    def _shared_config(self, artifact: Artifact) -> Artifact:
+        """The artifact with its config.json shared with every other artifact that has
+        the same one (variants of one base model do): one copy in memory, not one per
+        model. Configs are read-only from here on."""
+        if artifact.config is None:
+            return artifact
+        text = json.dumps(artifact.config, sort_keys=True)
+        with self._lock:
+            if len(self._configs) >= self._max_entries:
+                self._configs.clear()
+            shared = self._configs.setdefault(text, artifact.config)
+        metadata = artifact.metadata
+        if metadata.model_config_ is not None:
+            metadata = metadata.model_copy(update={"model_config_": shared})
+        return replace(artifact, config=shared, metadata=metadata)
 
     def view(
         self,

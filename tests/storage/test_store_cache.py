@@ -55,3 +55,18 @@ def test_a_cached_artifact_is_the_one_read(artifacts: list[str]) -> None:
     first = reader.artifact(artifacts[0], None)
     assert first is not None and json.dumps(first.config) == '{"index": 0}'
     assert reader.artifact(artifacts[0], None) is first
+
+
+def test_artifacts_with_the_same_config_share_one_copy(tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "model.safetensors").write_bytes(b"\0" * 64)
+    config = {"hidden_size": 576, "num_hidden_layers": 30}
+    uris = [f"file://{tmp_path}/store/artifacts/s{index}/" for index in range(3)]
+    for index, uri in enumerate(uris):
+        publish(uri, staging, {"weightsBytes": 64 + index, "modelConfig": dict(config)})
+    reader = StoreReader(cache_seconds=600)
+    found = [reader.artifact(uri, None) for uri in uris]
+    assert all(a is not None and a.config == config for a in found)
+    assert found[0].config is found[1].config is found[2].config
+    assert found[2].metadata.model_config_ is found[0].config

@@ -1,10 +1,10 @@
 """kopf settings hardened for long runs and many objects.
 
 - Watches time out on both ends and restart when silent (kopf #957, #585, #1276).
-- A bounded number of workers (kopf #1011) and a backoff on API errors.
-- kopf keeps no diff-base: the operator has no create/update handlers (a daemon
-  per model reconciles, and compares generations itself), so kopf's copy of every
-  object it sees, and the annotation patch per change, would be pure cost.
+- A bounded number of event workers (kopf #1011) and a backoff on API errors.
+- kopf keeps no diff-base: the operator has no create/update handlers (its own
+  work queue reconciles, and compares generations itself), so kopf's copy of
+  every object it sees, and the annotation patch per change, would be pure cost.
 - The deletion handler's progress lives in annotations: the CRD's status schema
   is strict and would prune kopf's own status fields, making it repeat.
 - Child watches are filtered on the server by the managed-by label.
