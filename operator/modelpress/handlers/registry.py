@@ -137,9 +137,8 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
         """Keep the model's latest body and queue it when there is something to act on:
         first sight, a spec the status has not answered yet, or a retry asked for."""
         key = (namespace, name)
-        if type == "DELETED":
-            state.models.pop(key, None)
-            state.queue.forget(key)
+        if type == "DELETED":  # also when it went without our finalizer (removed by hand)
+            state.forget(namespace, name, (event["object"].get("metadata") or {}).get("uid"))
             return
         if not workers:  # kopf hands its indexes to handlers only, and only once filled
             children = Children(
