@@ -69,6 +69,9 @@ class GpuProduct(_ConfigModel):
     """CPU cores to request next to the GPUs (or for the cpu target)."""
     kind: Literal["gpu", "cpu"] | None = None
     """gpu, or cpu for a host-memory target."""
+    available: int | None = Field(default=None, ge=0)
+    """GPUs of this product the cluster has for serving. Autoscaling never asks for more
+    replicas than these hold. Unset: no cap."""
 
     def as_override(self) -> dict[str, Any]:
         """The entry in the form `modelpress.sizing.catalog_with_overrides` takes."""
@@ -113,6 +116,36 @@ class Jobs(_ConfigModel):
     """Node selector for CPU Jobs (GPU Jobs use the GPU catalog's)."""
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     """Tolerations for CPU Jobs."""
+
+
+class ExternalMetrics(_ConfigModel):
+    """Names under which the cluster's external-metrics adapter (e.g. prometheus-adapter)
+    serves vLLM's metrics to a HorizontalPodAutoscaler; each carries the `model_name`
+    label of vLLM's own series."""
+
+    waiting_requests: str = "vllm_num_requests_waiting"
+    """vllm:num_requests_waiting as the adapter names it."""
+    kv_cache_usage: str = "vllm_kv_cache_usage_perc"
+    """vllm:kv_cache_usage_perc as the adapter names it."""
+
+
+class Autoscaling(_ConfigModel):
+    """How spec.serving.autoscaling is carried out (docs/autoscaling.md)."""
+
+    engine: Literal["auto", "keda", "hpa"] = "auto"
+    """keda: a KEDA ScaledObject querying Prometheus (scale to zero possible). hpa: an
+    autoscaling/v2 HorizontalPodAutoscaler on external metrics. auto: keda whenever the
+    cluster serves KEDA's API (the operator looks), else hpa."""
+    prometheus_address: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090", pattern=r"^https?://\S+$"
+    )
+    """Prometheus that scrapes vLLM's pods (the chart's PodMonitor), for KEDA's queries."""
+    polling_seconds: int = Field(default=15, ge=1, le=3600)
+    """How often KEDA asks Prometheus."""
+    scale_down_seconds: int = Field(default=300, ge=0, le=86400)
+    """A replica goes only after the signal stayed low this long: a cold start costs an
+    artifact pull and a model load."""
+    external_metrics: ExternalMetrics = Field(default_factory=ExternalMetrics)
 
 
 class Watch(_ConfigModel):
@@ -230,6 +263,12 @@ class OperatorConfig(_ConfigModel):
     peering: Peering = Field(default_factory=Peering)
     trust: Trust = Field(default_factory=Trust)
     network_policies: NetworkPolicies = Field(default_factory=NetworkPolicies)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+
+    def gpus_available(self, product: str) -> int | None:
+        """GPUs of `product` the platform has for serving, when it says."""
+        entry = self.gpu_catalog.get(product)
+        return entry.available if entry is not None else None
 
     @field_validator("gpu_catalog")
     @classmethod

@@ -356,6 +356,39 @@ CASES: list[tuple[str, str, str, str]] = [
         "spec.variants[0].quantize.scheme",
         "W4A16",
     ),
+    # --- autoscaling: defaults the API server fills in, and rules it enforces -----------
+    (
+        "autoscaling with only maxReplicas",
+        spec(serving={"autoscaling": {"maxReplicas": 3}}),
+        OK,
+        "",
+    ),
+    (
+        "autoscaling min above max",
+        spec(serving={"autoscaling": {"minReplicas": 4, "maxReplicas": 2}}),
+        "spec.serving.autoscaling",
+        "must not exceed maxReplicas",
+    ),
+    (
+        "scale to zero without a wake query",
+        spec(serving={"autoscaling": {"minReplicas": 0, "maxReplicas": 2}}),
+        "spec.serving.autoscaling",
+        "needs wakeQuery",
+    ),
+    (
+        "kv cache target in percent",
+        spec(serving={"autoscaling": {"maxReplicas": 2, "metric": "kvCacheUsage", "target": 80}}),
+        "spec.serving.autoscaling",
+        "fraction",
+    ),
+    (
+        "scale to zero with a wake query",
+        spec(
+            serving={"autoscaling": {"minReplicas": 0, "maxReplicas": 2, "wakeQuery": "vector(1)"}}
+        ),
+        OK,
+        "",
+    ),
 ]
 
 

@@ -162,6 +162,24 @@ INVALID = [
     ),
     ("gpu count not a power of two", mutate("spec.serving.gpu.count", 3), "spec.serving.gpu.count"),
     ("unknown field", mutate("spec.serving.maxModelLength", 4096), "spec.serving.maxModelLength"),
+    (
+        "autoscaling minimum above its maximum",
+        mutate("spec.serving.autoscaling", {"minReplicas": 3, "maxReplicas": 2}),
+        "spec.serving.autoscaling",
+    ),
+    (
+        "scale to zero with nothing to wake it",
+        mutate("spec.serving.autoscaling", {"minReplicas": 0, "maxReplicas": 2}),
+        "spec.serving.autoscaling",
+    ),
+    (
+        "KV-cache target in percent",
+        mutate(
+            "spec.serving.autoscaling",
+            {"maxReplicas": 2, "metric": "kvCacheUsage", "target": 80},
+        ),
+        "spec.serving.autoscaling",
+    ),
 ]
 
 

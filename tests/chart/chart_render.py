@@ -44,6 +44,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "productLabel": "NVIDIA-GeForce-RTX-4090",
                 "maxPerNode": 2,
                 "cpuCores": 8,
+                "available": 6,
                 "nodeSelector": {"pool": "workstation-gpus"},
                 "tolerations": [
                     {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -70,6 +71,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "tolerations": [{"key": "batch", "operator": "Equal", "value": "yes"}],
         },
         "serving": {"serviceAccountName": "vllm"},
+        "autoscaling": {
+            "engine": "keda",
+            "prometheusAddress": "http://prometheus.monitoring.svc:9090",
+            "scaleDownSeconds": 600,
+            "externalMetrics": {"waitingRequests": "vllm_waiting"},
+        },
         "reconcile": {
             "resyncSeconds": 120,
             "workerLimit": 5,

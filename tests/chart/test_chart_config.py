@@ -56,6 +56,12 @@ def test_values_reach_the_config():
     assert config.catalog["nvidia-l4"].product_label == "NVIDIA-L4-custom"
     assert config.catalog["big-host"].kind == "cpu"
     assert "nvidia-h100-80gb" in config.catalog
+    assert config.gpus_available("rtx-4090") == 6 and config.gpus_available("nvidia-l4") is None
+    scaling = config.autoscaling
+    assert scaling.engine == "keda" and scaling.scale_down_seconds == 600
+    assert scaling.prometheus_address == "http://prometheus.monitoring.svc:9090"
+    assert scaling.external_metrics.waiting_requests == "vllm_waiting"
+    assert scaling.external_metrics.kv_cache_usage == "vllm_kv_cache_usage_perc"
 
 
 def test_empty_optional_values_keep_the_operators_defaults():

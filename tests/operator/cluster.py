@@ -20,7 +20,8 @@ to the API server's documented behaviour):
 - `uid`, `creationTimestamp`, `generation` (1 on create, +1 when `spec` changes)
   and `resourceVersion` (one counter for the whole server);
 - resource discovery: the CRD, namespaces and every kind the operator touches are
-  declared, or kopf starts no watchers;
+  declared, or kopf starts no watchers; an API not declared (KEDA's, unless asked
+  for) answers 404 to every request, as on a cluster without it;
 - lookups by name in constant time (the emulator scans every object otherwise,
   which makes a thousand-model benchmark measure the emulator, not the operator);
 - a bounded history per object (the emulator keeps every version by default);
@@ -61,6 +62,8 @@ POLICIES = "networking.k8s.io/v1/networkpolicies"
 SECRETS = "v1/secrets"
 PODS = "v1/pods"
 EVENTS = "v1/events"
+HPAS = "autoscaling/v2/horizontalpodautoscalers"
+SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
 HISTORY_KEPT = 3
 
 _VERBS = ["list", "watch", "get", "create", "patch", "update", "delete"]
@@ -84,6 +87,12 @@ _RESOURCES: dict[str, dict[str, Any]] = {
     SECRETS: {"kind": "Secret", "singular": "secret", "namespaced": True},
     PODS: {"kind": "Pod", "singular": "pod", "namespaced": True},
     EVENTS: {"kind": "Event", "singular": "event", "namespaced": True},
+    HPAS: {
+        "kind": "HorizontalPodAutoscaler",
+        "singular": "horizontalpodautoscaler",
+        "namespaced": True,
+        "subresources": ["status"],
+    },
     "v1/namespaces": {"kind": "Namespace", "singular": "namespace", "namespaced": False},
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
         "kind": "CustomResourceDefinition",
@@ -187,6 +196,8 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
         factory=dict, init=False
     )
     """Server-side apply: by object, each field manager's applied fields (leaf paths)."""
+    keda: bool = False
+    """Serve KEDA's keda.sh/v1alpha1 (as a cluster with KEDA installed does)."""
     listeners: list[Any] = attrs.field(factory=list, init=False)
     """Callables told `(resource, namespace, name)` after each write, for stand-ins that
     react to changes instead of scanning every object."""
@@ -195,6 +206,14 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
         super().__attrs_post_init__()
         for key, info in _RESOURCES.items():
             self.resources[key] = {"verbs": _VERBS, **info}
+        if self.keda:
+            self.resources[SCALED_OBJECTS] = {
+                "verbs": _VERBS,
+                "kind": "ScaledObject",
+                "singular": "scaledobject",
+                "namespaced": True,
+                "subresources": ["status"],
+            }
         definition = crd()
         self.objects[
             "apiextensions.k8s.io/v1/customresourcedefinitions",
@@ -207,6 +226,14 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
         agent = request.headers.get("User-Agent", "")
         watch = request.url.query.get("watch") in ("true", "1")
         self.seen.append(Seen(method, request.url.path, agent, watch))
+        resource = request.resource
+        if (
+            resource is not None
+            and resource.plural
+            and _resource_name(resource) not in self.resources
+        ):
+            # An API the cluster does not serve (a CRD not installed): 404 for every verb.
+            return _refusal(404, "NotFound", "the server could not find the requested resource")
         if request.resource is not None and isinstance(request.data, dict):
             refusal = self._api_server_rules(request)
             if refusal is not None:
@@ -507,7 +534,9 @@ def kubeconfig(path: Path, server: str) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def running_cluster(admission: bool = True) -> AsyncIterator[tuple[Cluster, str]]:
+async def running_cluster(
+    admission: bool = True, keda: bool = False
+) -> AsyncIterator[tuple[Cluster, str]]:
     """The emulator served on 127.0.0.1; yields it and its URL."""
-    async with Cluster(admission=admission) as cluster, kmock.Server(cluster) as server:
+    async with Cluster(admission=admission, keda=keda) as cluster, kmock.Server(cluster) as server:
         yield cluster, str(server.url).rstrip("/")

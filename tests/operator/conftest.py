@@ -408,10 +408,10 @@ async def harness(store: Store) -> AsyncIterator[Harness]:
 
 
 @contextlib.asynccontextmanager
-async def emulated(store: Store) -> AsyncIterator[Harness]:
-    """The emulated cluster, the stand-in kubelet and the storage Secret, checked as the
-    API server would check them when the block ends."""
-    async with running_cluster() as (cluster, url):
+async def emulated(store: Store, keda: bool = False) -> AsyncIterator[Harness]:
+    """The emulated cluster (with KEDA's API, if asked), the stand-in kubelet and the
+    storage Secret, checked as the API server would check them when the block ends."""
+    async with running_cluster(keda=keda) as (cluster, url):
         kubelet = Kubelet(cluster, behaviour=sizes_by_variant)
         runner = asyncio.create_task(kubelet.run())
         result = Harness(cluster, url, store, kubelet)

@@ -12,7 +12,9 @@ It runs what the operator asks for, through the API like the real controllers:
   variant; the contract under test is the operator's, not the engine's;
 - a failing attempt leaves a Failed pod with a termination message, as a real one
   would, and the Job fails after backoffLimit + 1 attempts;
-- a Deployment becomes available (all replicas ready) once its pods would run.
+- a Deployment becomes available (all replicas ready) once its pods would run, and
+  its newest pod is there with the timings a kubelet reports: the artifact pull
+  (init container) took PULL_SECONDS and vLLM's load LOAD_SECONDS more.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from tests.operator.cluster import DEPLOYMENTS, JOBS, PODS, SECRETS, Cluster
 
 COMPONENT = "modelpress.dev/component"
 VARIANT = "modelpress.dev/variant"
+PULL_SECONDS = 2
+LOAD_SECONDS = 7
 
 
 @dataclass
@@ -105,6 +109,7 @@ class Kubelet:
         if status.get("observedGeneration") == generation:
             return
         replicas = deployment["spec"].get("replicas", 1)
+        await self._serving_pod(deployment, generation)
         await self._patch_status(
             DEPLOYMENTS,
             deployment,
@@ -120,6 +125,46 @@ class Kubelet:
                 ],
             },
         )
+
+    async def _serving_pod(self, deployment: dict[str, Any], generation: int) -> None:
+        """The pod of this generation, started and ready, with a kubelet's timestamps."""
+        from datetime import UTC, datetime, timedelta
+
+        metadata = deployment["metadata"]
+        template = deployment["spec"]["template"]["metadata"]
+        created = datetime.now(UTC).replace(microsecond=0)
+
+        def at(seconds: int) -> str:
+            return (created + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        pulled, ready = at(PULL_SECONDS), at(PULL_SECONDS + LOAD_SECONDS)
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{metadata['name']}-{generation}",
+                "namespace": metadata["namespace"],
+                "labels": dict(template.get("labels") or {}),
+            },
+            "spec": deployment["spec"]["template"]["spec"],
+            "status": {
+                "phase": "Running",
+                "initContainerStatuses": [
+                    {
+                        "name": "pull",
+                        "state": {"terminated": {"startedAt": at(0), "finishedAt": pulled}},
+                    }
+                ],
+                "containerStatuses": [
+                    {"name": "vllm", "state": {"running": {"startedAt": pulled}}}
+                ],
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ready}],
+            },
+        }
+        async with self.cluster.post(
+            _collection(PODS, metadata["namespace"]), json=pod
+        ) as response:
+            assert response.status < 400 or response.status == 409, await response.text()
 
     async def _failed_pod(self, job: dict[str, Any], attempt: int, message: str) -> None:
         metadata = job["metadata"]

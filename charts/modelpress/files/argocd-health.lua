@@ -23,7 +23,10 @@ local failures = {
   ["VariantFailed"] = true,
   ["UnknownVariant"] = true,
   ["NameConflict"] = true,
-  ["RolloutStalled"] = true
+  ["RolloutStalled"] = true,
+  ["AutoscalerUnavailable"] = true,
+  ["ScaleToZeroUnavailable"] = true,
+  ["ReplicasDoNotFit"] = true
 }
 local hs = {}
 if obj.status == nil or obj.status.conditions == nil then

@@ -125,6 +125,25 @@ _RULES: dict[str, list[dict[str, str]]] = {
             "fieldPath": ".algorithm",
         },
     ],
+    "Autoscaling": [
+        {
+            "rule": "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+            "message": "minReplicas must not exceed maxReplicas",
+            "fieldPath": ".minReplicas",
+        },
+        {
+            "rule": "!has(self.minReplicas) || self.minReplicas > 0 || has(self.wakeQuery)",
+            "message": "minReplicas 0 needs wakeQuery: with no replica running, vLLM reports "
+            "nothing that could wake the model",
+            "fieldPath": ".wakeQuery",
+        },
+        {
+            "rule": "!has(self.target) || !has(self.metric) || self.metric != 'kvCacheUsage' "
+            "|| double(self.target) <= 1.0",
+            "message": "with metric kvCacheUsage, target is a fraction from 0 to 1 (e.g. 0.8)",
+            "fieldPath": ".target",
+        },
+    ],
     "CompressedModelSpec": [
         {
             "rule": "!has(self.serving) || !has(self.serving.variant) || "

@@ -229,6 +229,25 @@ class Reason(StrEnum):
         (ConditionType.SERVING,),
         "the Deployment exceeded its progress deadline",
     )
+    AUTOSCALER_UNAVAILABLE = (
+        "AutoscalerUnavailable",
+        Severity.FAILURE,
+        (ConditionType.SERVING,),
+        "the cluster does not serve the autoscaler's API (KEDA's ScaledObject, or "
+        "autoscaling/v2): install it or change the chart's autoscaling.engine",
+    )
+    SCALE_TO_ZERO_UNAVAILABLE = (
+        "ScaleToZeroUnavailable",
+        Severity.FAILURE,
+        (ConditionType.SERVING,),
+        "`autoscaling.minReplicas` is 0 and the operator scales with an HPA, which cannot",
+    )
+    REPLICAS_DO_NOT_FIT = (
+        "ReplicasDoNotFit",
+        Severity.FAILURE,
+        (ConditionType.SERVING,),
+        "`autoscaling.minReplicas` replicas need more GPUs than the platform has for serving",
+    )
 
     # --- warnings: may resolve on their own --------------------------------------------
     JOB_RETRYING = (

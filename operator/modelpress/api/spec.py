@@ -70,6 +70,59 @@ class Gpu(ApiModel):
     """Override the GPU count sizing would choose."""
 
 
+class Autoscaling(ApiModel):
+    """Scale the vLLM replicas on what vLLM itself reports (docs/autoscaling.md).
+
+    Rendered as a KEDA ScaledObject or, where the platform has no KEDA, an HPA on
+    external metrics; the operator's configuration says which.
+    """
+
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    """Fewest replicas. 0 (scale to zero when idle) needs KEDA and a wakeQuery."""
+
+    max_replicas: int = Field(ge=1, le=1000)
+    """Most replicas; capped at what the platform's GPUs of the product can hold."""
+
+    metric: Literal["waitingRequests", "kvCacheUsage"] = "waitingRequests"
+    """The vLLM signal: requests queued (vllm:num_requests_waiting, summed over the
+    replicas) or KV-cache usage (vllm:kv_cache_usage_perc, averaged)."""
+
+    target: float | None = Field(default=None, gt=0, le=10_000)
+    """waitingRequests: queued requests per replica (default 4). kvCacheUsage: the
+    usage to keep each replica under, as a fraction (default 0.8)."""
+
+    wake_query: str | None = Field(default=None, min_length=1, max_length=2048)
+    """A PromQL expression above 0 when clients want the model while no replica runs
+    (e.g. a gateway's request rate for it). Needed with minReplicas 0: a model scaled
+    to zero has no pod to report vLLM's own metrics."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas ({self.min_replicas}) must not exceed maxReplicas "
+                f"({self.max_replicas})"
+            )
+        if self.min_replicas == 0 and self.wake_query is None:
+            raise ValueError(
+                "minReplicas 0 needs wakeQuery: with no replica running, vLLM reports nothing "
+                "that could wake the model; set a PromQL query (e.g. your gateway's request "
+                "rate for this model) or minReplicas 1"
+            )
+        if self.metric == "kvCacheUsage" and self.target is not None and self.target > 1:
+            raise ValueError(
+                f"target {self.target} is not a fraction: with metric kvCacheUsage give the "
+                "usage to keep each replica under, from 0 to 1 (e.g. 0.8)"
+            )
+        return self
+
+    @property
+    def effective_target(self) -> float:
+        if self.target is not None:
+            return self.target
+        return 0.8 if self.metric == "kvCacheUsage" else 4.0
+
+
 class Serving(ApiModel):
     """How the chosen variant is served with vLLM."""
 
@@ -78,7 +131,10 @@ class Serving(ApiModel):
     fits), or `none` (compress and evaluate only)."""
 
     replicas: int = Field(default=1, ge=0, le=1000)
-    """vLLM server replicas."""
+    """vLLM server replicas (ignored with autoscaling, which decides them)."""
+
+    autoscaling: Autoscaling | None = None
+    """Scale replicas on vLLM's queue or KV-cache usage. Unset: `replicas` is fixed."""
 
     max_model_len: int = Field(default=4096, ge=1, le=10_485_760)
     """Longest sequence (prompt + output) a request may use."""

@@ -128,6 +128,37 @@ class SourceStatus(ApiModel):
     """Name of the Job that fetched it."""
 
 
+class ColdStart(ApiModel):
+    """What starting one more replica cost, measured on the newest ready one: the price
+    of scaling up, and of waking a model scaled to zero."""
+
+    seconds: float | None = None
+    """From the pod's creation to ready (scheduling, image, pull and load)."""
+    pull_seconds: float | None = None
+    """Downloading and verifying the artifact."""
+    load_seconds: float | None = None
+    """vLLM's start until it answers its health check."""
+    pod: str | None = None
+    """The pod measured."""
+    measured_at: str | None = None
+    """When it became ready (RFC 3339)."""
+
+
+class AutoscalingStatus(ApiModel):
+    """The autoscaler the operator keeps for the Deployment."""
+
+    kind: Literal["ScaledObject", "HorizontalPodAutoscaler"] | None = None
+    """KEDA's ScaledObject, or an autoscaling/v2 HorizontalPodAutoscaler."""
+    name: str | None = None
+    """Its name (the Deployment's)."""
+    min_replicas: int | None = None
+    """Fewest replicas it keeps."""
+    max_replicas: int | None = None
+    """Most replicas it asks for, after the cap of the GPUs the platform has for serving."""
+    cold_start: ColdStart | None = None
+    """What the newest replica took to start; kept while the model is scaled to zero."""
+
+
 class ServingStatus(ApiModel):
     """The vLLM deployment."""
 
@@ -146,7 +177,9 @@ class ServingStatus(ApiModel):
     ready_replicas: int | None = None
     """Replicas answering requests."""
     replicas: int | None = None
-    """Replicas asked for."""
+    """Replicas asked for (by the autoscaler, when there is one)."""
+    autoscaling: AutoscalingStatus | None = None
+    """The autoscaler and the cold start it costs, when spec.serving.autoscaling is set."""
 
 
 class Summary(ApiModel):

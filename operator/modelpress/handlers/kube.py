@@ -29,6 +29,8 @@ RESOURCES = {
     "Secret": ("/api/v1", "secrets"),
     "Pod": ("/api/v1", "pods"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "ScaledObject": ("/apis/keda.sh/v1alpha1", "scaledobjects"),
     KIND: (f"/apis/{API_VERSION}", PLURAL),
 }
 
@@ -134,6 +136,16 @@ class KubeClient:
             if error.status == 404:
                 return None
             raise
+
+    async def serves(self, api_path: str) -> bool:
+        """Whether the API server serves this API group version (e.g. /apis/keda.sh/v1alpha1)."""
+        try:
+            await self.request("GET", api_path)
+        except ApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     async def list(
         self, kind: str, namespace: str, label_selector: Mapping[str, str]

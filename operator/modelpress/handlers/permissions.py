@@ -24,7 +24,12 @@ NAMESPACED: Permissions = {
     ("networking.k8s.io", "networkpolicies"): frozenset(
         {"get", "list", "watch", "create", "patch", "delete"}
     ),
-    # A failed Job's pods, listed by job-name, for their termination messages.
+    # The autoscaler of a model that autoscales (KEDA's, or an HPA): read by name, never
+    # watched (a cluster without KEDA has no such API to watch).
+    ("autoscaling", "horizontalpodautoscalers"): frozenset({"get", "create", "patch", "delete"}),
+    ("keda.sh", "scaledobjects"): frozenset({"get", "create", "patch", "delete"}),
+    # A failed Job's pods, listed by job-name, for their termination messages; an
+    # autoscaled model's serving pods, for what a cold start costs.
     ("", "pods"): frozenset({"list"}),
     # Events on the models.
     ("", "events"): frozenset({"create"}),

@@ -22,14 +22,23 @@ from modelpress.handlers.deadline import StoreTimeout
 from modelpress.handlers.kube import ApiError
 from modelpress.handlers.metrics import ModelFacts
 from modelpress.handlers.state import OperatorState, WrittenStatus
+from modelpress.plan.autoscaling import HPA, SCALED_OBJECT, autoscaler_kind
 from modelpress.plan.conditions import merge_patch, now_rfc3339
-from modelpress.plan.names import ANNOTATION_RETRY
+from modelpress.plan.names import (
+    ANNOTATION_RETRY,
+    LABEL_COMPONENT,
+    LABEL_MODEL,
+    SERVING,
+    deployment_name,
+)
 from modelpress.plan.observed import (
+    AutoscalerState,
     Blocker,
     DeploymentState,
     JobState,
     Observed,
     Owner,
+    PodTiming,
     ServiceState,
     owner_uid,
 )
@@ -39,6 +48,8 @@ from modelpress.plan.trust import endpoint_blocker, store_blocker
 from modelpress.storeview import RecordError
 
 log = logging.getLogger("modelpress.operator")
+#: Kinds from APIs a cluster may lack; their absence is reported, not retried in a loop.
+OPTIONAL_KINDS = (SCALED_OBJECT, HPA)
 
 
 def owner_reference_view(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,6 +107,8 @@ async def observe_model(
     deployment = next(iter(children.deployments.get(key, ())), None)
     service = next(iter(children.services.get(key, ())), None)
     messages = await _pod_messages(state, owner.namespace, job_list)
+    keda = spec.serving.autoscaling is not None and await state.keda_served()
+    autoscaler, pods = await _scaling(state, owner, spec, deployment, keda)
     base = Observed(
         jobs=job_list,
         deployment=deployment,
@@ -104,6 +117,10 @@ async def observe_model(
         network_policies={p.name: p for p in children.policies.get(key, ())},
         name_conflicts=await _name_conflicts(state, owner),
         serving_blocker=await observe.api_key_blocker(client, spec, owner.namespace),
+        autoscaler=autoscaler,
+        missing_kinds=state.kinds_missing(),
+        keda_served=keda,
+        serving_pods=pods,
     )
     trust = state.config.trust
     credentials, blocker = await observe.storage_credentials(client, spec, owner.namespace)
@@ -142,6 +159,34 @@ async def observe_model(
         corrupt_artifacts=view.corrupt,
         source_blocker=source_blocker,
     )
+
+
+async def _scaling(
+    state: OperatorState,
+    owner: Owner,
+    spec: CompressedModelSpec,
+    deployment: DeploymentState | None,
+    keda: bool,
+) -> tuple[AutoscalerState | None, tuple[PodTiming, ...]]:
+    """The model's autoscaler and its serving pods' timings; asked only of models that
+    autoscale (or did), so a fixed Deployment costs no extra reads."""
+    kinds = [autoscaler_kind(spec.serving.autoscaling, state.config, keda)]
+    if deployment is not None:
+        kinds.append(deployment.autoscaler)
+    missing = state.kinds_missing()
+    found = None
+    for kind in dict.fromkeys(k for k in kinds if k and k not in missing):
+        obj = await state.api().get(kind, owner.namespace, deployment_name(owner.name))
+        if obj is not None:
+            found = AutoscalerState.from_object(obj)
+            if found.kind == kinds[0]:
+                break
+    pods: tuple[PodTiming, ...] = ()
+    if spec.serving.autoscaling is not None and deployment is not None:
+        selector = {LABEL_MODEL: owner.name, LABEL_COMPONENT: SERVING}
+        listed = await state.api().list("Pod", owner.namespace, selector)
+        pods = tuple(PodTiming.from_object(p) for p in listed)
+    return found, pods
 
 
 def _replace(observed: Observed, **changes: Any) -> Observed:
@@ -189,7 +234,19 @@ async def apply_plan(
     adopter = owner_reference_view(body)
     for obj in plan.create:
         kopf.adopt(obj, owner=adopter)  # type: ignore[arg-type]
-        if not await client.create(obj):
+        try:
+            created = await client.create(obj)
+        except ApiError as error:
+            if error.status != 404 or obj["kind"] not in OPTIONAL_KINDS:
+                raise
+            # The cluster does not serve this API (KEDA not installed): the next plan says so.
+            state.kind_missing(obj["kind"])
+            state.queue.add((owner.namespace, owner.name))
+            log.warning(
+                "%s/%s: the cluster has no %s API", owner.namespace, owner.name, obj["kind"]
+            )
+            continue
+        if not created:
             if obj["kind"] == "Job":  # its name hashes its spec: it is already right
                 continue
             name = obj["metadata"]["name"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -23,6 +24,9 @@ from modelpress.storeview import StoreReader
 
 ModelKey = tuple[str, str]
 POD_MESSAGES_KEPT = 10_000
+KEDA_API = "/apis/keda.sh/v1alpha1"
+#: A kind the cluster did not serve (KEDA not installed) is tried again after this long.
+MISSING_KIND_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ class OperatorState:
     """Failed pods' messages by (namespace, Job, failed count), the most recent
     POD_MESSAGES_KEPT only."""
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    keda: tuple[float, bool] | None = None
+    """(when looked, whether the cluster serves KEDA's API)."""
+    missing_kinds: dict[str, float] = field(default_factory=dict)
+    """Kinds whose creation the API server answered 404 (their API is not installed), with
+    when: models that need one report it instead of failing every reconcile."""
 
     def __post_init__(self) -> None:
         self.store = StoreReader(self.config.store_cache_seconds, self.config.store_cache_entries)
@@ -120,6 +129,25 @@ class OperatorState:
             self.metrics.model_gone(uid)
             self.conflicts.pop(uid, None)
             self.retries.pop(uid, None)
+
+    def kind_missing(self, kind: str) -> None:
+        self.missing_kinds[kind] = time.monotonic()
+
+    def kinds_missing(self) -> frozenset[str]:
+        """Kinds seen missing recently; after MISSING_KIND_SECONDS they are tried again."""
+        now = time.monotonic()
+        for kind, seen in list(self.missing_kinds.items()):
+            if now - seen > MISSING_KIND_SECONDS:
+                del self.missing_kinds[kind]
+        return frozenset(self.missing_kinds)
+
+    async def keda_served(self) -> bool:
+        """Whether the cluster serves keda.sh/v1alpha1, looked up again every
+        MISSING_KIND_SECONDS (KEDA installed later is found)."""
+        now = time.monotonic()
+        if self.keda is None or now - self.keda[0] > MISSING_KIND_SECONDS:
+            self.keda = (now, await self.api().serves(KEDA_API))
+        return self.keda[1]
 
     def api(self) -> KubeClient:
         if self.client is None:

@@ -4,7 +4,7 @@ scale`, an edited env) is put back.
 The live object carries what the API server added (defaults) besides what modelpress
 set, so it is compared by inclusion: every value modelpress sets in the fields below
 must be in the live object unchanged. The fields are the ones that decide what runs:
-replicas, and each container's image, command, arguments, environment and resources.
+replicas (unless an autoscaler owns them), and each container's image, command, arguments, environment and resources.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 CONTAINER_FIELDS = ("name", "image", "command", "args", "env", "resources")
 
 
-def projection(deployment: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a Deployment that drift is judged on."""
+def projection(deployment: Mapping[str, Any], desired: bool = False) -> dict[str, Any]:
+    """The fields of a Deployment that drift is judged on. An autoscaled Deployment's
+    desired form leaves replicas out: the autoscaler owns them."""
     spec = deployment.get("spec") or {}
     pod = (spec.get("template") or {}).get("spec") or {}
 
@@ -27,11 +28,13 @@ def projection(deployment: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(c, Mapping)
         ]
 
-    return {
-        "replicas": spec.get("replicas", 1),
+    judged: dict[str, Any] = {
         "containers": containers("containers"),
         "initContainers": containers("initContainers"),
     }
+    if "replicas" in spec or not desired:
+        judged["replicas"] = spec.get("replicas", 1)
+    return judged
 
 
 def included(wanted: Any, live: Any) -> bool:
@@ -53,4 +56,4 @@ def drifted(desired: Mapping[str, Any], live_projection: Mapping[str, Any] | Non
     """Whether the live Deployment no longer runs what `desired` says."""
     if live_projection is None:
         return False  # not known (an older index entry): the spec hash decides
-    return not included(projection(desired), live_projection)
+    return not included(projection(desired, desired=True), live_projection)

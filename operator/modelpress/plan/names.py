@@ -23,6 +23,7 @@ LABEL_KEY = f"{DOMAIN}/key"
 ANNOTATION_SPEC_HASH = f"{DOMAIN}/spec-hash"
 ANNOTATION_ARTIFACT = f"{DOMAIN}/artifact-uri"
 ANNOTATION_RETRY = f"{DOMAIN}/retry"
+ANNOTATION_AUTOSCALER = f"{DOMAIN}/autoscaler"
 
 FETCH = "fetch"
 COMPRESS = "compress"

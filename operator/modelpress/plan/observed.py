@@ -157,6 +157,8 @@ class DeploymentState:
     observed_generation: int | None = None
     stalled_message: str | None = None
     """Set when the rollout exceeded its progress deadline."""
+    autoscaler: str | None = None
+    """The kind of the autoscaler that scales it (names.ANNOTATION_AUTOSCALER), if any."""
     live: Mapping[str, Any] | None = field(default=None, compare=False)
     """What runs (replicas, containers' images, commands, env, resources): `plan.drift`."""
 
@@ -204,6 +206,7 @@ class DeploymentState:
             generation=metadata.get("generation"),
             observed_generation=status.get("observedGeneration"),
             stalled_message=stalled,
+            autoscaler=annotations.get(names.ANNOTATION_AUTOSCALER),
             live=projection(obj),
         )
 
@@ -221,6 +224,80 @@ class ServiceState:
             name=metadata.get("name", ""),
             owner_uid=owner_uid(metadata),
             spec_hash=names.spec_hash(obj),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscalerState:
+    """The model's ScaledObject or HorizontalPodAutoscaler as seen."""
+
+    kind: str
+    name: str
+    owner_uid: str | None = None
+    spec_hash: str | None = None
+    problem: str | None = None
+    """Why it does not scale, as its own conditions say (KEDA's Ready, the HPA's
+    AbleToScale and ScalingActive), or None."""
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> AutoscalerState:
+        metadata = obj.get("metadata") or {}
+        problem = None
+        for condition in (obj.get("status") or {}).get("conditions") or []:
+            if condition.get("type") in ("Ready", "AbleToScale", "ScalingActive") and (
+                condition.get("status") == "False"
+            ):
+                problem = condition.get("message") or condition.get("reason") or "not ready"
+                break
+        return cls(
+            kind=str(obj.get("kind", "")),
+            name=metadata.get("name", ""),
+            owner_uid=owner_uid(metadata),
+            spec_hash=names.spec_hash(obj),
+            problem=problem,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PodTiming:
+    """When a serving pod was created, pulled its artifact, started vLLM and became ready."""
+
+    name: str
+    key: str | None = None
+    created: str | None = None
+    pull_started: str | None = None
+    pull_finished: str | None = None
+    server_started: str | None = None
+    ready_at: str | None = None
+
+    @classmethod
+    def from_object(cls, pod: Mapping[str, Any]) -> PodTiming:
+        metadata = pod.get("metadata") or {}
+        status = pod.get("status") or {}
+
+        def state(kind: str, container: str, phase: str) -> Mapping[str, Any]:
+            for entry in status.get(kind) or []:
+                if entry.get("name") == container:
+                    return ((entry.get("state") or {}).get(phase)) or {}
+            return {}
+
+        pull = state("initContainerStatuses", "pull", "terminated")
+        ready_at = next(
+            (
+                c.get("lastTransitionTime")
+                for c in status.get("conditions") or []
+                if c.get("type") == "Ready" and c.get("status") == "True"
+            ),
+            None,
+        )
+        return cls(
+            name=metadata.get("name", ""),
+            key=(metadata.get("labels") or {}).get(names.LABEL_KEY),
+            created=metadata.get("creationTimestamp"),
+            pull_started=pull.get("startedAt"),
+            pull_finished=pull.get("finishedAt"),
+            server_started=state("containerStatuses", "vllm", "running").get("startedAt"),
+            ready_at=ready_at,
         )
 
 
@@ -287,3 +364,12 @@ class Observed:
     name_conflicts: frozenset[tuple[str, str]] = frozenset()
     """(kind, name) of objects that have a child's name but were not created for this model:
     never adopted, never changed."""
+    autoscaler: AutoscalerState | None = None
+    """The model's autoscaler, looked up when one is wanted or the Deployment names one."""
+    missing_kinds: frozenset[str] = frozenset()
+    """Kinds the cluster refused to create because it does not serve their API (KEDA
+    not installed): each is reported, not retried in a loop."""
+    keda_served: bool = False
+    """The cluster serves KEDA's API (keda.sh/v1alpha1): autoscaling engine auto uses it."""
+    serving_pods: tuple[PodTiming, ...] = ()
+    """The serving pods' timings, read when autoscaling (for the cold start)."""

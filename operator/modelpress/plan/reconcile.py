@@ -91,7 +91,7 @@ def plan_model(
         ]
     else:
         outcomes = [waiting_for_source(v) for v in spec.variants]
-    serving = plan_serving(owner, spec, observed, outcomes, config)
+    serving = plan_serving(owner, spec, observed, outcomes, config, previous.serving)
     policies = plan_policies(owner, observed, config, serving_wanted=serving.status is not None)
 
     top = [

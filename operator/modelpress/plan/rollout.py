@@ -12,13 +12,21 @@ from typing import Any
 
 from modelpress.api.reasons import ConditionType, Reason
 from modelpress.api.spec import CompressedModelSpec
-from modelpress.api.status import Condition, ServingStatus
+from modelpress.api.status import AutoscalingStatus, ColdStart, Condition, ServingStatus
 from modelpress.config import OperatorConfig
 from modelpress.plan import names, serving
+from modelpress.plan.autoscaling import (
+    SCALED_OBJECT,
+    Bounds,
+    autoscaler,
+    autoscaler_kind,
+    cold_start,
+    replica_bounds,
+)
 from modelpress.plan.conditions import condition
 from modelpress.plan.drift import drifted
 from modelpress.plan.fit import unknown_serving_gpu
-from modelpress.plan.observed import DeploymentState, Observed, Owner
+from modelpress.plan.observed import AutoscalerState, DeploymentState, Observed, Owner
 from modelpress.plan.outcome import VariantPlan
 from modelpress.plan.progress import Verdict
 from modelpress.plan.recipes import Choice, artifact_uri, choose_variant
@@ -50,6 +58,7 @@ def plan_serving(
     observed: Observed,
     outcomes: Sequence[VariantPlan],
     config: OperatorConfig,
+    previous: ServingStatus | None = None,
 ) -> ServingPlan:
     current = observed.deployment
     if current is not None and owner.uid is not None and current.owner_uid != owner.uid:
@@ -66,7 +75,7 @@ def plan_serving(
 
     if choice.variant is not None:
         chosen = next(o for o in outcomes if o.name == choice.variant)
-        return _roll_out(owner, spec, observed, current, chosen, choice, config)
+        return _roll_out(owner, spec, observed, current, chosen, choice, config, previous)
 
     if choice.decided and choice.reason is Reason.SERVING_DISABLED:
         delete = []
@@ -74,6 +83,7 @@ def plan_serving(
             delete.append(("Deployment", current.name))
         if observed.service is not None:
             delete.append(("Service", observed.service.name))
+        delete += _obsolete_autoscaler(owner, observed, wanted=None)
         return ServingPlan(serving_condition(False, choice.reason, choice.message), delete=delete)
 
     # Nothing new to serve: whatever serves keeps serving.
@@ -89,6 +99,7 @@ def plan_serving(
         strategy=_strategy(current.strategy),
         replicas=current.replicas,
         ready_replicas=current.ready_replicas,
+        autoscaling=previous.autoscaling if previous and current.autoscaler else None,
     )
     if choice.decided:
         message = f"{choice.message}; {current.variant} keeps serving"
@@ -109,6 +120,74 @@ def _strategy(value: str | None) -> Any:
     return value if value in ("RollingUpdate", "Recreate") else None
 
 
+def _owned_autoscaler(owner: Owner, observed: Observed) -> AutoscalerState | None:
+    found = observed.autoscaler
+    if found is None or (owner.uid is not None and found.owner_uid != owner.uid):
+        return None  # not this model's: never adopted, never deleted
+    return found
+
+
+def _obsolete_autoscaler(
+    owner: Owner, observed: Observed, wanted: str | None
+) -> list[tuple[str, str]]:
+    """The model's autoscaler when it is not (or no longer) the kind wanted."""
+    found = _owned_autoscaler(owner, observed)
+    if found is None or found.kind == wanted:
+        return []
+    return [(found.kind, found.name)]
+
+
+@dataclass(frozen=True)
+class _Scaling:
+    """The autoscaler part of a rollout."""
+
+    object: dict[str, Any]
+    bounds: Bounds
+    status: AutoscalingStatus
+    problem: str | None
+
+
+def _scaling(
+    owner: Owner,
+    spec: CompressedModelSpec,
+    observed: Observed,
+    chosen: VariantPlan,
+    gpus: int,
+    config: OperatorConfig,
+    previous: ServingStatus | None,
+) -> _Scaling | Verdict:
+    """The autoscaler the chosen variant's Deployment gets, or why it cannot have one."""
+    wanted = spec.serving.autoscaling
+    kind = autoscaler_kind(wanted, config, observed.keda_served)
+    assert wanted is not None and kind is not None
+    product = spec.serving.gpu.product if spec.serving.gpu else None
+    bounds = replica_bounds(wanted, kind, gpus, product, config)
+    if isinstance(bounds, Verdict):
+        return bounds
+    desired = autoscaler(owner.name, owner.namespace, wanted, kind, bounds, gpus, config)
+    if desired["kind"] in observed.missing_kinds:
+        return Verdict(
+            Reason.AUTOSCALER_UNAVAILABLE,
+            f"the cluster does not serve {desired['apiVersion']} {desired['kind']}: install "
+            "KEDA, or set the chart's autoscaling.engine to hpa or auto"
+            if desired["kind"] == SCALED_OBJECT
+            else f"the cluster does not serve {desired['apiVersion']} {desired['kind']}",
+        )
+    measured = cold_start(observed.serving_pods, chosen.key)
+    if measured is None and previous is not None and previous.autoscaling is not None:
+        measured = previous.autoscaling.cold_start
+    found = _owned_autoscaler(owner, observed)
+    status = AutoscalingStatus(
+        kind=desired["kind"],
+        name=desired["metadata"]["name"],
+        min_replicas=bounds.min_replicas,
+        max_replicas=bounds.max_replicas,
+        cold_start=measured,
+    )
+    problem = found.problem if found is not None and found.kind == desired["kind"] else None
+    return _Scaling(desired, bounds, status, problem)
+
+
 def _roll_out(
     owner: Owner,
     spec: CompressedModelSpec,
@@ -117,10 +196,17 @@ def _roll_out(
     chosen: VariantPlan,
     choice: Choice,
     config: OperatorConfig,
+    previous: ServingStatus | None,
 ) -> ServingPlan:
     assert chosen.artifact is not None and chosen.fit is not None and chosen.fit.sizing
     assert chosen.key is not None and chosen.uri is not None
     sizing = chosen.fit.sizing
+    scaling: _Scaling | None = None
+    if spec.serving.autoscaling is not None:
+        planned = _scaling(owner, spec, observed, chosen, sizing.gpus, config, previous)
+        if isinstance(planned, Verdict):  # whatever serves keeps serving
+            return ServingPlan(_serving(owner, False, planned.reason, planned.message))
+        scaling = planned
     desired = serving.deployment(
         owner.name,
         owner.namespace,
@@ -131,9 +217,11 @@ def _roll_out(
         chosen.artifact.total_bytes,
         sizing,
         config,
+        autoscaler_kind(spec.serving.autoscaling, config, observed.keda_served),
     )
     svc = serving.service(owner.name, owner.namespace)
-    children = [(obj["kind"], obj["metadata"]["name"]) for obj in (desired, svc)] + [
+    wanted = [desired, svc] + ([scaling.object] if scaling else [])
+    children = [(obj["kind"], obj["metadata"]["name"]) for obj in wanted] + [
         ("NetworkPolicy", names.serving_policy_name(owner.name))
     ]
     taken = [
@@ -162,9 +250,19 @@ def _roll_out(
         create.append(svc)
     elif observed.service.spec_hash != names.spec_hash(svc):
         apply.append(svc)
+    delete = _obsolete_autoscaler(owner, observed, scaling.object["kind"] if scaling else None)
+    if scaling is not None:
+        seen = _owned_autoscaler(owner, observed)
+        if seen is None or seen.kind != scaling.object["kind"]:
+            create.append(scaling.object)
+        elif seen.spec_hash != names.spec_hash(scaling.object):
+            apply.append(scaling.object)
     endpoint = serving.endpoint(owner.name, owner.namespace)
     strategy = desired["spec"]["strategy"]["type"]
-    replicas = spec.serving.replicas
+    if scaling is not None:  # the autoscaler decides; the live count says what it decided
+        replicas = current.replicas if current else max(scaling.bounds.min_replicas, 1)
+    else:
+        replicas = spec.serving.replicas
     ready = current.ready_replicas if current else 0
     status = ServingStatus(
         variant=chosen.name,
@@ -175,11 +273,14 @@ def _roll_out(
         strategy=strategy,
         replicas=replicas,
         ready_replicas=ready,
+        autoscaling=scaling.status if scaling else None,
     )
     if up_to_date and current is not None and current.rolled_out:
-        message = (
-            f"{chosen.name} serves at {endpoint} ({ready}/{replicas} replicas ready, {strategy})"
-        )
+        message = f"{chosen.name} serves at {endpoint} ({ready}/{replicas} replicas ready, "
+        message += f"{strategy}{_scaling_note(scaling)})"
+        if scaling is not None and replicas == 0:
+            message = f"{chosen.name} is scaled to zero at {endpoint}: the next request wakes it"
+            message += _cold_start_note(scaling.status.cold_start)
         verdict = _serving(owner, True, Reason.AVAILABLE, message)
     elif up_to_date and current is not None and current.stalled_message:
         message = f"the rollout of {chosen.name} stalled: {current.stalled_message}"
@@ -190,4 +291,23 @@ def _roll_out(
             f"{choice.message}"
         )
         verdict = _serving(owner, False, Reason.ROLLING_OUT, message)
-    return ServingPlan(verdict, status, create, apply)
+    return ServingPlan(verdict, status, create, apply, delete)
+
+
+def _scaling_note(scaling: _Scaling | None) -> str:
+    if scaling is None:
+        return ""
+    bounds, status = scaling.bounds, scaling.status
+    note = f"; {status.kind} scales {bounds.min_replicas}-{bounds.max_replicas}"
+    if bounds.capped:
+        note += f" ({bounds.capped})"
+    note += _cold_start_note(status.cold_start)
+    if scaling.problem:
+        note += f"; the autoscaler does not scale: {scaling.problem}"
+    return note
+
+
+def _cold_start_note(measured: ColdStart | None) -> str:
+    if measured is None or measured.seconds is None:
+        return ""
+    return f"; a cold start took {measured.seconds:g} s"

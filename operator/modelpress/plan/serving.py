@@ -33,15 +33,15 @@ def endpoint(model: str, namespace: str) -> str:
     return f"http://{names.service_name(model)}.{namespace}.svc:{PORT}/v1"
 
 
-def strategy(sizing: SizingResult, replicas: int) -> dict[str, Any]:
+def strategy(sizing: SizingResult, replicas: int | None) -> dict[str, Any]:
     """A rollout that never waits for a spare GPU.
 
     GPU, one replica: Recreate (the old pod frees its GPUs first). GPU, several
-    replicas: replace one at a time without surge. CPU: surge one new pod, keep
-    every old one serving until it is ready.
+    replicas, or as many as an autoscaler decides (None): replace one at a time
+    without surge. CPU: surge one new pod, keep every old one serving until it is ready.
     """
     if sizing.gpus > 0:
-        if replicas <= 1:
+        if replicas is not None and replicas <= 1:
             return {"type": "Recreate"}
         return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
@@ -70,8 +70,10 @@ def deployment(
     artifact_bytes: int,
     sizing: SizingResult,
     config: OperatorConfig,
+    autoscaler: str | None = None,
 ) -> dict[str, Any]:
-    """The vLLM Deployment serving `variant` (artifact `key`) as sized."""
+    """The vLLM Deployment serving `variant` (artifact `key`) as sized; with `autoscaler`
+    (its kind), the replica count is left to it."""
     image = spec.serving.image or config.images.serving
     model_dir = f"{MODELS_DIR}/{key}"
     s_volumes, s_mounts, s_env = pods.storage_mounts(spec)
@@ -139,9 +141,11 @@ def deployment(
         tolerations=sizing.tolerations,
     )
     pod_spec["terminationGracePeriodSeconds"] = 30
-    replicas = spec.serving.replicas
-    deployment_spec = {
-        "replicas": replicas,
+    # An autoscaled Deployment leaves replicas to its autoscaler: applying a count here
+    # would undo every scaling decision at the next reconcile.
+    replicas = None if autoscaler else spec.serving.replicas
+    deployment_spec: dict[str, Any] = {} if replicas is None else {"replicas": replicas}
+    deployment_spec |= {
         "selector": {"matchLabels": selector},
         "strategy": strategy(sizing, replicas),
         "revisionHistoryLimit": 3,
@@ -154,6 +158,13 @@ def deployment(
             "spec": pod_spec,
         },
     }
+    annotations = {
+        names.ANNOTATION_SPEC_HASH: names.short_hash(deployment_spec),
+        names.ANNOTATION_ARTIFACT: artifact_uri,
+        f"{names.DOMAIN}/gpus": str(sizing.gpus),
+    }
+    if autoscaler:
+        annotations[names.ANNOTATION_AUTOSCALER] = autoscaler
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -161,11 +172,7 @@ def deployment(
             "name": names.deployment_name(model),
             "namespace": namespace,
             "labels": names.labels(model, names.SERVING, variant=variant, key=key),
-            "annotations": {
-                names.ANNOTATION_SPEC_HASH: names.short_hash(deployment_spec),
-                names.ANNOTATION_ARTIFACT: artifact_uri,
-                f"{names.DOMAIN}/gpus": str(sizing.gpus),
-            },
+            "annotations": annotations,
         },
         "spec": deployment_spec,
     }
