@@ -114,6 +114,9 @@ spec:
     assert answer is not None and answer.group(2).strip(), first.stdout
 
     status = json.loads((tmp_path / "work" / "e2e" / "status.json").read_text())
+    chart = tmp_path / "work" / "e2e" / "report.png"
+    assert f"chart: {chart} and" in first.stdout and chart.stat().st_size > 10_000
+    assert "w4 (served)" in chart.with_suffix(".html").read_text()
     (variant,) = status["variants"]
     assert status["serving"]["variant"] == "w4"
     manifest = read_manifest(variant["artifactUri"])

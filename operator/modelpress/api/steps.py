@@ -218,3 +218,19 @@ class Variant(ApiModel):
         if self.steps is not None:
             return list(self.steps)
         return [Step(quantize=self.quantize, prune=self.prune, distill=self.distill)]
+
+    def describe(self) -> str:
+        """A short recipe: 'layer-drop 25% → distill 40 steps → W4A16 gptq g64'."""
+        parts = []
+        for step in self.chain:
+            if step.quantize is not None:
+                q = step.quantize
+                group = q.effective_group_size
+                parts.append(
+                    f"{q.scheme} {q.effective_algorithm}" + (f" g{group}" if group else "")
+                )
+            elif step.prune is not None:
+                parts.append(f"{step.prune.method} {step.prune.fraction:.0%}")
+            elif step.distill is not None:
+                parts.append(f"distill {step.distill.steps} steps")
+        return " → ".join(parts)

@@ -84,12 +84,29 @@ def _check_arguments(args: argparse.Namespace) -> None:
         args.work_dir = args.work_dir.resolve()
 
 
+def _write_picture(spec: Any, status: Any, name: str, prefix: Path, out: Any) -> None:
+    """The size-vs-quality chart beside the status (`modelpress report` draws it again)."""
+    from modelpress.report.chart import PlottingUnavailable
+    from modelpress.report.points import from_model
+    from modelpress.report.write import write_report
+
+    picture = from_model(spec, status, name)
+    if not picture.points:
+        return
+    try:
+        png, page = write_report(picture, prefix)
+    except PlottingUnavailable as error:
+        print(f"no chart: {error}", file=out)
+        return
+    print(f"chart: {png} and {page}", file=out)
+
+
 def run_model(args: argparse.Namespace) -> int:
     from modelpress.api.reasons import ConditionType
     from modelpress.local import http
     from modelpress.local.console import Console
     from modelpress.local.errors import LocalRunError
-    from modelpress.local.report import describe_variant, render
+    from modelpress.local.report import render
     from modelpress.local.runner import LocalRun, RunOptions
     from modelpress.local.spec import SpecError, load_model
     from modelpress.plan.conditions import find
@@ -126,7 +143,7 @@ def run_model(args: argparse.Namespace) -> int:
         print(file=out)
         render(
             result.status,
-            {v.name: describe_variant(v) for v in run.spec.variants},
+            {v.name: v.describe() for v in run.spec.variants},
             result.reused,
             result.built,
             result.failed,
@@ -134,6 +151,7 @@ def run_model(args: argparse.Namespace) -> int:
             stream=out,
         )
         print(f"status: {status_path}", file=out)
+        _write_picture(run.spec, result.status, run.name, status_path.with_name("report"), out)
         if answer is not None and result.server is not None:
             print(
                 f"vLLM loaded {result.served_root or result.server.model_dir}, the copy "

@@ -12,26 +12,10 @@ from typing import Any
 
 from modelpress.api.reasons import ConditionType
 from modelpress.api.status import CompressedModelStatus, Metrics, VariantStatus
-from modelpress.api.steps import Variant
 from modelpress.plan.conditions import find
 from modelpress.storage.progress import format_bytes
 
 COLUMNS = ("variant", "recipe", "bytes", "ratio", "perplexity", "Δ", "footprint", "gate", "run")
-
-
-def describe_variant(variant: Variant) -> str:
-    """A short recipe: 'layer-drop 25% → distill 40 steps → W4A16 gptq g64'."""
-    parts = []
-    for step in variant.chain:
-        if step.quantize is not None:
-            q = step.quantize
-            group = q.effective_group_size
-            parts.append(f"{q.scheme} {q.effective_algorithm}" + (f" g{group}" if group else ""))
-        elif step.prune is not None:
-            parts.append(f"{step.prune.method} {step.prune.fraction:.0%}")
-        elif step.distill is not None:
-            parts.append(f"distill {step.distill.steps} steps")
-    return " → ".join(parts)
 
 
 @dataclass(frozen=True)

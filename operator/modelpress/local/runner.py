@@ -26,7 +26,6 @@ from modelpress.local import http
 from modelpress.local.console import Console
 from modelpress.local.errors import LocalRunError
 from modelpress.local.jobs import JobResult, LocalMounts, run_job
-from modelpress.local.report import describe_variant
 from modelpress.local.serve import EAGER_NOTE, LocalServer, start_server
 from modelpress.local.spec import (
     SpecError,
@@ -217,7 +216,7 @@ class LocalRun:
             return f"fetch the base model from {source}"
         name = labels.get(names.LABEL_VARIANT, "?")
         variant = next((v for v in self.spec.variants if v.name == name), None)
-        recipe = f" ({describe_variant(variant)})" if variant else ""
+        recipe = f" ({variant.describe()})" if variant else ""
         return f"compress {name}{recipe}"
 
     def _run_job(self, job: Mapping[str, Any]) -> None:
