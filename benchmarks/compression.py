@@ -9,7 +9,11 @@ text is the repository's examples/data (calibration and evaluation disjoint).
     python benchmarks/compression.py --json results/compression.json
 
 prints one row per variant (bytes, ratio to bf16, perplexity, change vs base,
-agreement with the base, seconds, peak RSS) and PASS/MISS for each target.
+agreement with and KL divergence from the base, seconds, peak RSS) and PASS/MISS for
+each target. Quality is judged twice: in-domain, on held-out license text (the
+calibration and distillation text is license text too), and out of domain, on
+technical documentation (examples/data/eval-docs.txt, this project's own docs),
+which no step ever saw; the table says which is which.
 The distillation of `prune25-kd` is checkpointed; the chain, whose first two steps
 are the same computation, resumes from that checkpoint instead of training again
 (`--no-reuse` trains it anew).
@@ -43,6 +47,8 @@ CALIBRATION = {
     "samples": 32,
     "sequenceLength": 512,
 }
+#: Text from another domain than calibration and distillation (both license text).
+OUT_OF_DOMAIN = EVALUATION | {"dataset": {"uri": f"file://{DATA / 'eval-docs.txt'}"}}
 PRUNE = {"method": "layer-drop", "fraction": 0.25, "calibration": CALIBRATION | {"samples": 12}}
 # Few, small steps at a high rate: healing a pruned model gains most in its first updates.
 DISTILL = {
@@ -95,6 +101,32 @@ def prepare_base(store: str) -> str:
     return uri
 
 
+def measure(
+    base_files: Path, artifact_files: Path, evaluation: dict[str, Any], cache: Path
+) -> dict[str, float]:
+    """The variant's metrics on `evaluation`'s text, computed as a Job computes them (the
+    base model's reference cached in `cache`)."""
+    from modelpress.compress.checkpoint import load_model, load_tokenizer
+    from modelpress.compress.evaluate import (
+        load_reference,
+        metrics,
+        reference_key,
+        save_reference,
+        score,
+    )
+    from modelpress.compress.text import read_text, tokenize, windows
+
+    tokens = tokenize(load_tokenizer(base_files), read_text(evaluation["dataset"]["uri"]))
+    cut = windows(tokens, evaluation["samples"], evaluation["sequenceLength"], what="evaluation")
+    key = reference_key(str(base_files), cut)
+    reference = load_reference(cache, key)
+    if reference is None:
+        reference = score(load_model(base_files), cut, what="base model", keep_top=True)
+        save_reference(cache, key, reference)
+    variant = score(load_model(artifact_files), cut, what="variant", reference=reference)
+    return metrics(variant, reference)
+
+
 def row(name: str, metadata: dict[str, Any], base_bytes: int) -> dict[str, Any]:
     metrics = metadata["metrics"]
     lineage = metadata["lineage"]
@@ -110,6 +142,7 @@ def row(name: str, metadata: dict[str, Any], base_bytes: int) -> dict[str, Any]:
         "basePerplexity": metrics["basePerplexity"],
         "deltaPerplexity": metrics["perplexityIncrease"],
         "agreement": metrics["agreement"],
+        "klDivergence": metrics.get("klDivergence"),
         "seconds": metadata["wallSeconds"],
         "peakRssBytes": metadata["peakRssBytes"],
         "stepSeconds": {f"{s['step']}:{s['kind']}": s["seconds"] for s in lineage},
@@ -134,6 +167,12 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     check("w8a16 perplexity increase", get("w8a16", "deltaPerplexity"), 0.01)
     check("w4a16-gptq bytes ratio", get("w4a16-gptq", "ratio"), 0.42)
     check("w4a16-gptq perplexity increase", get("w4a16-gptq", "deltaPerplexity"), 0.10)
+    ood = (rows.get("w4a16-gptq") or {}).get("outOfDomain") or {}
+    check(
+        "w4a16-gptq perplexity increase, out of domain",
+        ood.get("perplexityIncrease"),
+        0.10,
+    )
     gptq, rtn = get("w4a16-gptq", "perplexity"), get("w4a16-rtn", "perplexity")
     check(
         "w4a16-gptq perplexity / rtn perplexity",
@@ -156,17 +195,28 @@ def gib(value: int) -> str:
     return f"{value / 2**30:.2f} GiB"
 
 
+def _kld(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def print_table(rows: list[dict[str, Any]], base_bytes: int, base_ppl: float | None) -> None:
-    header = f"{'variant':<15} {'bytes':>12} {'ratio':>6} {'ppl':>8} {'Δppl':>8} {'agree':>6} {'seconds':>8} {'peak RSS':>9}"
+    print("in-domain: held-out license text | out of domain: technical docs (eval-docs.txt)")
+    header = (
+        f"{'variant':<15} {'bytes':>12} {'ratio':>6} {'ppl':>8} {'Δppl':>8} {'agree':>6} "
+        f"{'KLD':>7} {'Δppl ood':>9} {'KLD ood':>8} {'seconds':>8} {'peak RSS':>9}"
+    )
     print(header)
     print("-" * len(header))
-    print(
-        f"{'base (bf16)':<15} {base_bytes:>12,} {1.0:>6.3f} {base_ppl or float('nan'):>8.3f} {'':>8} {'':>6} {'':>8} {'':>9}"
-    )
+    print(f"{'base (bf16)':<15} {base_bytes:>12,} {1.0:>6.3f} {base_ppl or float('nan'):>8.3f}")
     for r in rows:
+        ood = r.get("outOfDomain") or {}
+        ood_delta = ood.get("perplexityIncrease")
         print(
             f"{r['name']:<15} {r['bytes']:>12,} {r['ratio']:>6.3f} {r['perplexity']:>8.3f} "
-            f"{100 * r['deltaPerplexity']:>+7.2f}% {r['agreement']:>6.3f} {r['seconds']:>8.1f} "
+            f"{100 * r['deltaPerplexity']:>+7.2f}% {r['agreement']:>6.3f} "
+            f"{_kld(r.get('klDivergence')):>7} "
+            f"{'-' if ood_delta is None else f'{100 * ood_delta:+.2f}%':>9} "
+            f"{_kld(ood.get('klDivergence')):>8} {r['seconds']:>8.1f} "
             f"{gib(r['peakRssBytes']):>9}"
         )
 
@@ -213,7 +263,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
         manifest = read_manifest(out)
         assert manifest is not None
-        rows.append(row(name, dict(manifest.metadata), base_bytes))
+        entry = row(name, dict(manifest.metadata), base_bytes)
+        artifact_files = work / "artifact-files" / name
+        if not artifact_files.is_dir():
+            fetch(out, artifact_files)
+        print(f"== {name}: out-of-domain evaluation", file=sys.stderr, flush=True)
+        entry["outOfDomain"] = measure(base_files, artifact_files, OUT_OF_DOMAIN, work / "cache")
+        rows.append(entry)
 
     base_ppl = rows[0]["basePerplexity"] if rows else None
     print()
@@ -236,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             "baseBytes": base_bytes,
             "basePerplexity": base_ppl,
             "evaluation": EVALUATION,
+            "outOfDomainEvaluation": OUT_OF_DOMAIN,
             "rows": rows,
             "targets": results,
             "totalSeconds": round(total, 1),

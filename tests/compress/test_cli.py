@@ -75,6 +75,8 @@ def test_success_prints_a_json_summary(tiny_model, texts, store, tmp_path, capsy
         "basePerplexity",
         "perplexityIncrease",
         "agreement",
+        "klDivergence",
+        "klDivergenceP99",
     }
 
 

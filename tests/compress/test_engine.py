@@ -73,6 +73,7 @@ def test_quantized_variant_is_published_with_complete_metadata(
         metrics["perplexity"] / metrics["basePerplexity"] - 1, abs=1e-5
     )
     assert 0.5 < metrics["agreement"] <= 1
+    assert 0 < metrics["klDivergence"] <= metrics["klDivergenceP99"]
     (step,) = meta["lineage"]
     assert (
         step["kind"] == "quantize"
@@ -111,6 +112,40 @@ def test_chain_feeds_each_step_the_previous_result(tiny_model, store, request_pa
     assert list((tmp_path / "cache").glob("base-scores-*.pt"))
     # Training was checkpointed where a restarted Job would look for it.
     assert list((tmp_path / "checkpoints").glob("*/step-00000003"))
+
+
+def test_the_base_model_is_evaluated_once_per_store_for_every_variant(
+    published_base, store, request_parts, tmp_path, monkeypatch
+):
+    """Each Job reads the base model's reference from the store instead of evaluating the
+    base again; a Job in another pod finds it there too."""
+    evaluation, calibration = request_parts
+    loaded: list[str] = []
+    original = checkpoint_module.load_model
+
+    def counting(directory, *args, **kwargs):
+        loaded.append(Path(directory).name)
+        return original(directory, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "load_model", counting)
+    references = store + "evaluations/"
+    results = []
+    for name, scheme in (("w8", "W8A16"), ("w4", "W4A16")):
+        (tmp_path / name).mkdir()
+        variant = {"name": name, "quantize": {"scheme": scheme, "algorithm": "rtn"}}
+        results.append(
+            compress_variant(
+                published_base, variant, evaluation, f"{store}artifacts/{name}/",
+                calibration=calibration, work_dir=tmp_path / name, cache_dir=references,
+            )  # fmt: skip
+        )
+    first, second = (r.metadata["metrics"] for r in results)
+    assert first["basePerplexity"] == second["basePerplexity"]
+    assert second["klDivergence"] > first["klDivergence"], "4 bits move the distribution more"
+    stored = list((Path(store.removeprefix("file://")) / "evaluations").iterdir())
+    assert len(stored) == 1 and (stored[0] / "manifest.json").is_file()
+    # First Job: the chain's base, the base evaluated, the variant; second: no evaluation.
+    assert loaded == ["base", "base", "variant", "base", "variant"]
 
 
 @pytest.fixture

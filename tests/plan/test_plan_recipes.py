@@ -128,6 +128,7 @@ def test_a_rename_or_a_new_gate_threshold_reuses_the_artifact() -> None:
             "dataset": {"uri": "s3://data/eval.txt"},
             "maxPerplexityIncrease": 0.5,
             "minAgreement": 0.9,
+            "maxKlDivergence": 0.05,
         },
     )
     assert (
@@ -176,6 +177,7 @@ def test_compress_job_args_carry_the_resolved_recipe_and_the_measurement_only() 
     assert evaluation == spec.evaluation.measurement()
     assert "maxPerplexityIncrease" not in evaluation and evaluation["samples"] == 64
     assert args[-2:] == ["--work-dir", "/work"]
+    assert args[args.index("--cache-dir") + 1] == f"{STORE}evaluations/", "one base scoring"
     assert "--checkpoint-dir" not in args  # nothing to resume without distillation
     assert not any("secret" in a.lower() for a in args)
 
@@ -239,6 +241,16 @@ def test_the_agreement_judge() -> None:
     assert not passed and "80.00%" in message and "minAgreement" in message
     passed, message = judge(strict, {"perplexityIncrease": 0.01})
     assert not passed and "agreement" in message
+
+
+def test_the_kl_divergence_judge() -> None:
+    strict = evaluation(maxKlDivergence=0.05)
+    assert judge(strict, {"perplexityIncrease": 0.01, "klDivergence": 0.02})[0]
+    passed, message = judge(strict, {"perplexityIncrease": 0.01, "klDivergence": 0.2})
+    assert not passed and "0.2 nats per token" in message and "maxKlDivergence 0.05" in message
+    passed, message = judge(strict, {"perplexityIncrease": 0.01})
+    assert not passed and "built before modelpress measured it" in message
+    assert judge(evaluation(), {"perplexityIncrease": 0.01})[0], "no limit, no judgement"
 
 
 def test_the_gate_ignores_unknown_metrics() -> None:

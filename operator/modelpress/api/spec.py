@@ -45,6 +45,11 @@ class Evaluation(ApiModel):
     min_agreement: float | None = Field(default=None, ge=0, le=1)
     """Optional gate on greedy-token agreement with the base model (0 to 1)."""
 
+    max_kl_divergence: float | None = Field(default=None, ge=0, le=100)
+    """Optional gate on the mean KL divergence of the variant's next-token distribution
+    from the base model's, in nats per token (e.g. 0.05). It sees every change of the
+    distribution, where perplexity sees only the probability of the text's own token."""
+
     def measurement(self) -> dict[str, Any]:
         """What is measured and how, in wire form: everything but the gate thresholds.
 
@@ -56,7 +61,7 @@ class Evaluation(ApiModel):
             by_alias=True,
             exclude_none=True,
             mode="json",
-            exclude={"max_perplexity_increase", "min_agreement"},
+            exclude={"max_perplexity_increase", "min_agreement", "max_kl_divergence"},
         )
 
 

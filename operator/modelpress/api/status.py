@@ -50,6 +50,11 @@ class Metrics(ApiModel):
     """variant / base - 1 (0.05 = 5 % worse)."""
     agreement: float | None = None
     """Share of positions where the variant's greedy token equals the base model's."""
+    kl_divergence: float | None = None
+    """Mean KL divergence of the variant's next-token distribution from the base model's
+    (nats per token; over the base's 64 likeliest tokens plus the rest as one)."""
+    kl_divergence_p99: float | None = None
+    """Its 99th percentile over the evaluated positions: the worst tokens, not the mean."""
 
 
 class Footprint(ApiModel):

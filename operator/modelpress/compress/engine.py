@@ -67,7 +67,8 @@ def compress_variant(
     if a manifest is already there, nothing is computed.
     `checkpoint_dir`: directory or store URI for resumable distillation checkpoints
     (default: inside `work_dir`). `cache_dir`: where the base model's evaluation
-    scores are kept for reuse by other variants (default: none).
+    scores are kept for reuse by other variants: a directory, or a store prefix
+    (`<storage.uri>/evaluations/`) shared by every Job of the base (default: none).
     Raises `CompressionError` for requests that cannot be carried out, before any
     heavy work.
     """
@@ -96,7 +97,7 @@ def compress_variant(
         fetch_weights(prepared.base)
         checkpoints_root = checkpoint_dir or str(Path(work_dir or scratch) / "checkpoints")
         saved, lineage, parameters = run_chain(prepared, scratch, checkpoints_root, credentials)
-        metrics = evaluate_saved(prepared, saved, Path(cache_dir) if cache_dir else None)
+        metrics = evaluate_saved(prepared, saved, cache_dir, credentials)
         metadata = _metadata(
             prepared, saved, lineage, parameters, metrics, time.monotonic() - started
         )
@@ -231,7 +232,9 @@ def _step_wire(planned: PlannedStep) -> dict[str, Any]:
     return wire
 
 
-def evaluate_saved(prepared: Prepared, saved: Path, cache_dir: Path | None) -> dict[str, float]:
+def evaluate_saved(
+    prepared: Prepared, saved: Path, cache: str | Path | None, credentials: Any = None
+) -> dict[str, float]:
     """Metrics of the saved variant against the base model on the evaluation windows."""
     from modelpress.compress.checkpoint import load_model
     from modelpress.compress.evaluate import (
@@ -243,15 +246,15 @@ def evaluate_saved(prepared: Prepared, saved: Path, cache_dir: Path | None) -> d
     )
 
     key = reference_key(prepared.base.identity, prepared.evaluation_windows)
-    reference = load_reference(cache_dir, key)
+    reference = load_reference(cache, key, credentials)
     if reference is None:
         base_model = load_model(prepared.base.directory)
-        reference = score(base_model, prepared.evaluation_windows, what="base model")
-        save_reference(cache_dir, key, reference)
+        reference = score(base_model, prepared.evaluation_windows, what="base model", keep_top=True)
+        save_reference(cache, key, reference, credentials)
         del base_model
         gc.collect()
     variant_model = load_model(saved)
-    result = score(variant_model, prepared.evaluation_windows, what="variant")
+    result = score(variant_model, prepared.evaluation_windows, what="variant", reference=reference)
     del variant_model
     gc.collect()
     return metrics(result, reference)

@@ -14,7 +14,9 @@ An fp8 KV cache adds per-tensor key and value scales calibrated on the same text
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -115,6 +117,13 @@ def build_recipe(step: QuantizeStep) -> list[Any]:
 
 def quantize(model: torch.nn.Module, step: QuantizeStep, windows: torch.Tensor | None) -> None:
     """Quantize `model` in place with llmcompressor's oneshot (calibrating on `windows`)."""
+    # llmcompressor's logger writes to whatever stdout is when it is set up (on import and
+    # again in oneshot); `modelpress compress` keeps stdout for its JSON summary.
+    with contextlib.redirect_stdout(sys.stderr):
+        _quantize(model, step, windows)
+
+
+def _quantize(model: torch.nn.Module, step: QuantizeStep, windows: torch.Tensor | None) -> None:
     from llmcompressor import oneshot
 
     recipe = build_recipe(step)

@@ -62,6 +62,11 @@ def artifact_uri(spec: CompressedModelSpec, key: str) -> str:
     return f"{store_prefix(spec)}artifacts/{key}/"
 
 
+def evaluations_uri(spec: CompressedModelSpec) -> str:
+    """Where base models' evaluation references live: `<storage.uri>/evaluations/<key>/`."""
+    return f"{store_prefix(spec)}evaluations/"
+
+
 def checkpoint_uri(artifact: str) -> str:
     """Where a variant's distillation checkpoints live: beside its artifact
     (`<storage.uri>/artifacts/<key>/`), under `<storage.uri>/checkpoints/<key>/`, so a
@@ -122,13 +127,16 @@ def compress_job_args(
     work_dir: str | None = None,
 ) -> list[str]:
     """Arguments after `modelpress` for one variant's Job: its whole chain, then the
-    evaluation, then the publish, all in one process. `work_dir` is scratch space."""
+    evaluation, then the publish, all in one process. `work_dir` is scratch space. The
+    base model's scores on the evaluation text are kept in the store
+    (`<storage.uri>/evaluations/`), so only the first Job of a base evaluates it."""
     args = [
         "compress",
         "--base", base_uri,
         "--variant", _compact(resolved_variant(spec, variant)),
         "--evaluation", _compact(spec.evaluation.measurement()),
         "--out", out_uri,
+        "--cache-dir", evaluations_uri(spec),
     ]  # fmt: skip
     if work_dir:
         args += ["--work-dir", work_dir]
@@ -176,6 +184,22 @@ def gate(evaluation: Evaluation, measured: Metrics | None) -> Verdict:
         message += (
             f"; agreement {measured.agreement:.2%} is at least {evaluation.min_agreement:.2%}"
         )
+    if evaluation.max_kl_divergence is not None:
+        divergence = measured.kl_divergence
+        if divergence is None:
+            return failed(
+                "no KL divergence was measured (the artifact was built before modelpress "
+                "measured it), but evaluation.maxKlDivergence is set: it cannot pass the gate; "
+                "unset the limit, or change the evaluation (e.g. its samples) to measure the "
+                "variant again"
+            )
+        if divergence > evaluation.max_kl_divergence:
+            return failed(
+                f"KL divergence from the base model is {divergence:.4g} nats per token, above "
+                f"evaluation.maxKlDivergence {evaluation.max_kl_divergence:g}: choose a milder "
+                "recipe or raise the limit"
+            )
+        message += f"; KL divergence {divergence:.4g} is within {evaluation.max_kl_divergence:g}"
     return Verdict(Reason.PASSED, message)
 
 

@@ -20,6 +20,16 @@ svg { max-width: 100%; height: auto; }
 """
 
 
+HEADERS = (
+    "model", "recipe", "size", "vs base", "perplexity", "agreement", "KL divergence",
+    "frontier", "gate",
+)  # fmt: skip
+
+
+def _cell(value: float | None, form: str) -> str:
+    return f"<td>{'-' if value is None else form.format(value)}</td>"
+
+
 def _cells(values: list[str], css: str = "") -> str:
     return "<tr" + (f' class="{css}"' if css else "") + ">" + "".join(values) + "</tr>"
 
@@ -31,39 +41,21 @@ def html(picture: Picture, svg: bytes) -> str:
         css = " ".join(
             c for c, on in (("frontier", point.frontier), ("served", point.served)) if on
         )
-        increase = point.perplexity_increase
-        rows.append(
-            _cells(
-                [
-                    f"<td>{escape(point.name)}{' (served)' if point.served else ''}</td>",
-                    f'<td class="recipe">{escape(point.recipe)}</td>',
-                    f"<td>{point.bytes / 1e6:.1f} MB</td>",
-                    f"<td>{point.bytes / base:.2f}x</td>" if base else "<td>-</td>",
-                    f"<td>{increase:+.1%}</td>" if increase is not None else "<td>-</td>",
-                    f"<td>{point.agreement:.3f}</td>"
-                    if point.agreement is not None
-                    else "<td>-</td>",
-                    f"<td>{'yes' if point.frontier else ''}</td>",
-                    f"<td>{ {True: 'pass', False: 'fail', None: '-'}[point.passed] }</td>",
-                ],
-                css,
-            )
-        )
+        cells = [
+            f"<td>{escape(point.name)}{' (served)' if point.served else ''}</td>",
+            f'<td class="recipe">{escape(point.recipe)}</td>',
+            f"<td>{point.bytes / 1e6:.1f} MB</td>",
+            _cell(point.bytes / base if base else None, "{:.2f}x"),
+            _cell(point.perplexity_increase, "{:+.1%}"),
+            _cell(point.agreement, "{:.3f}"),
+            _cell(point.kl_divergence, "{:.4f}"),
+            f"<td>{'yes' if point.frontier else ''}</td>",
+            f"<td>{ {True: 'pass', False: 'fail', None: '-'}[point.passed] }</td>",
+        ]
+        rows.append(_cells(cells, css))
     chart = svg.decode()
     chart = chart[chart.index("<svg") :]  # drop the XML prologue and DOCTYPE
-    header = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "model",
-            "recipe",
-            "size",
-            "vs base",
-            "perplexity",
-            "agreement",
-            "frontier",
-            "gate",
-        )
-    )
+    header = "".join(f"<th>{h}</th>" for h in HEADERS)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

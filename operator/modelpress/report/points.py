@@ -29,6 +29,7 @@ class Point:
     bytes: int
     perplexity_increase: float | None
     agreement: float | None = None
+    kl_divergence: float | None = None
     gpus: int | None = None
     recipe: str = ""
     passed: bool | None = None
@@ -121,6 +122,7 @@ def from_status(
                 bytes=entry.bytes,
                 perplexity_increase=metrics.perplexity_increase if metrics else None,
                 agreement=metrics.agreement if metrics else None,
+                kl_divergence=metrics.kl_divergence if metrics else None,
                 gpus=entry.footprint.gpus if entry.footprint else None,
                 recipe=(recipes or {}).get(entry.name, ""),
                 passed=_gate_verdict(entry),
@@ -176,6 +178,7 @@ def from_benchmark(document: Mapping[str, Any], gate: float | None = None) -> Pi
                     bytes=int(row["bytes"]),
                     perplexity_increase=increase,
                     agreement=row.get("agreement"),
+                    kl_divergence=row.get("klDivergence"),
                     recipe=_recipe_text(row.get("recipe")),
                     passed=None if gate is None or increase is None else increase <= gate,
                 )
@@ -226,18 +229,23 @@ def summary(picture: Picture) -> str:
     lines = [f"{picture.title}: size vs quality"]
     if picture.evaluated_on:
         lines.append(f"quality measured on {picture.evaluated_on}")
-    header = f"  {'':2}{'model':<14}{'bytes':>10}{'ratio':>8}{'Δppl':>9}{'agree':>8}  gate"
+    header = (
+        f"  {'':2}{'model':<14}{'bytes':>10}{'ratio':>8}{'Δppl':>9}{'agree':>8}{'KLD':>9}  gate"
+    )
     lines.append(header)
     for point in picture.points:
         mark = ("*" if point.frontier else " ") + ("S" if point.served else " ")
         ratio = f"{point.bytes / base:.2f}x" if base else "-"
         delta = _percent(point.perplexity_increase)
         agreement = f"{point.agreement:.3f}" if point.agreement is not None else "-"
+        divergence = f"{point.kl_divergence:.4f}" if point.kl_divergence is not None else "-"
         verdict = {True: "pass", False: "fail", None: "-"}[point.passed]
         lines.append(
             f"  {mark}{point.name:<14}{point.bytes / 1e6:>8.1f}MB{ratio:>8}{delta:>9}"
-            f"{agreement:>8}  {verdict}"
+            f"{agreement:>8}{divergence:>9}  {verdict}"
         )
+    if any(p.kl_divergence is not None for p in picture.points):
+        lines.append("KLD: KL divergence from the base model, nats per token")
     front = [p.name for p in picture.points if p.frontier]
     lines.append("* on the frontier (nothing smaller is better): " + " → ".join(front))
     if picture.gate is not None:
