@@ -133,12 +133,12 @@ def test_the_base_model_is_evaluated_once_per_store_for_every_variant(
     for name, scheme in (("w8", "W8A16"), ("w4", "W4A16")):
         (tmp_path / name).mkdir()
         variant = {"name": name, "quantize": {"scheme": scheme, "algorithm": "rtn"}}
-        results.append(
-            compress_variant(
-                published_base, variant, evaluation, f"{store}artifacts/{name}/",
-                calibration=calibration, work_dir=tmp_path / name, cache_dir=references,
-            )  # fmt: skip
-        )
+        out = f"{store}artifacts/{name}/"
+        result = compress_variant(
+            published_base, variant, evaluation, out,
+            calibration=calibration, work_dir=tmp_path / name, cache_dir=references,
+        )  # fmt: skip
+        results.append(result)
     first, second = (r.metadata["metrics"] for r in results)
     assert first["basePerplexity"] == second["basePerplexity"]
     assert second["klDivergence"] > first["klDivergence"], "4 bits move the distribution more"

@@ -64,6 +64,7 @@ PODS = "v1/pods"
 EVENTS = "v1/events"
 HPAS = "autoscaling/v2/horizontalpodautoscalers"
 SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
+LEADER_WORKER_SETS = "leaderworkerset.x-k8s.io/v1/leaderworkersets"
 HISTORY_KEPT = 3
 
 _VERBS = ["list", "watch", "get", "create", "patch", "update", "delete"]
@@ -198,6 +199,8 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
     """Server-side apply: by object, each field manager's applied fields (leaf paths)."""
     keda: bool = False
     """Serve KEDA's keda.sh/v1alpha1 (as a cluster with KEDA installed does)."""
+    lws: bool = False
+    """Serve LeaderWorkerSet's leaderworkerset.x-k8s.io/v1."""
     listeners: list[Any] = attrs.field(factory=list, init=False)
     """Callables told `(resource, namespace, name)` after each write, for stand-ins that
     react to changes instead of scanning every object."""
@@ -206,14 +209,19 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
         super().__attrs_post_init__()
         for key, info in _RESOURCES.items():
             self.resources[key] = {"verbs": _VERBS, **info}
-        if self.keda:
-            self.resources[SCALED_OBJECTS] = {
-                "verbs": _VERBS,
-                "kind": "ScaledObject",
-                "singular": "scaledobject",
-                "namespaced": True,
-                "subresources": ["status"],
-            }
+        optional = {
+            SCALED_OBJECTS: ("ScaledObject", "scaledobject", self.keda),
+            LEADER_WORKER_SETS: ("LeaderWorkerSet", "leaderworkerset", self.lws),
+        }
+        for key, (kind, singular, served) in optional.items():
+            if served:
+                self.resources[key] = {
+                    "verbs": _VERBS,
+                    "kind": kind,
+                    "singular": singular,
+                    "namespaced": True,
+                    "subresources": ["status"],
+                }
         definition = crd()
         self.objects[
             "apiextensions.k8s.io/v1/customresourcedefinitions",
@@ -535,8 +543,9 @@ def kubeconfig(path: Path, server: str) -> Path:
 
 @contextlib.asynccontextmanager
 async def running_cluster(
-    admission: bool = True, keda: bool = False
+    admission: bool = True, keda: bool = False, lws: bool = False
 ) -> AsyncIterator[tuple[Cluster, str]]:
     """The emulator served on 127.0.0.1; yields it and its URL."""
-    async with Cluster(admission=admission, keda=keda) as cluster, kmock.Server(cluster) as server:
+    emulator = Cluster(admission=admission, keda=keda, lws=lws)
+    async with emulator as cluster, kmock.Server(cluster) as server:
         yield cluster, str(server.url).rstrip("/")

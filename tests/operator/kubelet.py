@@ -12,6 +12,7 @@ It runs what the operator asks for, through the API like the real controllers:
   variant; the contract under test is the operator's, not the engine's;
 - a failing attempt leaves a Failed pod with a termination message, as a real one
   would, and the Job fails after backoffLimit + 1 attempts;
+- a LeaderWorkerSet's groups become ready, as LWS's controller reports them;
 - a Deployment becomes available (all replicas ready) once its pods would run, and
   its newest pod is there with the timings a kubelet reports: the artifact pull
   (init container) took PULL_SECONDS and vLLM's load LOAD_SECONDS more.
@@ -31,7 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.operator.cluster import DEPLOYMENTS, JOBS, PODS, SECRETS, Cluster
+from tests.operator.cluster import (
+    DEPLOYMENTS,
+    JOBS,
+    LEADER_WORKER_SETS,
+    PODS,
+    SECRETS,
+    Cluster,
+)
 
 COMPONENT = "modelpress.dev/component"
 VARIANT = "modelpress.dev/variant"
@@ -85,6 +93,8 @@ class Kubelet:
                 if self.deployments_ready:
                     for deployment in self.cluster.all(DEPLOYMENTS):
                         await self._make_available(deployment)
+                    for group_set in self.cluster.all(LEADER_WORKER_SETS):
+                        await self._groups_ready(group_set)
                 await asyncio.sleep(0.05)
         finally:
             for task in self._tasks:
@@ -125,6 +135,16 @@ class Kubelet:
                 ],
             },
         )
+
+    async def _groups_ready(self, group_set: dict[str, Any]) -> None:
+        """What LWS's controller reports once every pod of every group is ready."""
+        replicas = group_set["spec"].get("replicas", 1)
+        status = group_set.get("status") or {}
+        if status.get("readyReplicas") == replicas and status.get("updatedReplicas") == replicas:
+            return
+        ready = {"replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas}
+        ready["conditions"] = [{"type": "Available", "status": "True", "reason": "AllGroupsReady"}]
+        await self._patch_status(LEADER_WORKER_SETS, group_set, ready)
 
     async def _serving_pod(self, deployment: dict[str, Any], generation: int) -> None:
         """The pod of this generation, started and ready, with a kubelet's timestamps."""

@@ -26,6 +26,7 @@ local failures = {
   ["RolloutStalled"] = true,
   ["AutoscalerUnavailable"] = true,
   ["ScaleToZeroUnavailable"] = true,
+  ["MultiNodeUnavailable"] = true,
   ["ReplicasDoNotFit"] = true
 }
 local hs = {}

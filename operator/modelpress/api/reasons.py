@@ -9,7 +9,9 @@ The table in docs/operator.md is generated from these members (`failure_table`).
 
 from __future__ import annotations
 
-from enum import Enum, StrEnum
+from enum import StrEnum
+
+from modelpress.api.severity import Severity
 
 
 class ConditionType(StrEnum):
@@ -26,22 +28,6 @@ class ConditionType(StrEnum):
     COMPRESSED = "Compressed"
     QUALITY_GATE = "QualityGate"
     FITS = "Fits"
-
-
-class Severity(Enum):
-    """What a reason asks of the people watching."""
-
-    OK = "ok"
-    """A good outcome, or a settled state that needs nothing."""
-    ACTIVE = "active"
-    """Work has started (a Job, a rollout): told by the status, not by an Event."""
-    PENDING = "pending"
-    """Waiting for something that will come, or work another condition already tells:
-    a condition first seen with it is no news."""
-    WARNING = "warning"
-    """Something went wrong but may resolve on its own: a Warning Event, not a failure."""
-    FAILURE = "failure"
-    """Someone must act: a Warning Event and phase Failed."""
 
 
 class Reason(StrEnum):
@@ -233,8 +219,7 @@ class Reason(StrEnum):
         "AutoscalerUnavailable",
         Severity.FAILURE,
         (ConditionType.SERVING,),
-        "the cluster does not serve the autoscaler's API (KEDA's ScaledObject, or "
-        "autoscaling/v2): install it or change the chart's autoscaling.engine",
+        "the cluster does not serve the autoscaler's API (KEDA's ScaledObject, or an HPA)",
     )
     SCALE_TO_ZERO_UNAVAILABLE = (
         "ScaleToZeroUnavailable",
@@ -242,11 +227,17 @@ class Reason(StrEnum):
         (ConditionType.SERVING,),
         "`autoscaling.minReplicas` is 0 and the operator scales with an HPA, which cannot",
     )
+    MULTI_NODE_UNAVAILABLE = (
+        "MultiNodeUnavailable",
+        Severity.FAILURE,
+        (ConditionType.SERVING,),
+        "the served variant spans several nodes and the cluster does not serve LeaderWorkerSet",
+    )
     REPLICAS_DO_NOT_FIT = (
         "ReplicasDoNotFit",
         Severity.FAILURE,
         (ConditionType.SERVING,),
-        "`autoscaling.minReplicas` replicas need more GPUs than the platform has for serving",
+        "`autoscaling.minReplicas` needs more GPUs than the platform has for serving",
     )
 
     # --- warnings: may resolve on their own --------------------------------------------

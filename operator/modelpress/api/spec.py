@@ -72,7 +72,7 @@ class Gpu(ApiModel):
     """A product from the operator's GPU catalog (Helm values), e.g. nvidia-l4, nvidia-h100-80gb."""
 
     count: Literal[1, 2, 4, 8] | None = None
-    """Override the GPU count sizing would choose."""
+    """Override the GPU count sizing would choose (within one node)."""
 
 
 class Autoscaling(ApiModel):
@@ -155,6 +155,11 @@ class Serving(ApiModel):
 
     gpu: Gpu | None = None
     """Serve on GPUs of this product. Unset: serve on CPU."""
+
+    max_nodes: int = Field(default=1, ge=1, le=16)
+    """Nodes one replica may span when it fits on no single node's GPUs: tensor parallel
+    within each node, pipeline parallel across them, served as a LeaderWorkerSet
+    (docs/scale.md). 1: one node only."""
 
     allow_cpu_offload: bool = False
     """When the weights do not fit in GPU memory, offload the rest to host memory

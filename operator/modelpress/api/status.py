@@ -183,6 +183,8 @@ class ServingStatus(ApiModel):
     """Replicas answering requests."""
     replicas: int | None = None
     """Replicas asked for (by the autoscaler, when there is one)."""
+    nodes: int | None = None
+    """Nodes one replica spans; above 1 the workload is a LeaderWorkerSet."""
     autoscaling: AutoscalingStatus | None = None
     """The autoscaler and the cold start it costs, when spec.serving.autoscaling is set."""
 

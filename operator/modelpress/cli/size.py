@@ -46,6 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-num-batched-tokens", type=int, metavar="N")
     parser.add_argument("--gpu-count", type=int, metavar="N", help="use exactly N GPUs")
     parser.add_argument(
+        "--max-nodes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="let one replica span up to N nodes (pipeline parallel across them) when no "
+        "single node fits (spec.serving.maxNodes)",
+    )
+    parser.add_argument(
         "--allow-cpu-offload",
         action="store_true",
         help="offload weights to host memory when they do not fit the GPUs",
@@ -130,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
         catalog=catalog,
         allow_cpu_offload=args.allow_cpu_offload,
         gpu_count=args.gpu_count,
+        max_nodes=args.max_nodes,
     )
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
@@ -216,7 +225,14 @@ def _breakdown(result: Any, shape: Any, target: Any, weights_from: str) -> str:
         f"target       {target_line}",
         f"fits         {'yes' if result.fits else 'NO'}: {result.reason}",
     ]
-    if result.device == "gpu":
+    if result.device == "gpu" and result.nodes > 1:
+        lines.append(
+            f"GPUs         {result.gpus} on {result.nodes} nodes: tensor-parallel size "
+            f"{result.tensor_parallel_size} in each node x pipeline-parallel size "
+            f"{result.pipeline_parallel_size} across them (one pod per node)"
+        )
+        where = "per GPU, largest stage"
+    elif result.device == "gpu":
         lines.append(
             f"GPUs         {result.gpus} (tensor-parallel size {result.tensor_parallel_size})"
         )

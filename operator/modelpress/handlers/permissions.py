@@ -28,6 +28,10 @@ NAMESPACED: Permissions = {
     # watched (a cluster without KEDA has no such API to watch).
     ("autoscaling", "horizontalpodautoscalers"): frozenset({"get", "create", "patch", "delete"}),
     ("keda.sh", "scaledobjects"): frozenset({"get", "create", "patch", "delete"}),
+    # The LeaderWorkerSet of a model served across nodes: read by name, never watched.
+    ("leaderworkerset.x-k8s.io", "leaderworkersets"): frozenset(
+        {"get", "create", "patch", "delete"}
+    ),
     # A failed Job's pods, listed by job-name, for their termination messages; an
     # autoscaled model's serving pods, for what a cold start costs.
     ("", "pods"): frozenset({"list"}),

@@ -24,6 +24,7 @@ from modelpress.handlers.metrics import ModelFacts
 from modelpress.handlers.state import OperatorState, WrittenStatus
 from modelpress.plan.autoscaling import HPA, SCALED_OBJECT, autoscaler_kind
 from modelpress.plan.conditions import merge_patch, now_rfc3339
+from modelpress.plan.multinode import LWS_KIND
 from modelpress.plan.names import (
     ANNOTATION_RETRY,
     LABEL_COMPONENT,
@@ -40,6 +41,7 @@ from modelpress.plan.observed import (
     Owner,
     PodTiming,
     ServiceState,
+    leader_worker_set_state,
     owner_uid,
 )
 from modelpress.plan.recipes import variant_locations
@@ -49,7 +51,7 @@ from modelpress.storeview import RecordError
 
 log = logging.getLogger("modelpress.operator")
 #: Kinds from APIs a cluster may lack; their absence is reported, not retried in a loop.
-OPTIONAL_KINDS = (SCALED_OBJECT, HPA)
+OPTIONAL_KINDS = (SCALED_OBJECT, HPA, LWS_KIND)
 
 
 def owner_reference_view(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,8 +97,14 @@ async def _name_conflicts(state: OperatorState, owner: Owner) -> frozenset[tuple
 
 
 async def observe_model(
-    state: OperatorState, owner: Owner, spec: CompressedModelSpec, children: Children
+    state: OperatorState,
+    owner: Owner,
+    spec: CompressedModelSpec,
+    children: Children,
+    served_nodes: int = 1,
 ) -> Observed:
+    """What the planner needs; `served_nodes`: nodes of what serves now (from the status),
+    so a LeaderWorkerSet is looked up only where one may be."""
     client = state.api()
     key = (owner.namespace, owner.name)
     job_list = tuple(
@@ -109,6 +117,10 @@ async def observe_model(
     messages = await _pod_messages(state, owner.namespace, job_list)
     keda = spec.serving.autoscaling is not None and await state.keda_served()
     autoscaler, pods = await _scaling(state, owner, spec, deployment, keda)
+    lws = None
+    if (spec.serving.max_nodes > 1 or served_nodes > 1) and LWS_KIND not in state.kinds_missing():
+        found = await client.get(LWS_KIND, owner.namespace, deployment_name(owner.name))
+        lws = leader_worker_set_state(found) if found is not None else None
     base = Observed(
         jobs=job_list,
         deployment=deployment,
@@ -118,6 +130,7 @@ async def observe_model(
         name_conflicts=await _name_conflicts(state, owner),
         serving_blocker=await observe.api_key_blocker(client, spec, owner.namespace),
         autoscaler=autoscaler,
+        leader_worker_set=lws,
         missing_kinds=state.kinds_missing(),
         keda_served=keda,
         serving_pods=pods,
@@ -335,7 +348,9 @@ async def reconcile(
     if spec is None:
         plan = plan_invalid(owner, problems, previous, now)
     else:
-        observed = await observe_model(state, owner, spec, children)
+        nodes = (previous.get("serving") or {}).get("nodes")
+        served_nodes = nodes if isinstance(nodes, int) else 1  # a hand-edited status: ignored
+        observed = await observe_model(state, owner, spec, children, served_nodes)
         plan = plan_model(owner, spec, observed, state.config, previous, now)
     try:
         await apply_plan(state, body, owner, plan, previous)

@@ -157,9 +157,11 @@ def autoscaler(
     bounds: Bounds,
     gpus: int,
     config: OperatorConfig,
+    workload: tuple[str, str] = ("apps/v1", "Deployment"),
 ) -> dict[str, Any]:
-    """The ScaledObject (engine keda) or HPA (engine hpa) for the model's Deployment."""
-    target_ref = {"apiVersion": "apps/v1", "kind": "Deployment"}
+    """The ScaledObject (engine keda) or HPA (engine hpa) for the model's workload
+    (`workload`: its apiVersion and kind; a LeaderWorkerSet scales by groups)."""
+    target_ref = {"apiVersion": workload[0], "kind": workload[1]}
     target_ref["name"] = names.deployment_name(model)
     target = autoscaling.effective_target
     if kind == SCALED_OBJECT:

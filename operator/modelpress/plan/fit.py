@@ -80,6 +80,7 @@ def size_artifact(
             catalog=config.catalog,
             allow_cpu_offload=spec.serving.allow_cpu_offload,
             gpu_count=gpu.count if gpu else None,
+            max_nodes=spec.serving.max_nodes,
         )
     except SizingError as error:
         return Fit(None, Verdict(Reason.SIZING_FAILED, f"spec.serving: {error}"))

@@ -8,7 +8,7 @@ operator can keep thousands of them in memory (kopf indexes) cheaply.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpress.api.artifact import VariantMetadata
@@ -211,6 +211,23 @@ class DeploymentState:
         )
 
 
+def leader_worker_set_state(obj: Mapping[str, Any]) -> DeploymentState:
+    """A LeaderWorkerSet read as the planner reads a Deployment: its groups are replicas,
+    ready when every pod of the group is."""
+    state = DeploymentState.from_object(obj)
+    status = obj.get("status") or {}
+    ready = int(status.get("readyReplicas") or 0)
+    return replace(
+        state,
+        strategy="RollingUpdate",
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        available_replicas=ready,
+        ready_replicas=ready,
+        observed_generation=None,  # LWS reports none: its counts are per template hash
+        live=None,  # drift is judged by the spec hash
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceState:
     name: str
@@ -366,6 +383,8 @@ class Observed:
     never adopted, never changed."""
     autoscaler: AutoscalerState | None = None
     """The model's autoscaler, looked up when one is wanted or the Deployment names one."""
+    leader_worker_set: DeploymentState | None = None
+    """The model's LeaderWorkerSet (serving across nodes), looked up when one may exist."""
     missing_kinds: frozenset[str] = frozenset()
     """Kinds the cluster refused to create because it does not serve their API (KEDA
     not installed): each is reported, not retried in a loop."""

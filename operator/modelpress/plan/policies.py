@@ -19,12 +19,17 @@ class PolicyPlan:
 
 
 def plan_policies(
-    owner: Owner, observed: Observed, config: OperatorConfig, serving_wanted: bool
+    owner: Owner,
+    observed: Observed,
+    config: OperatorConfig,
+    serving_wanted: bool,
+    across_nodes: bool = False,
 ) -> PolicyPlan:
     """Policies to create or update, and those no longer wanted (only ones this model owns)."""
     wanted = []
     if serving_wanted and config.network_policies.serving:
-        wanted.append(serving.serving_policy(owner.name, owner.namespace, config))
+        policy = serving.serving_policy(owner.name, owner.namespace, config, across_nodes)
+        wanted.append(policy)
     jobs = serving.jobs_policy(owner.name, owner.namespace, config)
     if jobs is not None:
         wanted.append(jobs)

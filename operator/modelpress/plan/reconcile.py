@@ -92,7 +92,13 @@ def plan_model(
     else:
         outcomes = [waiting_for_source(v) for v in spec.variants]
     serving = plan_serving(owner, spec, observed, outcomes, config, previous.serving)
-    policies = plan_policies(owner, observed, config, serving_wanted=serving.status is not None)
+    policies = plan_policies(
+        owner,
+        observed,
+        config,
+        serving_wanted=serving.status is not None,
+        across_nodes=serving.status is not None and (serving.status.nodes or 1) > 1,
+    )
 
     top = [
         source.condition,

@@ -26,6 +26,7 @@ from modelpress.plan.autoscaling import (
 from modelpress.plan.conditions import condition
 from modelpress.plan.drift import drifted
 from modelpress.plan.fit import unknown_serving_gpu
+from modelpress.plan.multinode import LWS_API_VERSION, LWS_KIND, leader_worker_set
 from modelpress.plan.observed import AutoscalerState, DeploymentState, Observed, Owner
 from modelpress.plan.outcome import VariantPlan
 from modelpress.plan.progress import Verdict
@@ -84,9 +85,14 @@ def plan_serving(
         if observed.service is not None:
             delete.append(("Service", observed.service.name))
         delete += _obsolete_autoscaler(owner, observed, wanted=None)
+        lws = _owned_workload(owner, observed.leader_worker_set)
+        if lws is not None:
+            delete.append((LWS_KIND, lws.name))
         return ServingPlan(serving_condition(False, choice.reason, choice.message), delete=delete)
 
     # Nothing new to serve: whatever serves keeps serving.
+    across = _owned_workload(owner, observed.leader_worker_set)
+    current = current or across
     if current is None:
         return ServingPlan(serving_condition(False, choice.reason, choice.message))
     endpoint = serving.endpoint(owner.name, owner.namespace)
@@ -99,6 +105,7 @@ def plan_serving(
         strategy=_strategy(current.strategy),
         replicas=current.replicas,
         ready_replicas=current.ready_replicas,
+        nodes=previous.nodes if previous and current is across else None,
         autoscaling=previous.autoscaling if previous and current.autoscaler else None,
     )
     if choice.decided:
@@ -118,6 +125,12 @@ def _serving(owner: Owner, status: bool, reason: Reason, message: str) -> Condit
 def _strategy(value: str | None) -> Any:
     """A Deployment's strategy as the status allows it (another value is left out)."""
     return value if value in ("RollingUpdate", "Recreate") else None
+
+
+def _owned_workload(owner: Owner, found: DeploymentState | None) -> DeploymentState | None:
+    if found is None or (owner.uid is not None and found.owner_uid != owner.uid):
+        return None  # not this model's: never adopted, never deleted
+    return found
 
 
 def _owned_autoscaler(owner: Owner, observed: Observed) -> AutoscalerState | None:
@@ -155,6 +168,7 @@ def _scaling(
     gpus: int,
     config: OperatorConfig,
     previous: ServingStatus | None,
+    nodes: int = 1,
 ) -> _Scaling | Verdict:
     """The autoscaler the chosen variant's Deployment gets, or why it cannot have one."""
     wanted = spec.serving.autoscaling
@@ -164,7 +178,8 @@ def _scaling(
     bounds = replica_bounds(wanted, kind, gpus, product, config)
     if isinstance(bounds, Verdict):
         return bounds
-    desired = autoscaler(owner.name, owner.namespace, wanted, kind, bounds, gpus, config)
+    target = (LWS_API_VERSION, LWS_KIND) if nodes > 1 else ("apps/v1", "Deployment")
+    desired = autoscaler(owner.name, owner.namespace, wanted, kind, bounds, gpus, config, target)
     if desired["kind"] in observed.missing_kinds:
         return Verdict(
             Reason.AUTOSCALER_UNAVAILABLE,
@@ -203,23 +218,36 @@ def _roll_out(
     sizing = chosen.fit.sizing
     scaling: _Scaling | None = None
     if spec.serving.autoscaling is not None:
-        planned = _scaling(owner, spec, observed, chosen, sizing.gpus, config, previous)
+        planned = _scaling(
+            owner, spec, observed, chosen, sizing.gpus, config, previous, sizing.nodes
+        )
         if isinstance(planned, Verdict):  # whatever serves keeps serving
             return ServingPlan(_serving(owner, False, planned.reason, planned.message))
         scaling = planned
-    desired = serving.deployment(
-        owner.name,
-        owner.namespace,
-        spec,
-        chosen.name,
-        chosen.key,
-        chosen.uri,
-        chosen.artifact.total_bytes,
-        sizing,
-        config,
-        autoscaler_kind(spec.serving.autoscaling, config, observed.keda_served),
-    )
-    svc = serving.service(owner.name, owner.namespace)
+    across_nodes = sizing.nodes > 1
+    if across_nodes and LWS_KIND in observed.missing_kinds:
+        message = (
+            f"{chosen.name} needs {sizing.nodes} nodes of {sizing.tensor_parallel_size}x "
+            f"{sizing.gpu} and the cluster does not serve {LWS_API_VERSION} {LWS_KIND}: "
+            "install LeaderWorkerSet (lws.sigs.k8s.io), or lower spec.serving.maxNodes to "
+            "serve within one node"
+        )
+        return ServingPlan(_serving(owner, False, Reason.MULTI_NODE_UNAVAILABLE, message))
+    served = serving.Served(
+        owner.name, owner.namespace, spec, chosen.name, chosen.key, chosen.uri,
+        chosen.artifact.total_bytes, sizing, config,
+    )  # fmt: skip
+    kind = autoscaler_kind(spec.serving.autoscaling, config, observed.keda_served)
+    if across_nodes:
+        desired = leader_worker_set(served, autoscaled=kind is not None)
+        current, other = _owned_workload(owner, observed.leader_worker_set), current
+    else:
+        desired = serving.deployment(
+            owner.name, owner.namespace, spec, chosen.name, chosen.key, chosen.uri,
+            chosen.artifact.total_bytes, sizing, config, kind,
+        )  # fmt: skip
+        other = _owned_workload(owner, observed.leader_worker_set)
+    svc = serving.service(owner.name, owner.namespace, leaders_only=across_nodes)
     wanted = [desired, svc] + ([scaling.object] if scaling else [])
     children = [(obj["kind"], obj["metadata"]["name"]) for obj in wanted] + [
         ("NetworkPolicy", names.serving_policy_name(owner.name))
@@ -251,6 +279,13 @@ def _roll_out(
     elif observed.service.spec_hash != names.spec_hash(svc):
         apply.append(svc)
     delete = _obsolete_autoscaler(owner, observed, scaling.object["kind"] if scaling else None)
+    switched = up_to_date and current is not None and current.rolled_out
+    nodes = sizing.nodes
+    if other is not None and switched:
+        # The other workload kind served until this one was up: now it goes.
+        delete.append(("Deployment" if across_nodes else LWS_KIND, other.name))
+    elif other is not None and not across_nodes and previous is not None:
+        nodes = previous.nodes or nodes  # the LWS still serves: keep looking it up
     if scaling is not None:
         seen = _owned_autoscaler(owner, observed)
         if seen is None or seen.kind != scaling.object["kind"]:
@@ -258,7 +293,8 @@ def _roll_out(
         elif seen.spec_hash != names.spec_hash(scaling.object):
             apply.append(scaling.object)
     endpoint = serving.endpoint(owner.name, owner.namespace)
-    strategy = desired["spec"]["strategy"]["type"]
+    # A LeaderWorkerSet rolls groups one at a time without surge, as RollingUpdate does.
+    strategy = desired["spec"].get("strategy", {}).get("type", "RollingUpdate")
     if scaling is not None:  # the autoscaler decides; the live count says what it decided
         replicas = current.replicas if current else max(scaling.bounds.min_replicas, 1)
     else:
@@ -273,6 +309,7 @@ def _roll_out(
         strategy=strategy,
         replicas=replicas,
         ready_replicas=ready,
+        nodes=nodes,
         autoscaling=scaling.status if scaling else None,
     )
     if up_to_date and current is not None and current.rolled_out:

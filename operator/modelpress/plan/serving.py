@@ -9,6 +9,7 @@ strategy never needs a GPU the cluster may not have spare.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from modelpress.api.spec import CompressedModelSpec
@@ -60,24 +61,49 @@ def _env(values: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": name, "value": value} for name, value in sorted(values.items())]
 
 
-def deployment(
-    model: str,
-    namespace: str,
-    spec: CompressedModelSpec,
-    variant: str,
-    key: str,
-    artifact_uri: str,
-    artifact_bytes: int,
-    sizing: SizingResult,
-    config: OperatorConfig,
-    autoscaler: str | None = None,
+@dataclass(frozen=True)
+class Served:
+    """What every serving pod of a model runs: the artifact and how it is sized."""
+
+    model: str
+    namespace: str
+    spec: CompressedModelSpec
+    variant: str
+    key: str
+    artifact_uri: str
+    artifact_bytes: int
+    sizing: SizingResult
+    config: OperatorConfig
+
+    @property
+    def model_dir(self) -> str:
+        return f"{MODELS_DIR}/{self.key}"
+
+
+def server_command() -> list[str]:
+    # The OpenAI server module, not the `vllm` script: the same in GPU and CPU builds.
+    return ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def server_args(served: Served) -> list[str]:
+    return [
+        "--model", served.model_dir,
+        "--served-model-name", served.model,
+        "--port", str(PORT),
+        *served.sizing.vllm_args,
+    ]  # fmt: skip
+
+
+def pod_template(
+    served: Served, command: list[str], args: list[str], *, answers: bool = True
 ) -> dict[str, Any]:
-    """The vLLM Deployment serving `variant` (artifact `key`) as sized; with `autoscaler`
-    (its kind), the replica count is left to it."""
+    """A serving pod: `modelpress pull` verifies the artifact into an emptyDir, then the
+    server container runs `command` `args` on it. `answers`: it serves HTTP on PORT (and
+    is probed there); a multi-node worker does not."""
+    spec, config, sizing = served.spec, served.config, served.sizing
     image = spec.serving.image or config.images.serving
-    model_dir = f"{MODELS_DIR}/{key}"
     s_volumes, s_mounts, s_env = pods.storage_mounts(spec)
-    models_size = f"{math.ceil((artifact_bytes * 1.1 + GiB) / GiB)}Gi"
+    models_size = f"{math.ceil((served.artifact_bytes * 1.1 + GiB) / GiB)}Gi"
     volumes = [pods.empty_dir("models", models_size), pods.empty_dir("tmp", "16Gi")]
     shm = shm_bytes(sizing.tensor_parallel_size)
     server_mounts = [
@@ -92,7 +118,7 @@ def deployment(
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelpress"],
-        "args": ["pull", artifact_uri, model_dir],
+        "args": ["pull", served.artifact_uri, served.model_dir],
         "env": pods.home_env(pods.TMP_DIR) + s_env,
         "volumeMounts": [
             {"name": "models", "mountPath": MODELS_DIR},
@@ -106,31 +132,30 @@ def deployment(
         "securityContext": pods.container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    server_args = [
-        "--model", model_dir,
-        "--served-model-name", model,
-        "--port", str(PORT),
-        *sizing.vllm_args,
-    ]  # fmt: skip
-    server = {
+    server: dict[str, Any] = {
         "name": SERVER_CONTAINER,
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
-        # The OpenAI server module, not the `vllm` script: the same in GPU and CPU builds.
-        "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
-        "args": server_args,
+        "command": command,
+        "args": args,
         "env": pods.home_env(pods.TMP_DIR) + _env(sizing.env) + _api_key_env(spec),
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+    }
+    if answers:
+        server["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
+    server |= {
         "volumeMounts": server_mounts,
         "resources": sizing.resources,
-        "startupProbe": _probe("/health", 10, STARTUP_SECONDS // 10),
-        "readinessProbe": _probe("/health", 5, 3),
-        "livenessProbe": _probe("/health", 15, 4),
+    }
+    if answers:
+        server |= {
+            "startupProbe": _probe("/health", 10, STARTUP_SECONDS // 10),
+            "readinessProbe": _probe("/health", 5, 3),
+            "livenessProbe": _probe("/health", 15, 4),
+        }
+    server |= {
         "securityContext": pods.container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    selector = {names.LABEL_MODEL: model, names.LABEL_COMPONENT: names.SERVING}
-    pod_labels = names.labels(model, names.SERVING, variant=variant, key=key)
     pod_spec = pods.pod_spec(
         config,
         containers=[server],
@@ -141,6 +166,35 @@ def deployment(
         tolerations=sizing.tolerations,
     )
     pod_spec["terminationGracePeriodSeconds"] = 30
+    labels = names.labels(served.model, names.SERVING, variant=served.variant, key=served.key)
+    return {
+        "metadata": {
+            "labels": labels,
+            "annotations": {names.ANNOTATION_ARTIFACT: served.artifact_uri},
+        },
+        "spec": pod_spec,
+    }
+
+
+def deployment(
+    model: str,
+    namespace: str,
+    spec: CompressedModelSpec,
+    variant: str,
+    key: str,
+    artifact_uri: str,
+    artifact_bytes: int,
+    sizing: SizingResult,
+    config: OperatorConfig,
+    autoscaler: str | None = None,
+) -> dict[str, Any]:
+    """The vLLM Deployment serving `variant` (artifact `key`) as sized; with `autoscaler`
+    (its kind), the replica count is left to it."""
+    served = Served(
+        model, namespace, spec, variant, key, artifact_uri, artifact_bytes, sizing, config
+    )
+    template = pod_template(served, server_command(), server_args(served))
+    selector = {names.LABEL_MODEL: model, names.LABEL_COMPONENT: names.SERVING}
     # An autoscaled Deployment leaves replicas to its autoscaler: applying a count here
     # would undo every scaling decision at the next reconcile.
     replicas = None if autoscaler else spec.serving.replicas
@@ -150,13 +204,7 @@ def deployment(
         "strategy": strategy(sizing, replicas),
         "revisionHistoryLimit": 3,
         "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
-        "template": {
-            "metadata": {
-                "labels": pod_labels,
-                "annotations": {names.ANNOTATION_ARTIFACT: artifact_uri},
-            },
-            "spec": pod_spec,
-        },
+        "template": template,
     }
     annotations = {
         names.ANNOTATION_SPEC_HASH: names.short_hash(deployment_spec),
@@ -209,9 +257,12 @@ def _policy(
     }
 
 
-def serving_policy(model: str, namespace: str, config: OperatorConfig) -> dict[str, Any]:
+def serving_policy(
+    model: str, namespace: str, config: OperatorConfig, across_nodes: bool = False
+) -> dict[str, Any]:
     """Only pods of the model's namespace (and the namespaces the platform lists) reach the
-    vLLM port; nothing else reaches the serving pods at all."""
+    vLLM port; nothing else reaches the serving pods at all, except, across nodes, the
+    model's own serving pods (torch.distributed and NCCL between the group's nodes)."""
     peers: list[dict[str, Any]] = [{"podSelector": {}}]
     allowed = config.network_policies.serving_from_namespaces
     if allowed:
@@ -219,14 +270,16 @@ def serving_policy(model: str, namespace: str, config: OperatorConfig) -> dict[s
         expression = {"key": label, "operator": "In", "values": sorted(allowed)}
         peers.append({"namespaceSelector": {"matchExpressions": [expression]}})
     selector = {"matchLabels": {names.LABEL_MODEL: model, names.LABEL_COMPONENT: names.SERVING}}
-    rule = {"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}
+    rules: list[dict[str, Any]] = [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}]
+    if across_nodes:
+        rules.append({"from": [{"podSelector": selector}]})
     return _policy(
         model,
         namespace,
         names.serving_policy_name(model),
         names.SERVING,
         selector,
-        {"policyTypes": ["Ingress"], "ingress": [rule]},
+        {"policyTypes": ["Ingress"], "ingress": rules},
     )
 
 
@@ -251,11 +304,19 @@ def jobs_policy(model: str, namespace: str, config: OperatorConfig) -> dict[str,
     )
 
 
-def service(model: str, namespace: str) -> dict[str, Any]:
-    """`<model>`: port 8000 of whichever pods serve the model."""
+#: The label LeaderWorkerSet puts on its pods: "0" on each group's leader.
+WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+
+
+def service(model: str, namespace: str, leaders_only: bool = False) -> dict[str, Any]:
+    """`<model>`: port 8000 of whichever pods serve the model (across nodes, the group
+    leaders: the workers run the engine without an API)."""
+    selector = {names.LABEL_MODEL: model, names.LABEL_COMPONENT: names.SERVING}
+    if leaders_only:
+        selector[WORKER_INDEX_LABEL] = "0"
     service_spec = {
         "type": "ClusterIP",
-        "selector": {names.LABEL_MODEL: model, names.LABEL_COMPONENT: names.SERVING},
+        "selector": selector,
         "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
     }
     return {

@@ -67,7 +67,11 @@ class SizingResult(BaseModel):
     fits: bool
     reason: str
     gpus: int
+    """GPUs of one replica, over all its nodes."""
     tensor_parallel_size: int
+    pipeline_parallel_size: int = 1
+    nodes: int = 1
+    """Nodes one replica spans (pipeline parallel across them): 1 within one node."""
     weights_bytes: int
     kv_cache_bytes: int
     overhead_bytes: int
@@ -82,6 +86,7 @@ class SizingResult(BaseModel):
     vllm_args: list[str]
     env: dict[str, str]
     resources: dict[str, Any]
+    """Of one pod: with several nodes, each node's pod holds tensorParallelSize GPUs."""
     node_selector: dict[str, str]
     tolerations: list[dict[str, Any]]
 
@@ -118,8 +123,10 @@ def size_variant(
     catalog: Mapping[str, GpuType] = GPU_CATALOG,
     allow_cpu_offload: bool = False,
     gpu_count: int | None = None,
+    max_nodes: int = 1,
 ) -> SizingResult:
-    """Size a vLLM server for a variant whose weights take `weights_bytes`.
+    """Size a vLLM server for a variant whose weights take `weights_bytes`; past one node
+    (up to `max_nodes`), pipeline parallel across nodes (`modelpress.sizing.nodes`).
 
     Raises SizingError for inputs a user must correct (unknown product,
     maxModelLen beyond the model's context, a non-positive weight size). A
@@ -129,7 +136,9 @@ def size_variant(
     _check_inputs(shape, weights_bytes, settings, gpu_count)
     if target.kind == "cpu":
         return _size_on_cpu(shape, weights_bytes, settings, target)
-    return _size_on_gpus(shape, weights_bytes, settings, target, allow_cpu_offload, gpu_count)
+    return _size_on_gpus(
+        shape, weights_bytes, settings, target, allow_cpu_offload, gpu_count, max_nodes
+    )
 
 
 def device_memory(
@@ -181,7 +190,10 @@ def _size_on_gpus(
     target: GpuType,
     allow_cpu_offload: bool,
     gpu_count: int | None,
+    max_nodes: int = 1,
 ) -> SizingResult:
+    from modelpress.sizing.nodes import MAX_NODES, plan_nodes
+
     sizes = (
         [gpu_count] if gpu_count else [n for n in TENSOR_PARALLEL_SIZES if n <= target.max_per_node]
     )
@@ -217,6 +229,26 @@ def _size_on_gpus(
     ruled_out = [problems[size] for size in sizes if size > largest and problems[size]]
     if ruled_out:
         needs += f" (larger sizes are ruled out: {ruled_out[0]})"
+    across = None if gpu_count else plan_nodes(shape, weights_bytes, settings, target, MAX_NODES)
+    if across is not None and across.nodes <= max_nodes:
+        stage = across.per_gpu
+        reason = (
+            f"fits on {across.nodes} nodes of {across.tensor_parallel_size}x {target.name} "
+            f"(tensor parallel {across.tensor_parallel_size} x pipeline parallel "
+            f"{across.pipeline_parallel_size}): {gib(stage.total_bytes):.1f} GiB of "
+            f"{gib(stage.budget_bytes):.1f} GiB per GPU"
+        )
+        return _result(
+            shape, weights_bytes, settings, target, across.tensor_parallel_size, True,
+            reason, stage, pipeline_parallel_size=across.pipeline_parallel_size,
+        )  # fmt: skip
+    spanning = ""
+    if across is not None:
+        spanning = (
+            f", or let it span {across.nodes} nodes of {across.tensor_parallel_size}x "
+            f"{target.name} (tensor parallel {across.tensor_parallel_size} x pipeline "
+            f"parallel {across.pipeline_parallel_size}) with serving.maxNodes: {across.nodes}"
+        )
     room = per_gpu.budget_bytes - per_gpu.kv_cache_bytes - per_gpu.overhead_bytes
     if allow_cpu_offload and room > 0:
         offload_gb = min(
@@ -241,10 +273,12 @@ def _size_on_gpus(
     )
     if allow_cpu_offload:
         reason = (
-            f"{needs}; even with CPU offload the KV cache and overhead alone do not fit: {advice}"
+            f"{needs}; even with CPU offload the KV cache and overhead alone do not fit: "
+            f"{advice}{spanning}"
         )
     else:
-        reason = f"{needs}: {advice}, or allow CPU offload"
+        offload = ", allow CPU offload" if spanning else ", or allow CPU offload"
+        reason = f"{needs}: {advice}{offload}{spanning}"
     return _result(shape, weights_bytes, settings, target, largest, False, reason, per_gpu)
 
 
@@ -280,29 +314,40 @@ def _result(
     reason: str,
     per_device: DeviceMemory | None = None,
     cpu_offload_gb: int = 0,
+    pipeline_parallel_size: int = 1,
 ) -> SizingResult:
     per_device = per_device or device_memory(shape, weights_bytes, settings, target, size)
+    pp = pipeline_parallel_size
     node_selector, tolerations = pod.scheduling(target)
     on_cpu = target.kind == "cpu"
-    devices = 1 if on_cpu else size
-    kv_needed = memory.kv_cache_bytes(shape, settings, 1 if on_cpu else size) * devices
+    devices = 1 if on_cpu else size * pp
+    kv_needed = (
+        per_device.kv_cache_bytes * devices
+        if pp > 1
+        else memory.kv_cache_bytes(shape, settings, 1 if on_cpu else size) * devices
+    )
     if on_cpu:
         vllm_args = pod.cpu_vllm_args(settings)
         env = pod.cpu_env(kv_needed)
         resources = pod.cpu_resources(target, per_device.total_bytes, weights_bytes)
     else:
         vllm_args = pod.gpu_vllm_args(settings, size, cpu_offload_gb)
+        if pp > 1:
+            vllm_args += ["--pipeline-parallel-size", str(pp)]
         env = {}
         host = pod.gpu_host_memory_bytes(size, per_device.offloaded_weights_bytes * size)
-        resources = pod.gpu_resources(target, size, host, weights_bytes)
+        # Each node's pod reads its own pipeline stage's share of the weights.
+        resources = pod.gpu_resources(target, size, host, math.ceil(weights_bytes / pp))
     overhead = per_device.overhead_bytes * devices
     return SizingResult(
         gpu=target.name,
         device=target.kind,
         fits=fits,
         reason=reason,
-        gpus=0 if on_cpu else size,
+        gpus=0 if on_cpu else size * pp,
         tensor_parallel_size=size,
+        pipeline_parallel_size=pp,
+        nodes=pp,
         weights_bytes=weights_bytes,
         kv_cache_bytes=kv_needed,
         overhead_bytes=overhead,

@@ -1,0 +1,64 @@
+"""Serving across nodes in the emulated cluster: a variant no single node holds is served
+by a LeaderWorkerSet the stand-in controller marks ready; without LWS installed, the
+model says what to install."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.operator.cluster import DEPLOYMENTS, LEADER_WORKER_SETS, SERVICES
+from tests.operator.conftest import NAMESPACE, Harness, emulated, model_manifest
+
+#: A GPU small enough that SmolLM2 with a 64-sequence KV cache needs two of them, and
+#: one per node: so two nodes (tensor parallel 1 x pipeline parallel 2).
+CATALOG = {"gpuCatalog": {"tiny-gpu": {"memoryGiB": 4, "maxPerNode": 1, "productLabel": "TINY"}}}
+SERVING = {
+    "variant": "w4",
+    "maxModelLen": 2048,
+    "maxNumSeqs": 64,
+    "gpu": {"product": "tiny-gpu"},
+    "maxNodes": 2,
+}
+
+
+def manifest(harness: Harness) -> dict[str, Any]:
+    return model_manifest("tiny", harness.store, serving=SERVING)
+
+
+async def test_a_variant_spanning_two_nodes_serves_from_a_leader_worker_set(store) -> None:
+    async with emulated(store, lws=True) as harness:
+        await harness.start_operator(**CATALOG)
+        await harness.apply(manifest(harness))
+        await harness.wait_condition("tiny", "Ready", "True", timeout=45)
+        group_set = harness.cluster.get(LEADER_WORKER_SETS, NAMESPACE, "tiny-vllm")
+        assert group_set is not None
+        assert group_set["spec"]["leaderWorkerTemplate"]["size"] == 2
+        assert group_set["metadata"]["ownerReferences"][0]["kind"] == "CompressedModel"
+        assert harness.cluster.get(DEPLOYMENTS, NAMESPACE, "tiny-vllm") is None
+        service = harness.cluster.get(SERVICES, NAMESPACE, "tiny")
+        assert service is not None
+        assert service["spec"]["selector"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+        serving = harness.status("tiny")["serving"]
+        assert (serving["nodes"], serving["gpus"], serving["variant"]) == (2, 2, "w4")
+
+        # Back within one node (a larger GPU): a Deployment, then the LWS goes.
+        catalog_bigger = {**SERVING, "gpu": {"product": "nvidia-l4"}, "maxNodes": 1}
+        await harness.apply(model_manifest("tiny", harness.store, serving=catalog_bigger))
+        await harness.wait(
+            lambda: harness.cluster.get(LEADER_WORKER_SETS, NAMESPACE, "tiny-vllm") is None,
+            "the LeaderWorkerSet to go once the Deployment serves",
+            timeout=45,
+        )
+        assert harness.cluster.get(DEPLOYMENTS, NAMESPACE, "tiny-vllm") is not None
+        assert harness.status("tiny")["serving"]["nodes"] == 1
+
+
+async def test_without_leader_worker_set_the_model_says_what_to_install(
+    harness: Harness,
+) -> None:
+    await harness.start_operator(**CATALOG)
+    await harness.apply(manifest(harness))
+    serving = await harness.wait_condition(
+        "tiny", "Serving", "False", "MultiNodeUnavailable", timeout=45
+    )
+    assert "install LeaderWorkerSet" in serving["message"]
