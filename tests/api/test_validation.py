@@ -173,6 +173,11 @@ INVALID = [
         "spec.serving.autoscaling",
     ),
     (
+        "a distill batch that does not split over the training processes",
+        mutate("spec.compression", {"nodes": 3}),
+        "spec",
+    ),
+    (
         "KV-cache target in percent",
         mutate(
             "spec.serving.autoscaling",

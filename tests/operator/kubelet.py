@@ -267,6 +267,10 @@ class Kubelet:
         workdir = Path(tempfile.mkdtemp(dir=self._root))
         mounts = self._mount(job, workdir)
         args = [_local(arg, mounts) for arg in container["args"]]
+        if container.get("command") == ["torchrun"]:
+            # A distributed distillation: rank 0's `modelpress` publishes (the helpers'
+            # share of the training has no effect on the store).
+            args = args[args.index("--no-python") + 2 :]
         env = {e["name"]: _local(e["value"], mounts) for e in container.get("env") or []}
         if job["metadata"]["labels"].get(COMPONENT) == "compress":
             return await asyncio.to_thread(_publish_variant, args, env, outcome)

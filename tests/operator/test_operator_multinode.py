@@ -62,3 +62,29 @@ async def test_without_leader_worker_set_the_model_says_what_to_install(
         "tiny", "Serving", "False", "MultiNodeUnavailable", timeout=45
     )
     assert "install LeaderWorkerSet" in serving["message"]
+
+
+async def test_a_distillation_over_two_nodes_runs_as_an_indexed_job(harness: Harness) -> None:
+    from tests.operator.cluster import JOBS
+
+    chain = {
+        "name": "slim",
+        "steps": [
+            {"prune": {"method": "layer-drop", "fraction": 0.25}},
+            {"distill": {"steps": 4, "batchSize": 4}},
+        ],
+    }
+    await harness.start_operator()
+    body = model_manifest(
+        "tiny", harness.store, variants=[chain], compression={"nodes": 2, "backoffLimit": 1}
+    )
+    await harness.apply(body)
+    await harness.wait_condition("tiny", "VariantsReady", "True", timeout=45)
+    (job,) = [j for j in harness.cluster.all(JOBS, NAMESPACE) if "slim" in j["metadata"]["name"]]
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 2
+    name = job["metadata"]["name"]
+    service = harness.cluster.get(SERVICES, NAMESPACE, name)
+    assert service is not None and service["spec"]["clusterIP"] == "None"
+    assert service["metadata"]["ownerReferences"][0]["kind"] == "CompressedModel"
+    endpoint = harness.cluster.get(SERVICES, NAMESPACE, "tiny")
+    assert endpoint is None or endpoint["spec"].get("clusterIP") != "None"

@@ -70,6 +70,19 @@ def _calibrated_on(x: str) -> str:
     )
 
 
+_PROCESSES = (
+    "((has(self.compression) && has(self.compression.nodes) ? self.compression.nodes : 1) * "
+    "(has(self.compression) && has(self.compression.gpu) && has(self.compression.gpu.count) "
+    "? self.compression.gpu.count : 1))"
+)
+
+
+def _splits(x: str) -> str:
+    """CEL: the distill action of `x`, if any, has a batch that splits over the processes."""
+    batch = f"(has({x}.distill.batchSize) ? {x}.distill.batchSize : 4)"
+    return f"(!has({x}.distill) || {batch} % {_PROCESSES} == 0)"
+
+
 _STEP_OK = f"{_learns_without_data('s')} || {_brings_own_data('s')}"
 _VARIANT_OK = f"{_learns_without_data('v')} || {_brings_own_data('v')}"
 
@@ -160,6 +173,13 @@ _RULES: dict[str, list[dict[str, str]]] = {
             "message": "evaluation.dataset must differ from every calibration dataset: quality "
             "measured on training text would look better than it is",
             "fieldPath": ".evaluation.dataset.uri",
+        },
+        {
+            "rule": f"self.variants.all(v, has(v.steps) ? v.steps.all(s, {_splits('s')}) "
+            f": {_splits('v')})",
+            "message": "a distill batchSize must split over the processes of spec.compression "
+            "(nodes x gpu.count): use a multiple of them",
+            "fieldPath": ".compression",
         },
         {
             "rule": "has(self.calibration) || self.variants.all(v, has(v.steps) ? "

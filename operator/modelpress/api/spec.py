@@ -191,6 +191,11 @@ class Compression(ApiModel):
     backoff_limit: int = Field(default=2, ge=0, le=10)
     """Retries of a failed Job before the variant is reported failed."""
 
+    nodes: int = Field(default=1, ge=1, le=16)
+    """Nodes a distillation trains on with PyTorch's distributed data parallelism, each
+    running one process per GPU of `gpu.count` (docs/scale.md). Variants without a
+    distill step run on one node whatever this says."""
+
 
 class CompressedModelSpec(ApiModel):
     """A base model, the compressed variants to build from it, and how to serve them."""
@@ -239,6 +244,20 @@ class CompressedModelSpec(ApiModel):
                 f"{', '.join(names)}, auto or none"
             )
         return serving
+
+    @model_validator(mode="after")
+    def _batches_split_over_processes(self) -> CompressedModelSpec:
+        gpu = self.compression.gpu
+        processes = self.compression.nodes * ((gpu.count or 1) if gpu else 1)
+        for variant in self.variants:
+            for step in variant.chain:
+                if step.distill is not None and step.distill.batch_size % processes:
+                    raise ValueError(
+                        f"variant {variant.name!r}: distill batchSize {step.distill.batch_size} "
+                        f"does not split over the {processes} processes of spec.compression "
+                        f"(nodes x gpu.count): use a multiple of {processes}"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _data_for_learning_steps(self) -> CompressedModelSpec:

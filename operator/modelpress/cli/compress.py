@@ -160,6 +160,9 @@ def run_compress(args: argparse.Namespace) -> int:
     except Exception as error:  # every failure must reach the operator
         traceback.print_exc()
         return report_failure(f"{type(error).__name__}: {error}", "CompressionFailed", EXIT_FAILED)
+    if result.helper:
+        print(json.dumps({"uri": result.uri, "helper": True}))
+        return 0
     metadata = result.metadata
     print(
         json.dumps(

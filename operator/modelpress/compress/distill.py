@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelpress.api.steps import DistillStep
 from modelpress.compress.checkpoints import CheckpointStore
+from modelpress.compress.distributed import Group
 from modelpress.compress.progress import Progress
 from modelpress.compress.prune import remove_layers
 from modelpress.sizing.chain import student_layer_indices
@@ -104,13 +105,23 @@ def distill(
     windows: torch.Tensor,
     *,
     checkpoints: CheckpointStore | None = None,
+    ranks: Group | None = None,
 ) -> dict[str, Any]:
-    """Train `student` in place toward `teacher` on `windows`; returns numbers for the lineage."""
+    """Train `student` in place toward `teacher` on `windows`; returns numbers for the lineage.
+    With `ranks` of several processes, each trains on its share of every batch and the
+    gradients are averaged (`modelpress.compress.distributed`); only rank 0 checkpoints."""
     import torch
 
+    ranks = ranks or Group()
+    if step.batch_size % ranks.world_size:
+        raise ValueError(
+            f"batchSize {step.batch_size} does not split over {ranks.world_size} processes: "
+            f"use a multiple of {ranks.world_size}"
+        )
     student.float().train()
     teacher.float().eval()
     parameters = trainable_parameters(student)
+    trained = ranks.wrap(student)
     optimizer = torch.optim.AdamW(parameters.values(), lr=step.learning_rate, weight_decay=0.0)
     start = 0
     if checkpoints is not None and (found := checkpoints.latest()) is not None:
@@ -124,23 +135,26 @@ def distill(
     for current in range(start, step.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(current, step.steps, step.learning_rate)
-        batch = windows[batch_indices(current, step.batch_size, len(windows))]
+        batch = windows[ranks.shard(batch_indices(current, step.batch_size, len(windows)))]
         with torch.no_grad():
             teacher_logits = teacher(input_ids=batch, use_cache=False).logits
-        student_logits = student(input_ids=batch, use_cache=False).logits
+        student_logits = trained(input_ids=batch, use_cache=False).logits
         loss = kd_loss(student_logits, teacher_logits, step.temperature)
         del teacher_logits
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters.values(), GRADIENT_CLIP)
         optimizer.step()
-        loss_value = loss.item()
+        loss_value = ranks.mean(loss.item())
         done = current + 1 - start
         rate = done * tokens_per_step / max(time.monotonic() - started, 1e-9)
         progress.advance(1, loss=f"{loss_value:.4f}", **{"tokens/s": f"{rate:.0f}"})
         finished = current + 1 == step.steps
-        if checkpoints is not None and ((current + 1) % step.checkpoint_every == 0 or finished):
-            checkpoints.save(current + 1, lambda d: _save_state(parameters, optimizer, d))
+        due = (current + 1) % step.checkpoint_every == 0 or finished
+        if checkpoints is not None and due:
+            if ranks.leader:
+                checkpoints.save(current + 1, lambda d: _save_state(parameters, optimizer, d))
+            ranks.barrier()  # no rank runs ahead of a checkpoint it could resume from
     student.eval()
     for parameter in student.parameters():
         parameter.requires_grad_(False)

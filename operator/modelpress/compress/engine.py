@@ -34,6 +34,8 @@ from modelpress.compress.request import Prepared, describe, parse_request, prepa
 if TYPE_CHECKING:
     import torch
 
+    from modelpress.compress.distributed import Group
+
 log = logging.getLogger(__name__)
 
 
@@ -44,6 +46,8 @@ class CompressionResult:
     uri: str
     metadata: dict[str, Any]
     already_published: bool = False
+    helper: bool = False
+    """This process was a helper rank of a distributed distillation: rank 0 publishes."""
 
 
 def compress_variant(
@@ -72,12 +76,23 @@ def compress_variant(
     Raises `CompressionError` for requests that cannot be carried out, before any
     heavy work.
     """
+    from modelpress.compress.distributed import join, leave
     from modelpress.storage import read_manifest
 
     started = time.monotonic()
     parsed_variant, parsed_evaluation, parsed_calibration = parse_request(
         variant, evaluation, calibration
     )
+    ranks = join()
+    if ranks.distributed and not any(
+        isinstance(s.action, DistillStep) for s in parsed_variant.chain
+    ):
+        leave(ranks)
+        raise CompressionError(
+            f"{ranks.world_size} processes were started, but only distillation trains over "
+            f"several; variant {parsed_variant.name!r} has no distill step: run it as one process",
+            reason="NothingToDistribute",
+        )
     out_uri = as_uri(out)
     existing = read_manifest(out_uri, credentials=credentials)
     if existing is not None:
@@ -96,7 +111,12 @@ def compress_variant(
         log.info("checks passed: %s", describe(prepared))
         fetch_weights(prepared.base)
         checkpoints_root = checkpoint_dir or str(Path(work_dir or scratch) / "checkpoints")
-        saved, lineage, parameters = run_chain(prepared, scratch, checkpoints_root, credentials)
+        chained = run_chain(prepared, scratch, checkpoints_root, credentials, ranks)
+        if chained is None:  # a helper rank: its share of the training is done
+            leave(ranks)
+            return CompressionResult(out_uri, {}, helper=True)
+        saved, lineage, parameters = chained
+        leave(ranks)
         metrics = evaluate_saved(prepared, saved, cache_dir, credentials)
         metadata = _metadata(
             prepared, saved, lineage, parameters, metrics, time.monotonic() - started
@@ -116,9 +136,15 @@ def compress_variant(
 
 
 def run_chain(
-    prepared: Prepared, scratch: Path, checkpoints_root: str, credentials: Any
-) -> tuple[Path, list[dict[str, Any]], int]:
-    """Run every step in order and save the result; returns (directory, lineage, parameters)."""
+    prepared: Prepared,
+    scratch: Path,
+    checkpoints_root: str,
+    credentials: Any,
+    ranks: Group | None = None,
+) -> tuple[Path, list[dict[str, Any]], int] | None:
+    """Run every step in order and save the result; returns (directory, lineage, parameters),
+    or None on a helper rank of a distributed distillation once the last distill step is
+    trained (rank 0 goes on alone)."""
     import torch
 
     from modelpress.compress.architecture import parameter_count
@@ -146,8 +172,15 @@ def run_chain(
             details = prune(model, action, windows_for_step)
         elif isinstance(action, DistillStep):
             model, details = _distill(
-                prepared, planned, model, scratch, checkpoints_root, credentials
+                prepared, planned, model, scratch, checkpoints_root, credentials, ranks
             )
+            later = prepared.steps[planned.index + 1 :]
+            if (
+                ranks is not None
+                and not ranks.leader
+                and not any(isinstance(p.action, DistillStep) for p in later)
+            ):
+                return None
         # Counted before quantizing: the dense count (quantization adds scales, no weights).
         parameters = parameter_count(model)
         if isinstance(action, QuantizeStep):
@@ -189,6 +222,7 @@ def _distill(
     scratch: Path,
     checkpoints_root: str,
     credentials: Any,
+    ranks: Group | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     from modelpress.compress.checkpoint import load_model
     from modelpress.compress.checkpoints import CheckpointStore
@@ -209,8 +243,15 @@ def _distill(
         credentials=credentials,
     )
     details = distill(
-        student, teacher, action, prepared.step_windows[planned.index], checkpoints=store
+        student,
+        teacher,
+        action,
+        prepared.step_windows[planned.index],
+        checkpoints=store,
+        ranks=ranks,
     )
+    if ranks is not None and ranks.distributed:
+        details["processes"] = ranks.world_size
     del teacher
     gc.collect()
     return student, details

@@ -30,7 +30,7 @@ from modelpress.handlers.reconcile import Children, needs_reconcile
 from modelpress.handlers.settings import configure
 from modelpress.handlers.state import OperatorState
 from modelpress.handlers.workers import start_workers
-from modelpress.plan.names import LABEL_MODEL, MANAGED_BY, MANAGER
+from modelpress.plan.names import LABEL_COMPONENT, LABEL_MODEL, MANAGED_BY, MANAGER, SERVING
 from modelpress.plan.observed import DeploymentState, JobState, ServiceState
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -93,6 +93,8 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
         "", "v1", "services", id="modelpress_services", labels=CHILD_LABELS, registry=registry
     )
     async def modelpress_services(*, namespace: Any, labels: Any, body: Any, **_: Any) -> Any:
+        if labels.get(LABEL_COMPONENT, SERVING) != SERVING:
+            return None  # a distributed Job's headless Service: not the model's endpoint
         return {(namespace, labels[LABEL_MODEL]): ServiceState.from_object(body)}
 
     @kopf.index(

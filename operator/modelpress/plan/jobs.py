@@ -17,6 +17,8 @@ from modelpress.plan.recipes import compress_job_args, source_job_args
 from modelpress.plan.resources import JobResources
 
 USAGE_ERROR_EXIT_CODE = 2
+#: torch.distributed's rendezvous port on a distributed distillation's first pod.
+MASTER_PORT = 29500
 FETCH_CONTAINER = "fetch"
 COMPRESS_CONTAINER = "compress"
 
@@ -52,6 +54,8 @@ def _job(
     container: str,
     spec: CompressedModelSpec,
     config: OperatorConfig,
+    name: str | None = None,
+    indexed: int = 0,
 ) -> dict[str, Any]:
     """A Job named `<prefix>-<hash of its labels and command>`: what determines its output
     (the content key is among the labels; the command holds the recipe, the evaluation
@@ -77,8 +81,11 @@ def _job(
         },
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
     }
-    command = next(c for c in pod_spec["containers"] if c["name"] == container)["args"]
-    name = f"{prefix}-{names.short_hash({'labels': labels, 'command': command})}"
+    if indexed:  # one pod per node, each knowing its index; all run at once
+        job_spec |= {"completionMode": "Indexed", "completions": indexed, "parallelism": indexed}
+    if name is None:
+        command = next(c for c in pod_spec["containers"] if c["name"] == container)["args"]
+        name = job_name(prefix, labels, command)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -89,6 +96,59 @@ def _job(
             "annotations": {names.ANNOTATION_SPEC_HASH: names.short_hash(job_spec)},
         },
         "spec": job_spec,
+    }
+
+
+def job_name(prefix: str, labels: dict[str, str], command: list[str]) -> str:
+    return f"{prefix}-{names.short_hash({'labels': labels, 'command': command})}"
+
+
+def processes_per_node(spec: CompressedModelSpec) -> int:
+    return (spec.compression.gpu.count or 1) if spec.compression.gpu else 1
+
+
+def distributed(spec: CompressedModelSpec, variant: Variant) -> bool:
+    """Whether the variant's Job trains over several processes: it distills, and the spec
+    asks for more than one GPU or node."""
+    wanted = spec.compression.nodes > 1 or processes_per_node(spec) > 1
+    return wanted and any(step.distill is not None for step in variant.chain)
+
+
+def torchrun_args(spec: CompressedModelSpec, master: str | None, args: list[str]) -> list[str]:
+    """`modelpress <args>` under torchrun: one process per GPU of each node; across nodes
+    node rank = the indexed Job's completion index, rendezvous at pod 0 (`master`)."""
+    launch = ["--nproc-per-node", str(processes_per_node(spec))]
+    if spec.compression.nodes > 1 and master is not None:
+        launch += [
+            "--nnodes", str(spec.compression.nodes),
+            "--node-rank", "$(JOB_COMPLETION_INDEX)",
+            "--master-addr", master,
+            "--master-port", str(MASTER_PORT),
+        ]  # fmt: skip
+    else:
+        launch = ["--standalone", *launch]
+    return [*launch, "--no-python", "modelpress", *args]
+
+
+def headless_service(job: dict[str, Any]) -> dict[str, Any]:
+    """Stable DNS names for the pods of an indexed Job (`<job>-<index>.<job>`)."""
+    metadata = job["metadata"]
+    service_spec = {
+        "clusterIP": "None",
+        "selector": {"job-name": metadata["name"]},
+        "publishNotReadyAddresses": True,
+        "ports": [{"name": "rendezvous", "port": MASTER_PORT, "protocol": "TCP"}],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "labels": dict(metadata["labels"]),
+            "annotations": {names.ANNOTATION_SPEC_HASH: names.short_hash(service_spec)},
+        },
+        "spec": service_spec,
     }
 
 
@@ -149,7 +209,9 @@ def compress_job(
     sized: JobResources,
     config: OperatorConfig,
 ) -> dict[str, Any]:
-    """One variant's Job: its chain, its evaluation and its publish in one process.
+    """One variant's Job: its chain, its evaluation and its publish in one process, or,
+    for a distillation over several GPUs or nodes, under torchrun: one pod per node
+    (an indexed Job beside a headless Service, `headless_service`).
 
     Its name hashes what determines the artifact (see `_job`): a changed recipe is a new
     Job, and an unchanged one is found again.
@@ -160,15 +222,22 @@ def compress_job(
         {"name": "work", "mountPath": pods.WORK_DIR},
         {"name": "tmp", "mountPath": pods.TMP_DIR},
     ]
+    args = compress_job_args(spec, variant, base_uri, out_uri, pods.WORK_DIR)
+    labels = names.labels(model, names.COMPRESS, variant=variant.name, key=key)
+    prefix = f"{model}-{variant.name}"
+    name = job_name(prefix, labels, args)
+    nodes = spec.compression.nodes if distributed(spec, variant) else 1
     container = _container(
         COMPRESS_CONTAINER,
         compressor_image(spec, config),
-        compress_job_args(spec, variant, base_uri, out_uri, pods.WORK_DIR),
+        torchrun_args(spec, f"{name}-0.{name}", args) if distributed(spec, variant) else args,
         pods.home_env(pods.WORK_DIR) + s_env,
         mounts + s_mounts,
         sized.resources,
         config,
     )
+    if distributed(spec, variant):
+        container["command"] = ["torchrun"]
     pod_spec = pods.pod_spec(
         config,
         containers=[container],
@@ -178,6 +247,9 @@ def compress_job(
         node_selector=sized.node_selector,
         tolerations=sized.tolerations,
     )
-    labels = names.labels(model, names.COMPRESS, variant=variant.name, key=key)
-    prefix = f"{model}-{variant.name}"
-    return _job(prefix, namespace, labels, pod_spec, COMPRESS_CONTAINER, spec, config)
+    if nodes > 1:
+        pod_spec["subdomain"] = name  # the headless Service: `<job>-<index>.<job>`
+    return _job(
+        prefix, namespace, labels, pod_spec, COMPRESS_CONTAINER, spec, config,
+        name=name, indexed=nodes if nodes > 1 else 0,
+    )  # fmt: skip

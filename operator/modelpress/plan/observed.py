@@ -96,6 +96,8 @@ class JobState:
     """Pods running and ready (None from API servers that do not count them)."""
     memory_limit: str | None = None
     """The memory limit of its container, for an out-of-memory message."""
+    indexed: bool = False
+    """An indexed Job (a distillation over nodes), with a headless Service of its name."""
 
     @property
     def is_failed(self) -> bool:
@@ -135,6 +137,7 @@ class JobState:
             spec_hash=names.spec_hash(obj),
             ready=status.get("ready"),
             memory_limit=_memory_limit(obj),
+            indexed=(obj.get("spec") or {}).get("completionMode") == "Indexed",
         )
 
 

@@ -23,6 +23,7 @@ from modelpress.config import OperatorConfig
 from modelpress.plan import names
 from modelpress.plan.conditions import condition, stamp
 from modelpress.plan.events import Event, transitions
+from modelpress.plan.jobs import headless_service
 from modelpress.plan.observed import JobState, Observed, Owner
 from modelpress.plan.outcome import VariantPlan
 from modelpress.plan.policies import plan_policies
@@ -126,6 +127,7 @@ def plan_model(
             *policies.create,
             *source.create,
             *(o.job for o in outcomes if o.job),
+            *(headless_service(o.job) for o in outcomes if o.job and _indexed(o.job)),
             *serving.create,
         ],
         apply=[*policies.apply, *serving.apply],
@@ -136,6 +138,10 @@ def plan_model(
         ],
         events=transitions(previous, status),
     )
+
+
+def _indexed(job: Mapping[str, Any]) -> bool:
+    return (job.get("spec") or {}).get("completionMode") == "Indexed"
 
 
 def _stamped(entry: VariantStatus, previous: CompressedModelStatus, now: str) -> VariantStatus:
@@ -158,13 +164,15 @@ def _obsolete_jobs(
     keep = {o.job_name for o in outcomes if o.job_name}
     if source.stale_job is None:
         keep.add(source.job_name)
-    return [
-        ("Job", job.name)
+    obsolete = [
+        job
         for job in owned_jobs.values()
         if job.name not in keep
         # a compression Job's key is unknown until the base model is: keep it for now
         and (source_known or job.component != names.COMPRESS)
     ]
+    jobs = [("Job", job.name) for job in obsolete]
+    return jobs + [("Service", job.name) for job in obsolete if job.indexed]
 
 
 def plan_invalid(

@@ -9,7 +9,8 @@ Estimates from the base model (its config.json and weight bytes), not guesses:
   2 + 4 (weights) + 4 (gradients) + 8 (optimizer) = 18 bytes per parameter;
 - on a GPU, llmcompressor moves one decoder layer at a time onto the device, so
   the GPU must hold the largest layer, its Hessians and the activations; a
-  distillation on a GPU needs the whole 18 bytes per parameter there.
+  distillation on a GPU needs the whole 18 bytes per parameter there, on every GPU
+  when it trains on several (data parallel).
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def compression_resources(
         else:
             node_selector = dict(target.node_selector)
             tolerations = [dict(t) for t in target.tolerations]
-            available = target.memory_bytes * count
+            # Distillation over several GPUs is data parallel: each holds all of it.
+            available = target.memory_bytes * (1 if distill else count)
             if gpu_bytes > available:
                 what = (
                     "the whole distillation" if distill else "one layer with its calibration data"

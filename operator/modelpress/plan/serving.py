@@ -294,13 +294,16 @@ def jobs_policy(model: str, namespace: str, config: OperatorConfig) -> dict[str,
     jobs = [names.COMPRESS, names.FETCH]
     components = {"key": names.LABEL_COMPONENT, "operator": "In", "values": jobs}
     selector = {"matchLabels": {names.LABEL_MODEL: model}, "matchExpressions": [components]}
+    # A distillation over nodes: its pods reach each other (torch.distributed, NCCL).
+    peers = {"matchLabels": {names.LABEL_MODEL: model, names.LABEL_COMPONENT: names.COMPRESS}}
+    egress = [DNS_EGRESS, {"to": [{"podSelector": peers}]}, *rules]
     return _policy(
         model,
         namespace,
         names.jobs_policy_name(model),
         names.COMPRESS,
         selector,
-        {"policyTypes": ["Egress"], "egress": [DNS_EGRESS, *rules]},
+        {"policyTypes": ["Egress"], "egress": egress},
     )
 
 

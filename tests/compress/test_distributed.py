@@ -1,0 +1,101 @@
+"""Distillation over two processes (torchrun, gloo on this CPU) trains what one process
+trains: the same loss within float tolerance, the same artifact format, one writer of
+checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from modelpress.compress import compress_variant
+from modelpress.compress.distributed import Group
+from modelpress.storage import fetch, read_manifest
+
+VARIANT = {
+    "name": "slim",
+    "steps": [
+        {"prune": {"method": "layer-drop", "fraction": 0.25}},
+        {"distill": {"steps": 6, "batchSize": 4, "checkpointEvery": 3, "learningRate": 0.001}},
+    ],
+}
+SETTINGS = {"samples": 8, "sequenceLength": 64}
+BIN = Path(sys.executable).parent
+
+
+def request(texts: dict[str, str]) -> tuple[dict, dict]:
+    evaluation = {
+        "dataset": {"uri": f"file://{texts['evaluation']}"},
+        "samples": 4,
+        "sequenceLength": 64,
+    }
+    calibration = {"dataset": {"uri": f"file://{texts['calibration']}"}, **SETTINGS}
+    return evaluation, calibration
+
+
+def test_two_processes_train_what_one_trains(tiny_model, texts, tmp_path) -> None:
+    evaluation, calibration = request(texts)
+    single_out = f"file://{tmp_path}/single/artifacts/slim/"
+    single = compress_variant(
+        str(tiny_model), VARIANT, evaluation, single_out,
+        calibration=calibration, work_dir=tmp_path, checkpoint_dir=str(tmp_path / "ck1"),
+    )  # fmt: skip
+
+    out = f"file://{tmp_path}/pair/artifacts/slim/"
+    command = [
+        str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
+        str(BIN / "modelpress"), "compress",
+        "--base", str(tiny_model), "--variant", json.dumps(VARIANT),
+        "--evaluation", json.dumps(evaluation), "--calibration", json.dumps(calibration),
+        "--out", out, "--work-dir", str(tmp_path), "--threads", "1",
+        "--checkpoint-dir", str(tmp_path / "ck2"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-4000:]
+    summaries = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert sorted(bool(s.get("helper")) for s in summaries) == [False, True], run.stdout
+
+    manifest = read_manifest(out)
+    assert manifest is not None, "rank 0 published"
+    meta = manifest.metadata
+    pair_step = meta["lineage"][1]["details"]
+    one_step = single.metadata["lineage"][1]["details"]
+    assert pair_step["processes"] == 2 and "processes" not in one_step
+    assert pair_step["finalLoss"] == pytest.approx(one_step["finalLoss"], rel=1e-3)
+    assert pair_step["trainedTokens"] == one_step["trainedTokens"]
+    pair, one = meta["metrics"], single.metadata["metrics"]
+    assert pair["perplexity"] == pytest.approx(one["perplexity"], rel=1e-3)
+    single_manifest = read_manifest(single_out)
+    assert single_manifest is not None
+    assert sorted(f.path for f in manifest.files) == sorted(f.path for f in single_manifest.files)
+
+    fetch(out, tmp_path / "pair-files")
+    fetch(single_out, tmp_path / "single-files")
+    ours = load_file(tmp_path / "pair-files" / "model.safetensors")
+    theirs = load_file(tmp_path / "single-files" / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    worst = max((ours[k].float() - theirs[k].float()).abs().max().item() for k in ours)
+    assert worst < 0.02, f"weights differ by up to {worst} (bf16 rounding of fp32 training)"
+    saved = sorted(p.name for p in (tmp_path / "ck2").rglob("step-*"))
+    assert saved == ["step-00000006"], "rank 0's checkpoints (the store keeps the latest)"
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused() -> None:
+    from modelpress.api.steps import DistillStep
+    from modelpress.compress.distill import distill
+
+    step = DistillStep(steps=1, batch_size=3)
+    with pytest.raises(ValueError, match="batchSize 3 does not split over 2 processes"):
+        distill(None, None, step, None, ranks=Group(rank=0, world_size=2))  # type: ignore[arg-type]
+
+
+def test_a_group_shares_out_the_batch() -> None:
+    rows = [5, 1, 7, 3]
+    assert Group(0, 2).shard(rows) == [5, 7] and Group(1, 2).shard(rows) == [1, 3]
+    assert Group().shard(rows) == rows and Group().mean(2.5) == 2.5
