@@ -128,7 +128,7 @@ def test_serving_across_nodes_reaches_ready_and_then_retires_the_deployment() ->
     assert not [o for o in result.create + result.apply if o["kind"] == LWS_KIND]
 
 
-def test_while_the_leader_worker_set_starts_the_deployment_keeps_serving() -> None:
+def test_on_gpus_the_old_workload_goes_first_so_no_rollout_waits_for_its_gpus() -> None:
     spec = big_spec()
     first = plan(spec, built(spec))
     starting = replace(
@@ -137,7 +137,7 @@ def test_while_the_leader_worker_set_starts_the_deployment_keeps_serving() -> No
     observed = replace(built(spec), leader_worker_set=starting, deployment=OLD_DEPLOYMENT)
     result = plan(spec, observed, previous=first.wire_status)
     assert conditions(result.wire_status)["Serving"] == ("False", "RollingOut")
-    assert not [kind for kind, _ in result.delete if kind == "Deployment"]
+    assert ("Deployment", OLD_DEPLOYMENT.name) in result.delete, "as Recreate does"
 
 
 def test_a_cluster_without_leader_worker_set_is_told_what_to_install() -> None:

@@ -281,8 +281,9 @@ def _roll_out(
     delete = _obsolete_autoscaler(owner, observed, scaling.object["kind"] if scaling else None)
     switched = up_to_date and current is not None and current.rolled_out
     nodes = sizing.nodes
-    if other is not None and switched:
-        # The other workload kind served until this one was up: now it goes.
+    if other is not None and (switched or sizing.gpus > 0):
+        # The other workload kind serves until this one is up; on GPUs it goes first, as
+        # with Recreate: its GPUs may be the ones the new workload is waiting for.
         delete.append(("Deployment" if across_nodes else LWS_KIND, other.name))
     elif other is not None and not across_nodes and previous is not None:
         nodes = previous.nodes or nodes  # the LWS still serves: keep looking it up
