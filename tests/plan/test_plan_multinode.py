@@ -162,6 +162,7 @@ def test_autoscaling_across_nodes_scales_the_leader_worker_set() -> None:
     result = plan(spec, built(spec))
     lws = child(result, LWS_KIND)
     assert "replicas" not in lws["spec"], "the autoscaler owns the group count"
+    assert lws["metadata"]["annotations"][names.ANNOTATION_AUTOSCALER] == "HorizontalPodAutoscaler"
     hpa = child(result, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["kind"] == LWS_KIND
     assert names.deployment_name("tiny") == hpa["spec"]["scaleTargetRef"]["name"]

@@ -115,12 +115,12 @@ async def observe_model(
     deployment = next(iter(children.deployments.get(key, ())), None)
     service = next(iter(children.services.get(key, ())), None)
     messages = await _pod_messages(state, owner.namespace, job_list)
-    keda = spec.serving.autoscaling is not None and await state.keda_served()
-    autoscaler, pods = await _scaling(state, owner, spec, deployment, keda)
     lws = None
     if (spec.serving.max_nodes > 1 or served_nodes > 1) and LWS_KIND not in state.kinds_missing():
         found = await client.get(LWS_KIND, owner.namespace, deployment_name(owner.name))
         lws = leader_worker_set_state(found) if found is not None else None
+    keda = spec.serving.autoscaling is not None and await state.keda_served()
+    autoscaler, pods = await _scaling(state, owner, spec, deployment or lws, keda)
     base = Observed(
         jobs=job_list,
         deployment=deployment,
@@ -178,14 +178,15 @@ async def _scaling(
     state: OperatorState,
     owner: Owner,
     spec: CompressedModelSpec,
-    deployment: DeploymentState | None,
+    workload: DeploymentState | None,
     keda: bool,
 ) -> tuple[AutoscalerState | None, tuple[PodTiming, ...]]:
     """The model's autoscaler and its serving pods' timings; asked only of models that
-    autoscale (or did), so a fixed Deployment costs no extra reads."""
+    autoscale (or did: the workload names its autoscaler), so a fixed count costs no
+    extra reads."""
     kinds = [autoscaler_kind(spec.serving.autoscaling, state.config, keda)]
-    if deployment is not None:
-        kinds.append(deployment.autoscaler)
+    if workload is not None:
+        kinds.append(workload.autoscaler)
     missing = state.kinds_missing()
     found = None
     for kind in dict.fromkeys(k for k in kinds if k and k not in missing):
@@ -195,7 +196,7 @@ async def _scaling(
             if found.kind == kinds[0]:
                 break
     pods: tuple[PodTiming, ...] = ()
-    if spec.serving.autoscaling is not None and deployment is not None:
+    if spec.serving.autoscaling is not None and workload is not None:
         selector = {LABEL_MODEL: owner.name, LABEL_COMPONENT: SERVING}
         listed = await state.api().list("Pod", owner.namespace, selector)
         pods = tuple(PodTiming.from_object(p) for p in listed)

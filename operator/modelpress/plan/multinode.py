@@ -52,11 +52,12 @@ def worker_args(served: Served) -> list[str]:
     ]  # fmt: skip
 
 
-def leader_worker_set(served: Served, autoscaled: bool = False) -> dict[str, Any]:
-    """The LeaderWorkerSet serving `served` (replicas left to an autoscaler if any)."""
+def leader_worker_set(served: Served, autoscaler: str | None = None) -> dict[str, Any]:
+    """The LeaderWorkerSet serving `served`; with `autoscaler` (its kind), the group count
+    is left to it."""
     leader = pod_template(served, server_command(), leader_args(served))
     worker = pod_template(served, worker_command(), worker_args(served), answers=False)
-    lws_spec: dict[str, Any] = {} if autoscaled else {"replicas": served.spec.serving.replicas}
+    lws_spec: dict[str, Any] = {} if autoscaler else {"replicas": served.spec.serving.replicas}
     lws_spec |= {
         "leaderWorkerTemplate": {
             "size": served.sizing.nodes,
@@ -70,6 +71,13 @@ def leader_worker_set(served: Served, autoscaled: bool = False) -> dict[str, Any
         },
         "startupPolicy": "LeaderCreated",
     }
+    annotations = {
+        names.ANNOTATION_SPEC_HASH: names.short_hash(lws_spec),
+        names.ANNOTATION_ARTIFACT: served.artifact_uri,
+        f"{names.DOMAIN}/gpus": str(served.sizing.gpus),
+    }
+    if autoscaler:
+        annotations[names.ANNOTATION_AUTOSCALER] = autoscaler
     return {
         "apiVersion": LWS_API_VERSION,
         "kind": LWS_KIND,
@@ -79,11 +87,7 @@ def leader_worker_set(served: Served, autoscaled: bool = False) -> dict[str, Any
             "labels": names.labels(
                 served.model, names.SERVING, variant=served.variant, key=served.key
             ),
-            "annotations": {
-                names.ANNOTATION_SPEC_HASH: names.short_hash(lws_spec),
-                names.ANNOTATION_ARTIFACT: served.artifact_uri,
-                f"{names.DOMAIN}/gpus": str(served.sizing.gpus),
-            },
+            "annotations": annotations,
         },
         "spec": lws_spec,
     }

@@ -239,7 +239,7 @@ def _roll_out(
     )  # fmt: skip
     kind = autoscaler_kind(spec.serving.autoscaling, config, observed.keda_served)
     if across_nodes:
-        desired = leader_worker_set(served, autoscaled=kind is not None)
+        desired = leader_worker_set(served, kind)
         current, other = _owned_workload(owner, observed.leader_worker_set), current
     else:
         desired = serving.deployment(
