@@ -173,6 +173,11 @@ INVALID = [
         "spec.serving.autoscaling",
     ),
     (
+        "awq without a GPU to run it",
+        mutate("spec.variants.0.quantize", {"scheme": "W4A16", "algorithm": "awq"}),
+        "spec",
+    ),
+    (
         "a distill batch that does not split over the training processes",
         mutate("spec.compression", {"nodes": 3}),
         "spec",

@@ -350,7 +350,8 @@ def test_variant_keys_are_stable_across_versions_that_do_not_change_outputs() ->
                     {"quantize": {"scheme": "W4A16", "groupSize": 64}},
                 ],
             },
-        ]
+        ],
+        compression={"gpu": {"product": "nvidia-a100-80gb"}},  # awq runs on a GPU only
     )
     config = OperatorConfig(compressor_version="0.1.0")
     keys = {name: key for name, (key, _) in variant_locations(spec, legacy_source, config).items()}

@@ -77,6 +77,13 @@ _PROCESSES = (
 )
 
 
+def _no_awq(x: str) -> str:
+    """CEL: the quantize action of `x`, if any, is not awq."""
+    return (
+        f"(!has({x}.quantize) || !has({x}.quantize.algorithm) || {x}.quantize.algorithm != 'awq')"
+    )
+
+
 def _splits(x: str) -> str:
     """CEL: the distill action of `x`, if any, has a batch that splits over the processes."""
     batch = f"(has({x}.distill.batchSize) ? {x}.distill.batchSize : 4)"
@@ -173,6 +180,14 @@ _RULES: dict[str, list[dict[str, str]]] = {
             "message": "evaluation.dataset must differ from every calibration dataset: quality "
             "measured on training text would look better than it is",
             "fieldPath": ".evaluation.dataset.uri",
+        },
+        {
+            "rule": "(has(self.compression) && has(self.compression.gpu)) || "
+            f"self.variants.all(v, has(v.steps) ? v.steps.all(s, {_no_awq('s')}) "
+            f": {_no_awq('v')})",
+            "message": "algorithm awq runs on a GPU only: set spec.compression.gpu, or use "
+            "algorithm gptq",
+            "fieldPath": ".compression",
         },
         {
             "rule": f"self.variants.all(v, has(v.steps) ? v.steps.all(s, {_splits('s')}) "

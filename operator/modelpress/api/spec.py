@@ -246,6 +246,19 @@ class CompressedModelSpec(ApiModel):
         return serving
 
     @model_validator(mode="after")
+    def _awq_on_a_gpu(self) -> CompressedModelSpec:
+        if self.compression.gpu is not None:
+            return self
+        for variant in self.variants:
+            if any(s.quantize is not None and s.quantize.algorithm == "awq" for s in variant.chain):
+                raise ValueError(
+                    f"variant {variant.name!r}: algorithm awq runs on a GPU only (llmcompressor "
+                    "keeps its calibration cache in page-locked memory, which needs CUDA): set "
+                    "spec.compression.gpu, or use algorithm gptq"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _batches_split_over_processes(self) -> CompressedModelSpec:
         gpu = self.compression.gpu
         processes = self.compression.nodes * ((gpu.count or 1) if gpu else 1)

@@ -23,8 +23,8 @@ class QuantizeStep(ApiModel):
 
     algorithm: QuantAlgorithm | None = None
     """rtn: round to nearest, no data. gptq: error-compensating, needs calibration text.
-    awq: activation-aware (W4A16 only), needs calibration text. Unset: gptq, and rtn for
-    FP8_DYNAMIC (which takes nothing else). No schema default on purpose: the API server
+    awq: activation-aware (W4A16 only, on a compression GPU), needs calibration text.
+    Unset: gptq, and rtn for FP8_DYNAMIC (which takes nothing else). No schema default on purpose: the API server
     would store it, and FP8_DYNAMIC would then read as a request for gptq."""
 
     group_size: int | None = Field(default=None, ge=16, le=1024)
