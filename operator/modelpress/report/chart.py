@@ -42,7 +42,7 @@ def _colour(point: Point) -> str:
     return {True: PASSED, False: FAILED, None: UNJUDGED}[point.passed]
 
 
-def _scatter(axis: Any, points: list[Point], value: Any, picture: Picture) -> None:
+def _scatter(axis: Any, points: list[Point], value: Any) -> None:
     for point in points:
         y = value(point)
         if y is None:
@@ -78,7 +78,7 @@ def figure(picture: Picture) -> Any:
     def increase(point: Point) -> float | None:
         return None if point.perplexity_increase is None else point.perplexity_increase * 100
 
-    _scatter(quality, points, increase, picture)
+    _scatter(quality, points, increase)
     front = [p for p in points if p.frontier]
     if len(front) > 1:
         quality.step(
@@ -105,7 +105,7 @@ def figure(picture: Picture) -> Any:
     quality.set_ylabel("perplexity increase over the base (%)  ↓ better")
     quality.grid(alpha=0.3)
 
-    _scatter(agreement, points, lambda p: p.agreement, picture)
+    _scatter(agreement, points, lambda p: p.agreement)
     if picture.min_agreement is not None:
         agreement.axhline(
             picture.min_agreement,
