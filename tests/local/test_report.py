@@ -13,6 +13,8 @@ STATUS = CompressedModelStatus.model_validate(
         "conditions": [
             {"type": "Ready", "status": "True", "reason": "Ready", "message": "ok"},
             {"type": "Serving", "status": "True", "reason": "Available", "message": "w4 serves"},
+            {"type": "Reconciling", "status": "False", "reason": "Ready", "message": "ok"},
+            {"type": "Stalled", "status": "False", "reason": "Ready", "message": "ok"},
         ],
         "source": {"id": "file:///m/", "uri": "file:///s/models/b/", "bytes": 272_585_278},
         "serving": {"variant": "w4"},
@@ -66,6 +68,7 @@ def test_plain_table_is_aligned_and_lists_artifacts() -> None:
     assert "  w4      file:///s/artifacts/k1/" in text
     assert "perplexity 21.800: file:///s/models/b/" in text
     assert "✓ Serving: w4 serves" in text
+    assert "Reconciling" not in text and "Stalled" not in text, "kstatus mirrors: no ✗ for all well"
 
 
 def test_plain_progress_has_start_heartbeat_and_end() -> None:

@@ -176,6 +176,8 @@ def render(
     for text in artifact_lines(rows):
         print(text, file=stream)
     for condition in status.conditions:
-        if condition.type != ConditionType.READY:
+        # Reconciling and Stalled only mirror Ready for kstatus (True there is bad news).
+        mirrors = (ConditionType.READY, ConditionType.RECONCILING, ConditionType.STALLED)
+        if condition.type not in mirrors:
             mark = "✓" if condition.status == "True" else "✗"
             print(f"{mark} {condition.type}: {condition.message}", file=stream)
