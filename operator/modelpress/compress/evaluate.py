@@ -189,13 +189,14 @@ def load_reference(
             return None
         log.info("reusing the base model's evaluation from %s", path)
         return _as_scores(torch.load(path, weights_only=True))
-    from modelpress.storage import fetch, read_manifest
+    from modelpress.storage import ArtifactNotFoundError, fetch
 
     uri = f"{str(place).rstrip('/')}/{key}/"
-    if read_manifest(uri, credentials=credentials) is None:
-        return None
     with tempfile.TemporaryDirectory(prefix="modelpress-reference-") as temp:
-        fetch(uri, temp, credentials=credentials)
+        try:
+            fetch(uri, temp, credentials=credentials)
+        except ArtifactNotFoundError:
+            return None  # the first Job of this base: it evaluates the base and publishes
         log.info("reusing the base model's evaluation from %s", uri)
         return _as_scores(torch.load(Path(temp) / REFERENCE_FILE, weights_only=True))
 

@@ -115,12 +115,13 @@ async def observe_model(
     deployment = next(iter(children.deployments.get(key, ())), None)
     service = next(iter(children.services.get(key, ())), None)
     messages = await _pod_messages(state, owner.namespace, job_list)
+    missing = state.kinds_missing()
     lws = None
-    if (spec.serving.max_nodes > 1 or served_nodes > 1) and LWS_KIND not in state.kinds_missing():
+    if (spec.serving.max_nodes > 1 or served_nodes > 1) and LWS_KIND not in missing:
         found = await client.get(LWS_KIND, owner.namespace, deployment_name(owner.name))
         lws = leader_worker_set_state(found) if found is not None else None
     keda = spec.serving.autoscaling is not None and await state.keda_served()
-    autoscaler, pods = await _scaling(state, owner, spec, deployment or lws, keda)
+    autoscaler, pods = await _scaling(state, owner, spec, deployment or lws, keda, missing)
     base = Observed(
         jobs=job_list,
         deployment=deployment,
@@ -131,7 +132,7 @@ async def observe_model(
         serving_blocker=await observe.api_key_blocker(client, spec, owner.namespace),
         autoscaler=autoscaler,
         leader_worker_set=lws,
-        missing_kinds=state.kinds_missing(),
+        missing_kinds=missing,
         keda_served=keda,
         serving_pods=pods,
     )
@@ -180,6 +181,7 @@ async def _scaling(
     spec: CompressedModelSpec,
     workload: DeploymentState | None,
     keda: bool,
+    missing: frozenset[str],
 ) -> tuple[AutoscalerState | None, tuple[PodTiming, ...]]:
     """The model's autoscaler and its serving pods' timings; asked only of models that
     autoscale (or did: the workload names its autoscaler), so a fixed count costs no
@@ -187,7 +189,6 @@ async def _scaling(
     kinds = [autoscaler_kind(spec.serving.autoscaling, state.config, keda)]
     if workload is not None:
         kinds.append(workload.autoscaler)
-    missing = state.kinds_missing()
     found = None
     for kind in dict.fromkeys(k for k in kinds if k and k not in missing):
         obj = await state.api().get(kind, owner.namespace, deployment_name(owner.name))

@@ -161,8 +161,12 @@ def autoscaler(
 ) -> dict[str, Any]:
     """The ScaledObject (engine keda) or HPA (engine hpa) for the model's workload
     (`workload`: its apiVersion and kind; a LeaderWorkerSet scales by groups)."""
-    target_ref = {"apiVersion": workload[0], "kind": workload[1]}
-    target_ref["name"] = names.deployment_name(model)
+    api_version, kind_of_workload = workload
+    target_ref = {
+        "apiVersion": api_version,
+        "kind": kind_of_workload,
+        "name": names.deployment_name(model),
+    }
     target = autoscaling.effective_target
     if kind == SCALED_OBJECT:
         triggers: list[dict[str, Any]] = [

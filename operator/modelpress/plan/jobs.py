@@ -114,11 +114,11 @@ def distributed(spec: CompressedModelSpec, variant: Variant) -> bool:
     return wanted and any(step.distill is not None for step in variant.chain)
 
 
-def torchrun_args(spec: CompressedModelSpec, master: str | None, args: list[str]) -> list[str]:
+def torchrun_args(spec: CompressedModelSpec, master: str, args: list[str]) -> list[str]:
     """`modelpress <args>` under torchrun: one process per GPU of each node; across nodes
     node rank = the indexed Job's completion index, rendezvous at pod 0 (`master`)."""
     launch = ["--nproc-per-node", str(processes_per_node(spec))]
-    if spec.compression.nodes > 1 and master is not None:
+    if spec.compression.nodes > 1:
         launch += [
             "--nnodes", str(spec.compression.nodes),
             "--node-rank", "$(JOB_COMPLETION_INDEX)",
@@ -226,17 +226,18 @@ def compress_job(
     labels = names.labels(model, names.COMPRESS, variant=variant.name, key=key)
     prefix = f"{model}-{variant.name}"
     name = job_name(prefix, labels, args)
-    nodes = spec.compression.nodes if distributed(spec, variant) else 1
+    spread = distributed(spec, variant)
+    nodes = spec.compression.nodes if spread else 1
     container = _container(
         COMPRESS_CONTAINER,
         compressor_image(spec, config),
-        torchrun_args(spec, f"{name}-0.{name}", args) if distributed(spec, variant) else args,
+        torchrun_args(spec, f"{name}-0.{name}", args) if spread else args,
         pods.home_env(pods.WORK_DIR) + s_env,
         mounts + s_mounts,
         sized.resources,
         config,
     )
-    if distributed(spec, variant):
+    if spread:
         container["command"] = ["torchrun"]
     pod_spec = pods.pod_spec(
         config,
