@@ -99,3 +99,54 @@ def test_a_group_shares_out_the_batch() -> None:
     rows = [5, 1, 7, 3]
     assert Group(0, 2).shard(rows) == [5, 7] and Group(1, 2).shard(rows) == [1, 3]
     assert Group().shard(rows) == rows and Group().mean(2.5) == 2.5
+
+
+def test_a_gang_killed_mid_training_resumes_from_rank_0s_checkpoint(
+    tiny_model, texts, tmp_path
+) -> None:
+    """The whole torchrun gang killed between two checkpoints (a node lost), then run
+    again: it resumes where rank 0's last checkpoint left it and ends where one
+    uninterrupted process ends."""
+    import signal
+    import time
+
+    from modelpress.compress.checkpoints import LATEST
+
+    evaluation, calibration = request(texts)
+    long = {**VARIANT, "steps": [VARIANT["steps"][0], {"distill": {
+        "steps": 200, "batchSize": 4, "checkpointEvery": 10, "learningRate": 0.001}}]}  # fmt: skip
+    single = compress_variant(
+        str(tiny_model), long, evaluation, f"file://{tmp_path}/single/artifacts/slim/",
+        calibration=calibration, work_dir=tmp_path, checkpoint_dir=str(tmp_path / "ck1"),
+    )  # fmt: skip
+
+    out = f"file://{tmp_path}/pair/artifacts/slim/"
+    command = [
+        str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
+        str(BIN / "modelpress"), "compress",
+        "--base", str(tiny_model), "--variant", json.dumps(long),
+        "--evaluation", json.dumps(evaluation), "--calibration", json.dumps(calibration),
+        "--out", out, "--work-dir", str(tmp_path), "--threads", "1",
+        "--checkpoint-dir", str(tmp_path / "ck2"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    gang = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "ck2").rglob(LATEST)) and gang.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.02)
+    os.killpg(gang.pid, signal.SIGKILL)
+    gang.wait()
+    assert read_manifest(out) is None, "killed before it could publish"
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-4000:]
+    manifest = read_manifest(out)
+    assert manifest is not None
+    resumed = manifest.metadata["lineage"][1]["details"]
+    assert 0 < resumed["resumedFromStep"] < 200
+    one = single.metadata["lineage"][1]["details"]
+    assert resumed["finalLoss"] == pytest.approx(one["finalLoss"], rel=1e-3)
