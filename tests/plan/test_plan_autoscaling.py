@@ -27,7 +27,7 @@ from modelpress.api.status import AutoscalingStatus, ColdStart, ServingStatus
 from modelpress.config import OperatorConfig
 from modelpress.plan import names
 from modelpress.plan.autoscaling import cold_start, signal_query
-from modelpress.plan.observed import AutoscalerState, PodTiming
+from modelpress.plan.observed import AutoscalerState, Observed, PodTiming
 from modelpress.plan.reconcile import Plan
 
 KUBERNETES_VERSIONS = ("1.29.0", "1.35.0")
@@ -234,6 +234,19 @@ def test_what_the_autoscaler_decided_is_not_drift_and_is_reported() -> None:
     assert "HorizontalPodAutoscaler scales 1-4" in serving["message"]
 
 
+def rolled_out_with(
+    first: Plan, spec: CompressedModelSpec, autoscaler: AutoscalerState, **seen: Any
+) -> Observed:
+    """`first`'s Deployment and Service rolled out, beside `autoscaler`, for `spec`."""
+    return with_base(
+        artifacts=built(spec),
+        deployment=rolled_out(first),
+        service=service_state(first),
+        autoscaler=autoscaler,
+        **seen,
+    )
+
+
 def test_an_autoscaler_that_cannot_scale_is_said_in_the_message() -> None:
     spec = autoscaled()
     first = first_plan(spec)
@@ -241,12 +254,7 @@ def test_an_autoscaler_that_cannot_scale_is_said_in_the_message() -> None:
         child(first, "HorizontalPodAutoscaler"),
         problem="unable to get external metric ml/vllm_num_requests_waiting",
     )
-    observed = with_base(
-        artifacts=built(spec),
-        deployment=rolled_out(first),
-        service=service_state(first),
-        autoscaler=broken,
-    )
+    observed = rolled_out_with(first, spec, broken)
     result = plan(spec, observed, previous=first.wire_status)
     serving = next(c for c in result.wire_status["conditions"] if c["type"] == "Serving")
     assert "the autoscaler does not scale: unable to get external metric" in serving["message"]
@@ -256,12 +264,7 @@ def test_an_edited_autoscaler_is_put_back() -> None:
     spec = autoscaled()
     first = first_plan(spec)
     edited = seen_autoscaler(child(first, "HorizontalPodAutoscaler"), spec_hash="edited")
-    observed = with_base(
-        artifacts=built(spec),
-        deployment=rolled_out(first),
-        service=service_state(first),
-        autoscaler=edited,
-    )
+    observed = rolled_out_with(first, spec, edited)
     result = plan(spec, observed, previous=first.wire_status)
     assert [o["kind"] for o in result.apply] == ["HorizontalPodAutoscaler"]
 
@@ -270,11 +273,8 @@ def test_turning_autoscaling_off_removes_the_autoscaler_and_restores_the_count()
     spec = autoscaled()
     first = first_plan(spec)
     fixed = make_spec(serving=spec_dict()["serving"] | {"replicas": 2})
-    observed = with_base(
-        artifacts=built(fixed),
-        deployment=rolled_out(first),
-        service=service_state(first),
-        autoscaler=seen_autoscaler(child(first, "HorizontalPodAutoscaler")),
+    observed = rolled_out_with(
+        first, fixed, seen_autoscaler(child(first, "HorizontalPodAutoscaler"))
     )
     result = plan(fixed, observed, previous=first.wire_status)
     assert ("HorizontalPodAutoscaler", "tiny-vllm") in result.delete
@@ -286,12 +286,8 @@ def test_turning_autoscaling_off_removes_the_autoscaler_and_restores_the_count()
 def test_keda_appearing_replaces_the_hpa_with_a_scaled_object() -> None:
     spec = autoscaled()
     first = first_plan(spec)
-    observed = with_base(
-        artifacts=built(spec),
-        deployment=rolled_out(first),
-        service=service_state(first),
-        autoscaler=seen_autoscaler(child(first, "HorizontalPodAutoscaler")),
-        keda_served=True,
+    observed = rolled_out_with(
+        first, spec, seen_autoscaler(child(first, "HorizontalPodAutoscaler")), keda_served=True
     )
     result = plan(spec, observed, previous=first.wire_status)
     assert ("HorizontalPodAutoscaler", "tiny-vllm") in result.delete
@@ -304,12 +300,7 @@ def test_someone_elses_autoscaler_is_never_deleted() -> None:
     foreign = replace(
         seen_autoscaler(child(first, "HorizontalPodAutoscaler")), owner_uid="someone-else"
     )
-    observed = with_base(
-        artifacts=built(spec),
-        deployment=rolled_out(first),
-        service=service_state(first),
-        autoscaler=foreign,
-    )
+    observed = rolled_out_with(first, spec, foreign)
     assert plan(spec, observed).delete == []
 
 
@@ -317,12 +308,7 @@ def test_serving_none_removes_the_autoscaler_too() -> None:
     spec = autoscaled()
     first = first_plan(spec)
     off = make_spec(serving=spec_dict()["serving"] | {"variant": "none"})
-    observed = with_base(
-        artifacts=built(off),
-        deployment=rolled_out(first),
-        service=service_state(first),
-        autoscaler=seen_autoscaler(child(first, "HorizontalPodAutoscaler")),
-    )
+    observed = rolled_out_with(first, off, seen_autoscaler(child(first, "HorizontalPodAutoscaler")))
     assert ("HorizontalPodAutoscaler", "tiny-vllm") in plan(off, observed).delete
 
 
