@@ -107,7 +107,6 @@ def test_a_gang_killed_mid_training_resumes_from_rank_0s_checkpoint(
     """The whole torchrun gang killed between two checkpoints (a node lost), then run
     again: it resumes where rank 0's last checkpoint left it and ends where one
     uninterrupted process ends."""
-    import signal
     import time
 
     from modelpress.compress.checkpoints import LATEST
@@ -138,7 +137,7 @@ def test_a_gang_killed_mid_training_resumes_from_rank_0s_checkpoint(
     while not list((tmp_path / "ck2").rglob(LATEST)) and gang.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint within 300 s"
         time.sleep(0.02)
-    os.killpg(gang.pid, signal.SIGKILL)
+    assert kill_process_tree(gang.pid) >= 3, "torchrun and both workers"
     gang.wait()
     assert read_manifest(out) is None, "killed before it could publish"
 
@@ -150,3 +149,18 @@ def test_a_gang_killed_mid_training_resumes_from_rank_0s_checkpoint(
     assert 0 < resumed["resumedFromStep"] < 200
     one = single.metadata["lineage"][1]["details"]
     assert resumed["finalLoss"] == pytest.approx(one["finalLoss"], rel=1e-3)
+
+
+def kill_process_tree(pid: int) -> int:
+    """SIGKILL a process and every descendant, as losing the node or pod would. torchrun
+    starts its workers in sessions of their own, so killing its process group alone
+    leaves them training (and publishing) as orphans."""
+    import psutil
+
+    root = psutil.Process(pid)
+    gang = [root, *root.children(recursive=True)]
+    for process in gang:
+        process.kill()
+    _, alive = psutil.wait_procs(gang, timeout=30)
+    assert not alive, f"still running after SIGKILL: {alive}"
+    return len(gang)
