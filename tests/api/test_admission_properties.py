@@ -68,6 +68,10 @@ def documents(junky: bool) -> st.SearchStrategy[dict[str, Any]]:
             "groupSize": pick([16, 32, 64, 128], [7, 5000]),
             "kvCacheScheme": pick(["fp8"], ["int4"]),
             "ignore": st.lists(st.sampled_from(["lm_head", "re:.*down_proj"]), max_size=2),
+            "mixedPrecision": st.fixed_dictionaries(
+                {"budget": pick([0.3, 0.5], [0, 1.5])},
+                optional={"sensitiveScheme": pick(["W8A16", "none"], ["W4A16"])},
+            ),
             "calibration": calibration,
         },
     )

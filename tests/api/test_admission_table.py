@@ -156,6 +156,54 @@ CASES: list[tuple[str, str, str, str]] = [
         "must differ from every calibration dataset",
     ),
     (
+        "mixed precision on an activation-quantizing scheme",
+        variant({"quantize": {"scheme": "W8A8", "mixedPrecision": {"budget": 0.6}}}),
+        "spec.variants[0].quantize",
+        "mixedPrecision applies to the weight-only schemes W4A16 and W8A16",
+    ),
+    (
+        "mixed precision keeping sensitive blocks at the step's own scheme",
+        variant(
+            {
+                "quantize": {
+                    "scheme": "W8A16",
+                    "mixedPrecision": {"budget": 0.6, "sensitiveScheme": "W8A16"},
+                }
+            }
+        ),
+        "spec.variants[0].quantize",
+        "more precise",
+    ),
+    (
+        "mixed precision budget as a percentage",
+        variant({"quantize": {"scheme": "W4A16", "mixedPrecision": {"budget": 50}}}),
+        "spec.variants[0].quantize.mixedPrecision.budget",
+        "less than 1",
+    ),
+    (
+        "round-to-nearest mixed precision without text to measure sensitivity on",
+        edit(
+            lambda m: (
+                m["spec"].pop("calibration"),
+                m["spec"].__setitem__(
+                    "variants",
+                    [
+                        {
+                            "name": "v",
+                            "quantize": {
+                                "scheme": "W4A16",
+                                "algorithm": "rtn",
+                                "mixedPrecision": {"budget": 0.5},
+                            },
+                        }
+                    ],
+                ),
+            )
+        ),
+        "spec.calibration",
+        "mixedPrecision",
+    ),
+    (
         "awq with W8A16",
         variant({"quantize": {"scheme": "W8A16", "algorithm": "awq"}}),
         "spec.variants[0].quantize",

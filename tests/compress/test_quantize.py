@@ -73,7 +73,8 @@ def test_saved_checkpoint_is_packed_and_reloads_as_good_as_the_quantized_model(
     )
     with torch.no_grad():
         before = model(input_ids=data).logits
-    quantize(model, QuantizeStep(scheme=scheme, algorithm="rtn", group_size=group), None)
+    step = QuantizeStep(scheme=scheme, algorithm="rtn", group_size=group)
+    quantize(model, step, None, base_parameters=0, dtype_bytes=2)
     with torch.no_grad():
         fake_error = relative_error(model(input_ids=data).logits, before)
     out = tmp_path / "q"

@@ -138,3 +138,62 @@ spec:
     assert f"reused w4: {variant['artifactUri']} (already published)" in second.stderr
     assert re.search(r"^w4 \*\s.*\sreused$", second.stdout, re.MULTILINE), second.stdout
     assert re.search(r"^A \(e2e, /v1/\S+\): \S", second.stdout, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_a_mixed_precision_artifact_stays_in_its_budget_and_vllm_serves_it(
+    vllm_python: str, smollm2: Path, tmp_path: Path
+) -> None:
+    """W4A16 with the most sensitive blocks left unquantized within half the bf16 size: one
+    checkpoint, part int4 and part bf16, which the real vLLM CPU server loads and answers
+    from. (vLLM's CPU kernels take int4 weights only, so W8A16 blocks serve on GPUs.)"""
+    from modelpress.compress.checkpoint import weights_bytes
+    from modelpress.storage import read_manifest
+
+    (tmp_path / "eval.txt").write_text(EVAL_TEXT.read_text()[:20000])
+    calibration = Path(__file__).parents[2] / "examples" / "data" / "calib.txt"
+    spec = tmp_path / "mixed.yaml"
+    spec.write_text(
+        f"""apiVersion: modelpress.dev/v1alpha1
+kind: CompressedModel
+metadata: {{name: mixed}}
+spec:
+  source: {{uri: "file://{smollm2}/"}}
+  storage: {{uri: "file://{tmp_path}/store/"}}
+  calibration: {{dataset: {{uri: "file://{calibration}"}}, samples: 4, sequenceLength: 256}}
+  variants:
+    - name: mixed
+      quantize: {{scheme: W4A16, algorithm: rtn, groupSize: 64, mixedPrecision: {{budget: 0.5, sensitiveScheme: none}}}}
+  evaluation:
+    dataset: {{uri: "file://{tmp_path}/eval.txt"}}
+    samples: 2
+    sequenceLength: 128
+    maxPerplexityIncrease: 5.0
+  serving: {{variant: auto, maxModelLen: 1024, maxNumSeqs: 2}}
+"""
+    )
+    env = {**os.environ, "MODELPRESS_VLLM": vllm_python}
+    done = modelpress(
+        "run", str(spec), "--once", "--port", "0", "--work-dir", str(tmp_path / "work"),
+        "--max-tokens", "24", env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "mixed precision: sensitivity" in done.stderr
+    answer = re.search(r"^A \(mixed, (/v1/\S+)\): (.+)$", done.stdout, re.MULTILINE)
+    assert answer is not None and answer.group(2).strip(), done.stdout
+
+    status = json.loads((tmp_path / "work" / "mixed" / "status.json").read_text())
+    (variant,) = status["variants"]
+    manifest = read_manifest(variant["artifactUri"])
+    assert manifest is not None
+    chosen = manifest.metadata["lineage"][0]["details"]["mixedPrecision"]
+    assert chosen["smallestSize"] < chosen["predictedSize"] <= 0.5 < chosen["largestSize"]
+    assert chosen["precise"] and len(chosen["sensitivity"]) == 60  # 30 layers x (attn, MLP)
+    assert manifest.metadata["weightsBytes"] <= 0.5 * weights_bytes(smollm2)
+    served = tmp_path / "work" / "mixed" / "serving" / "models" / variant["key"]
+    quantization = json.loads((served / "config.json").read_text())["quantization_config"]
+    (group,) = quantization["config_groups"].values()
+    assert group["weights"]["num_bits"] == 4
+    kept = [name for block in chosen["precise"] for name in quantization["ignore"]
+            if name.startswith(block + ".")]  # fmt: skip
+    assert len(kept) >= len(chosen["precise"]) and "lm_head" in quantization["ignore"]

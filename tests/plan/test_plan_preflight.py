@@ -53,6 +53,14 @@ def problem(variant: dict, **spec: object) -> str | None:
             "spec.variants[0].steps[1].quantize: groupSize 256 does not divide the input width "
             "576, 1088",
         ),
+        (
+            {
+                "name": "mixed",
+                "quantize": {"scheme": "W4A16", "groupSize": 64, "mixedPrecision": {"budget": 0.4}},
+            },
+            "spec.variants[0].quantize: mixedPrecision.budget 0.4 is below 0.420, this model's "
+            "size with every block at W4A16: raise the budget above 0.420",
+        ),
     ],
 )
 def test_a_recipe_the_model_cannot_take_is_named_with_the_fix(variant: dict, expected: str) -> None:
@@ -76,6 +84,23 @@ def test_a_recipe_the_model_cannot_take_is_named_with_the_fix(variant: dict, exp
                 {"quantize": {"scheme": "W4A16", "groupSize": 64}},
             ],
         },
+        {
+            "name": "mixed",
+            "quantize": {"scheme": "W4A16", "groupSize": 64, "mixedPrecision": {"budget": 0.5}},
+        },
+        {  # a quarter of the layers gone: W4A16 of what is left is below 0.37
+            "name": "slim-mixed",
+            "steps": [
+                {"prune": {"method": "layer-drop", "fraction": 0.25}},
+                {
+                    "quantize": {
+                        "scheme": "W4A16",
+                        "groupSize": 64,
+                        "mixedPrecision": {"budget": 0.37},
+                    }
+                },
+            ],
+        },  # fmt: skip
     ],
 )
 def test_recipes_the_model_takes_pass(variant: dict) -> None:

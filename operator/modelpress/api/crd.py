@@ -50,7 +50,7 @@ def _learns_without_data(x: str) -> str:
     return (
         f"(has({x}.quantize) && ({x}.quantize.scheme == 'FP8_DYNAMIC' || "
         f"(has({x}.quantize.algorithm) && {x}.quantize.algorithm == 'rtn')) && "
-        f"!has({x}.quantize.kvCacheScheme))"
+        f"!has({x}.quantize.kvCacheScheme) && !has({x}.quantize.mixedPrecision))"
     )
 
 
@@ -134,6 +134,19 @@ _RULES: dict[str, list[dict[str, str]]] = {
     ],
     "QuantizeStep": [
         {
+            "rule": "!has(self.mixedPrecision) || self.scheme in ['W4A16', 'W8A16']",
+            "message": "mixedPrecision applies to the weight-only schemes W4A16 and W8A16: "
+            "change the scheme or remove mixedPrecision",
+            "fieldPath": ".mixedPrecision",
+        },
+        {
+            "rule": "!has(self.mixedPrecision) || !has(self.mixedPrecision.sensitiveScheme) || "
+            "self.mixedPrecision.sensitiveScheme != self.scheme",
+            "message": "mixedPrecision.sensitiveScheme must be more precise than the step's "
+            "scheme (W8A16 after W4A16, or none)",
+            "fieldPath": ".mixedPrecision.sensitiveScheme",
+        },
+        {
             "rule": "!has(self.algorithm) || self.algorithm != 'awq' || self.scheme == 'W4A16'",
             "message": "algorithm awq applies to scheme W4A16 only: use gptq or rtn",
         },
@@ -199,7 +212,8 @@ _RULES: dict[str, list[dict[str, str]]] = {
         {
             "rule": "has(self.calibration) || self.variants.all(v, has(v.steps) ? "
             f"v.steps.all(s, {_STEP_OK}) : ({_VARIANT_OK}))",
-            "message": "gptq, awq, kvCacheScheme, prune and distill need text to learn from: "
+            "message": "gptq, awq, kvCacheScheme, mixedPrecision, prune and distill need text "
+            "to learn from: "
             "set spec.calibration or the step's own calibration",
             "fieldPath": ".calibration",
         },

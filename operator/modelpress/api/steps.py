@@ -13,6 +13,30 @@ QuantScheme = Literal["W8A16", "W4A16", "W8A8", "FP8_DYNAMIC"]
 QuantAlgorithm = Literal["rtn", "gptq", "awq"]
 
 
+class MixedPrecision(ApiModel):
+    """Keep the layers that quantization hurts most at a higher precision, within a size
+    budget. Each attention and MLP block's sensitivity is measured on the step's
+    calibration text (the KL divergence from the unquantized model when that block alone
+    is rounded to `scheme`); the blocks that buy the most quality per byte are kept
+    precise until the budget is spent. vLLM serves the result as one checkpoint."""
+
+    budget: float = Field(gt=0, lt=1)
+    """The artifact's size as a share of the base model's weights at 16 bits (e.g. 0.5:
+    at most half of the bf16 checkpoint). It must lie above the size with every block
+    at `scheme`."""
+
+    sensitive_scheme: Literal["W8A16", "none"] | None = None
+    """How the sensitive blocks are kept: W8A16 (int8 weights, one scale per output
+    channel) or none (left unquantized). Unset: W8A16 after W4A16, none after W8A16; no
+    schema default on purpose, which W8A16 steps would then refuse."""
+
+    def sensitive_for(self, scheme: str) -> Literal["W8A16", "none"]:
+        """The sensitive blocks' scheme under a step of `scheme`."""
+        if self.sensitive_scheme is not None:
+            return self.sensitive_scheme
+        return "W8A16" if scheme == "W4A16" else "none"
+
+
 class QuantizeStep(ApiModel):
     """Quantize weights (and for W8A8 / FP8 activations) with llmcompressor.
     The result is a compressed-tensors checkpoint that vLLM loads natively."""
@@ -37,11 +61,27 @@ class QuantizeStep(ApiModel):
     ignore: list[str] = Field(default_factory=lambda: ["lm_head"], max_length=64)
     """Modules left unquantized (names or `re:` patterns)."""
 
+    mixed_precision: MixedPrecision | None = None
+    """Keep the blocks most sensitive to quantization at a higher precision, within a
+    size budget (weight-only schemes; needs calibration text)."""
+
     calibration: Calibration | None = None
     """Overrides spec.calibration for this step."""
 
     @model_validator(mode="after")
     def _coherent(self) -> QuantizeStep:
+        mixed = self.mixed_precision
+        if mixed is not None and self.scheme not in ("W4A16", "W8A16"):
+            raise ValueError(
+                f"mixedPrecision applies to the weight-only schemes W4A16 and W8A16, not "
+                f"{self.scheme}: change the scheme or remove mixedPrecision"
+            )
+        if mixed is not None and mixed.sensitive_scheme == self.scheme:
+            raise ValueError(
+                f"mixedPrecision.sensitiveScheme {mixed.sensitive_scheme} is the step's own "
+                "scheme; it must be more precise than the step's scheme (W8A16 after W4A16, "
+                "or none)"
+            )
         if self.algorithm == "awq" and self.scheme != "W4A16":
             raise ValueError("algorithm awq applies to scheme W4A16 only: use gptq or rtn")
         if self.scheme == "FP8_DYNAMIC" and self.algorithm not in (None, "rtn"):
@@ -65,7 +105,11 @@ class QuantizeStep(ApiModel):
 
     @property
     def needs_data(self) -> bool:
-        return self.effective_algorithm != "rtn" or self.kv_cache_scheme is not None
+        return (
+            self.effective_algorithm != "rtn"
+            or self.kv_cache_scheme is not None
+            or self.mixed_precision is not None
+        )
 
 
 PruneMethod = Literal["layer-drop", "ffn-width"]
@@ -227,7 +271,9 @@ class Variant(ApiModel):
                 q = step.quantize
                 group = q.effective_group_size
                 parts.append(
-                    f"{q.scheme} {q.effective_algorithm}" + (f" g{group}" if group else "")
+                    f"{q.scheme} {q.effective_algorithm}"
+                    + (f" g{group}" if group else "")
+                    + (f" mixed ≤{q.mixed_precision.budget:.2f}x" if q.mixed_precision else "")
                 )
             elif step.prune is not None:
                 parts.append(f"{step.prune.method} {step.prune.fraction:.0%}")

@@ -153,6 +153,7 @@ def run_chain(
     torch.manual_seed(0)
     dtype = base_dtype(prepared.config)
     model = load_model(prepared.base.directory)
+    base_parameters = parameter_count(model)
     lineage: list[dict[str, Any]] = []
     quantized = False
     for planned in prepared.steps:
@@ -186,7 +187,13 @@ def run_chain(
         if isinstance(action, QuantizeStep):
             from modelpress.compress.quantize import quantize
 
-            quantize(model, action, windows_for_step)
+            details = quantize(
+                model,
+                action,
+                windows_for_step,
+                base_parameters=base_parameters,
+                dtype_bytes=dtype.itemsize,
+            )
             quantized = True
         lineage.append(
             {

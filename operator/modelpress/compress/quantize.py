@@ -47,8 +47,11 @@ def check_scheme(step: QuantizeStep) -> None:
         )
 
 
-def scheme_config(step: QuantizeStep) -> dict[str, Any]:
-    """The compressed-tensors quantization scheme (targets every Linear) for `step`."""
+def scheme_config(step: QuantizeStep, precise: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The compressed-tensors quantization schemes for `step`: every Linear at the step's
+    scheme, except the `precise` ones (by name) at W8A16 per output channel when mixed
+    precision keeps them so. A name is matched before a class, by llmcompressor and by
+    vLLM alike, so the two groups never overlap."""
     from compressed_tensors.quantization import (
         QuantizationArgs,
         QuantizationScheme,
@@ -69,7 +72,18 @@ def scheme_config(step: QuantizeStep) -> dict[str, Any]:
         group_size=group,
         observer=WEIGHT_OBSERVER,
     )
-    return {"group_0": QuantizationScheme(targets=["Linear"], weights=weights)}
+    groups = {"group_0": QuantizationScheme(targets=["Linear"], weights=weights)}
+    if precise and _sensitive_scheme(step) == "W8A16":
+        kept = weights.model_copy(
+            update={"num_bits": 8, "strategy": QuantizationStrategy.CHANNEL, "group_size": None}
+        )
+        groups["group_1"] = QuantizationScheme(targets=list(precise), weights=kept)
+    return groups
+
+
+def _sensitive_scheme(step: QuantizeStep) -> str | None:
+    mixed = step.mixed_precision
+    return mixed.sensitive_for(step.scheme) if mixed is not None else None
 
 
 def kv_cache_args(step: QuantizeStep) -> Any:
@@ -90,14 +104,16 @@ def kv_cache_args(step: QuantizeStep) -> Any:
     )
 
 
-def build_recipe(step: QuantizeStep) -> list[Any]:
-    """The llmcompressor modifiers that carry out `step`, in order."""
+def build_recipe(step: QuantizeStep, precise: tuple[str, ...] = ()) -> list[Any]:
+    """The llmcompressor modifiers that carry out `step`, in order; `precise` names the
+    Linears mixed precision keeps at the higher precision."""
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
     check_scheme(step)
+    unquantized = list(precise) if _sensitive_scheme(step) == "none" else []
     common = {
-        "config_groups": scheme_config(step),
-        "ignore": list(step.ignore),
+        "config_groups": scheme_config(step, precise),
+        "ignore": [*step.ignore, *unquantized],
         "kv_cache_scheme": kv_cache_args(step),
     }
     algorithm = step.effective_algorithm
@@ -115,20 +131,67 @@ def build_recipe(step: QuantizeStep) -> list[Any]:
     return [QuantizationModifier(**common)]
 
 
-def quantize(model: torch.nn.Module, step: QuantizeStep, windows: torch.Tensor | None) -> None:
-    """Quantize `model` in place with llmcompressor's oneshot (calibrating on `windows`)."""
+def quantize(
+    model: torch.nn.Module,
+    step: QuantizeStep,
+    windows: torch.Tensor | None,
+    *,
+    base_parameters: int,
+    dtype_bytes: int,
+) -> dict[str, Any]:
+    """Quantize `model` in place with llmcompressor's oneshot (calibrating on `windows`);
+    returns what mixed precision chose, if the step asks for it. `base_parameters` (the
+    base model's) is what a mixed-precision budget is a share of."""
     # llmcompressor's logger writes to whatever stdout is when it is set up (on import and
     # again in oneshot); `modelpress compress` keeps stdout for its JSON summary.
     with contextlib.redirect_stdout(sys.stderr):
-        _quantize(model, step, windows)
+        precise: tuple[str, ...] = ()
+        details: dict[str, Any] = {}
+        if step.mixed_precision is not None:
+            from modelpress.compress.mixed import plan_mixed_precision
+
+            if windows is None:  # the spec's validators make this unreachable
+                raise CompressionError(
+                    "mixedPrecision needs calibration text", reason="MissingCalibration"
+                )
+            plan, sensitivity = plan_mixed_precision(
+                model, step, windows, base_parameters=base_parameters, dtype_bytes=dtype_bytes
+            )
+            precise = plan.precise_linears
+            details = {"mixedPrecision": _plan_details(plan, sensitivity, base_parameters)}
+        _quantize(model, step, windows, precise)
+    return details
 
 
-def _quantize(model: torch.nn.Module, step: QuantizeStep, windows: torch.Tensor | None) -> None:
+def _plan_details(plan: Any, sensitivity: dict[str, float], base_parameters: int) -> dict:
+    """What the lineage records of a mixed-precision plan: sizes as shares of the base
+    model at 16 bits, the blocks kept precise and every block's measured sensitivity."""
+    from modelpress.sizing.schemes import BASE_BYTES_PER_PARAMETER
+
+    base_bytes = BASE_BYTES_PER_PARAMETER * base_parameters
+    return {
+        "budget": round(plan.budget_bytes / base_bytes, 4),
+        "predictedBytes": plan.total_bytes,
+        "predictedSize": round(plan.total_bytes / base_bytes, 4),
+        "smallestSize": round(plan.smallest_bytes / base_bytes, 4),
+        "largestSize": round(plan.largest_bytes / base_bytes, 4),
+        "precise": list(plan.precise),
+        "sensitivity": {name: float(f"{value:.6g}") for name, value in sensitivity.items()},
+    }
+
+
+def _quantize(
+    model: torch.nn.Module,
+    step: QuantizeStep,
+    windows: torch.Tensor | None,
+    precise: tuple[str, ...],
+) -> None:
     from llmcompressor import oneshot
 
-    recipe = build_recipe(step)
+    recipe = build_recipe(step, precise)
     arguments: dict[str, Any] = {}
-    if step.needs_data:
+    # Mixed precision alone does not make round-to-nearest calibrate.
+    if step.effective_algorithm != "rtn" or step.kv_cache_scheme is not None:
         if windows is None:
             raise CompressionError(
                 f"{step.scheme} with {step.effective_algorithm} needs calibration text",

@@ -27,6 +27,7 @@ from modelpress.sizing.chain import (
     layers_to_drop,
     student_layer_indices,
 )
+from modelpress.sizing.schemes import BASE_BYTES_PER_PARAMETER, predict_weights_bytes
 
 GROUP_SIZES = (256, 128, 64, 32, 16)
 
@@ -58,6 +59,7 @@ def recipe_problem(
                 layers = len(student_layer_indices(layers, step.distill.student_layers))
             elif step.quantize is not None:
                 _check_groups(step.quantize, shape, width)
+                _check_budget(step.quantize, shape, layers, width)
         except ChainError as error:
             return Verdict(Reason.RECIPE_DOES_NOT_FIT_MODEL, f"{label}: {error}")
     for field, length in lengths:
@@ -95,6 +97,26 @@ def _check_groups(step: QuantizeStep, shape: ModelShape, width: int) -> None:
         f"{', '.join(map(str, bad))} of {names}: {hint}",
         reason="InvalidGroupSize",
     )
+
+
+def _check_budget(step: QuantizeStep, shape: ModelShape, layers: int, width: int) -> None:
+    """A mixed-precision budget must exceed the size with every block at the low scheme
+    (a lower bound here: only lm_head is taken as ignored)."""
+    if step.mixed_precision is None:
+        return
+    final = shape.model_copy(update={"num_hidden_layers": layers})
+    if not shape.num_experts:
+        final = final.model_copy(update={"intermediate_size": width})
+    smallest = predict_weights_bytes(final, step.scheme, step.effective_group_size)
+    base = shape.parameter_count() * BASE_BYTES_PER_PARAMETER
+    budget = step.mixed_precision.budget
+    if smallest > budget * base:
+        raise ChainError(
+            f"mixedPrecision.budget {budget:g} is below {smallest / base:.3f}, this model's "
+            f"size with every block at {step.scheme}: raise the budget above "
+            f"{smallest / base:.3f}",
+            reason="RecipeDoesNotFitModel",
+        )
 
 
 def _ignored(module: str, patterns: list[str]) -> bool:

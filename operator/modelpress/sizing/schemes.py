@@ -33,6 +33,9 @@ DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "float8_e4m3fn": 1}
 #: compressed-tensors stores `weight_shape` as a 1-D int64 tensor of (out, in).
 WEIGHT_SHAPE_BYTES = 2 * 8
 
+#: Bytes per weight of a model at 16 bits: the unit a mixed-precision budget is a share of.
+BASE_BYTES_PER_PARAMETER = 2
+
 #: Group size of llmcompressor's W4A16 and W8A16 presets.
 DEFAULT_GROUP_SIZE = 128
 #: The group size that asks for one scale per output channel instead (GPTQ's convention).
