@@ -20,9 +20,9 @@ top tokens hold all the mass (tests/compress/test_evaluate.py measures the gap).
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import math
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,36 +169,19 @@ def _as_scores(saved: dict[str, torch.Tensor]) -> Scores:
     )
 
 
-def _is_uri(place: str | Path) -> bool:
-    return "://" in str(place)
-
-
 def load_reference(
     place: str | Path | None, key: str, credentials: Credentials | None = None
 ) -> Scores | None:
-    """The base model's scores computed earlier on the same windows: from a directory, or
-    from a store prefix (`<storage.uri>/evaluations/`), where they are published like any
-    artifact and fetched with every file's sha256 checked."""
+    """The base model's scores computed earlier on the same windows (see
+    `compress.references`: a directory, or `<storage.uri>/evaluations/`)."""
     import torch
 
-    if place is None:
-        return None
-    if not _is_uri(place):
-        path = Path(place) / f"base-scores-{key}.pt"
-        if not path.is_file():
-            return None
-        log.info("reusing the base model's evaluation from %s", path)
-        return _as_scores(torch.load(path, weights_only=True))
-    from modelpress.storage import ArtifactNotFoundError, fetch
+    from modelpress.compress.references import load_file
 
-    uri = f"{str(place).rstrip('/')}/{key}/"
-    with tempfile.TemporaryDirectory(prefix="modelpress-reference-") as temp:
-        try:
-            fetch(uri, temp, credentials=credentials)
-        except ArtifactNotFoundError:
-            return None  # the first Job of this base: it evaluates the base and publishes
-        log.info("reusing the base model's evaluation from %s", uri)
-        return _as_scores(torch.load(Path(temp) / REFERENCE_FILE, weights_only=True))
+    data = load_file(place, key, REFERENCE_FILE, credentials)
+    if data is None:
+        return None
+    return _as_scores(torch.load(io.BytesIO(data), weights_only=True))
 
 
 def save_reference(
@@ -206,6 +189,8 @@ def save_reference(
 ) -> None:
     """Keep the base model's scores for the next variant (see `load_reference`)."""
     import torch
+
+    from modelpress.compress.references import save_file
 
     if place is None:
         return
@@ -216,17 +201,7 @@ def save_reference(
         "top_ids": scores.top_ids,
         "top_logprobs": scores.top_logprobs,
     }
-    if not _is_uri(place):
-        directory = Path(place)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"base-scores-{key}.pt"
-        partial = path.with_suffix(".partial")
-        torch.save(saved, partial)
-        partial.replace(path)
-        return
-    from modelpress.storage import publish
-
-    with tempfile.TemporaryDirectory(prefix="modelpress-reference-") as temp:
-        torch.save(saved, Path(temp) / REFERENCE_FILE)
-        metadata = {"kind": "evaluation-reference", "format": REFERENCE_FORMAT, "key": key}
-        publish(f"{str(place).rstrip('/')}/{key}/", temp, metadata, credentials=credentials)
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    metadata = {"kind": "evaluation-reference", "format": REFERENCE_FORMAT}
+    save_file(place, key, REFERENCE_FILE, buffer.getvalue(), metadata, credentials)
