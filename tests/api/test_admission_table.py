@@ -204,6 +204,37 @@ CASES: list[tuple[str, str, str, str]] = [
         "mixedPrecision",
     ),
     (
+        "an accuracy gate with no task to measure it on",
+        spec(evaluation={"dataset": {"uri": "s3://data/eval.txt"}, "minAccuracyRecovery": 0.95}),
+        "spec.evaluation",
+        "minAccuracyRecovery needs evaluation.tasks",
+    ),
+    (
+        "two tasks of one name",
+        spec(
+            evaluation={
+                "dataset": {"uri": "s3://data/eval.txt"},
+                "tasks": [
+                    {"name": "qa", "dataset": {"uri": "s3://data/qa.jsonl"}},
+                    {"name": "qa", "dataset": {"uri": "s3://data/qa2.jsonl"}},
+                ],
+            }
+        ),
+        "spec.evaluation",
+        "names must be unique",
+    ),
+    (
+        "a task the model calibrates on",
+        spec(
+            evaluation={
+                "dataset": {"uri": "s3://data/eval.txt"},
+                "tasks": [{"name": "qa", "dataset": {"uri": "s3://data/calib.txt"}}],
+            }
+        ),
+        "spec.evaluation",
+        "must not be a calibration dataset",
+    ),
+    (
         "awq with W8A16",
         variant({"quantize": {"scheme": "W8A16", "algorithm": "awq"}}),
         "spec.variants[0].quantize",

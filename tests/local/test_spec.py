@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modelpress.api.spec import CompressedModelSpec
+from modelpress.api.spec import CompressedModelSpec, Task
 from modelpress.local.spec import (
     SpecError,
     check_local_inputs,
@@ -68,6 +68,21 @@ def test_auto_with_nothing_servable_on_cpu_is_refused() -> None:
         check_named_variant(only_w8)
 
 
+def test_mixed_precision_with_w8a16_blocks_is_refused_on_cpu_and_unquantized_ones_serve() -> None:
+    def mixed(**precision: object) -> CompressedModelSpec:
+        quantize = {"scheme": "W4A16", "groupSize": 64, "mixedPrecision": {"budget": 0.5,
+                    **precision}}  # fmt: skip
+        return spec(
+            variants=[{"name": "m", "quantize": quantize}],
+            calibration={"dataset": {"uri": "file:///data/calib.txt"}},
+            serving={"variant": "m"},
+        )
+
+    with pytest.raises(SpecError, match=r"set mixedPrecision\.sensitiveScheme to none"):
+        check_named_variant(mixed())
+    check_named_variant(mixed(sensitiveScheme="none"))
+
+
 def test_unquantized_chains_are_servable() -> None:
     pruned = spec(
         variants=[{"name": "p", "prune": {"method": "layer-drop", "fraction": 0.1}}],
@@ -85,6 +100,12 @@ def test_missing_local_inputs_are_named(tmp_path: Path) -> None:
     check_local_inputs(good)
     with pytest.raises(SpecError, match=r"source.uri file:///models/base/ does not exist .*setup"):
         check_local_inputs(spec(), {"source.uri": "run setup"})
+    task = {"name": "qa", "dataset": {"uri": f"file://{tmp_path}/qa.jsonl"}}
+    with_task = good.model_copy(
+        update={"evaluation": good.evaluation.model_copy(update={"tasks": [Task(**task)]})}
+    )
+    with pytest.raises(SpecError, match=r"evaluation.tasks\[0\].dataset.uri .*qa.jsonl does not"):
+        check_local_inputs(with_task)
 
 
 def test_unreadable_files_say_why(tmp_path: Path, spec_file: Callable[..., Path]) -> None:

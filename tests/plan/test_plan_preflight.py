@@ -100,7 +100,7 @@ def test_a_recipe_the_model_cannot_take_is_named_with_the_fix(variant: dict, exp
                     }
                 },
             ],
-        },  # fmt: skip
+        },
     ],
 )
 def test_recipes_the_model_takes_pass(variant: dict) -> None:

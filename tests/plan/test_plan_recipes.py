@@ -131,6 +131,7 @@ def test_a_rename_or_a_new_gate_threshold_reuses_the_artifact() -> None:
             "maxKlDivergence": 0.05,
         },
     )
+    assert "minAccuracyRecovery" not in renamed.evaluation.measurement()
     assert (
         variant_artifact(spec, "b", spec.variants[1], "1")[0]
         == variant_artifact(renamed, "b", renamed.variants[0], "1")[0]
@@ -251,6 +252,35 @@ def test_the_kl_divergence_judge() -> None:
     passed, message = judge(strict, {"perplexityIncrease": 0.01})
     assert not passed and "built before modelpress measured it" in message
     assert judge(evaluation(), {"perplexityIncrease": 0.01})[0], "no limit, no judgement"
+
+
+def test_the_accuracy_recovery_judge_holds_every_task() -> None:
+    tasks = [
+        {"name": name, "dataset": {"uri": f"s3://data/{name}.jsonl"}} for name in ("qa", "cloze")
+    ]
+    strict = evaluation(tasks=tasks, minAccuracyRecovery=0.95)
+
+    def scores(qa: float, cloze: float | None) -> dict:
+        found = [{"name": "qa", "accuracy": 0.5 * qa, "baseAccuracy": 0.5, "recovery": qa,
+                  "questions": 200}]  # fmt: skip
+        if cloze is not None:
+            found.append({"name": "cloze", "accuracy": 0.8 * cloze, "baseAccuracy": 0.8,
+                          "recovery": cloze, "questions": 100})  # fmt: skip
+        return {"perplexityIncrease": 0.01, "tasks": found}
+
+    passed, message = judge(strict, scores(0.99, 0.96))
+    assert passed and "accuracy recovery is at least 95.00%" in message
+    passed, message = judge(strict, scores(0.99, 0.9))
+    assert not passed
+    assert "task 'cloze': accuracy 72.00% keeps 90.00% of the base model's 80.00%" in message
+    passed, message = judge(strict, scores(0.99, None))
+    assert not passed and "no accuracy was measured on task 'cloze'" in message
+    assert judge(evaluation(tasks=tasks), scores(0.5, 0.5))[0], "no limit, no judgement"
+
+
+def test_a_recovery_limit_without_tasks_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"minAccuracyRecovery needs evaluation\.tasks"):
+        evaluation(minAccuracyRecovery=0.9)
 
 
 def test_the_gate_ignores_unknown_metrics() -> None:

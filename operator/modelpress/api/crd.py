@@ -158,6 +158,14 @@ _RULES: dict[str, list[dict[str, str]]] = {
             "fieldPath": ".algorithm",
         },
     ],
+    "Evaluation": [
+        {
+            "rule": "!has(self.minAccuracyRecovery) || (has(self.tasks) && self.tasks.size() > 0)",
+            "message": "evaluation.minAccuracyRecovery needs evaluation.tasks to measure "
+            "accuracy on: add a task or remove the limit",
+            "fieldPath": ".minAccuracyRecovery",
+        },
+    ],
     "Autoscaling": [
         {
             "rule": "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
@@ -333,6 +341,9 @@ def spec_schema() -> dict[str, Any]:
     variants = schema["properties"]["variants"]
     variants["x-kubernetes-list-type"] = "map"
     variants["x-kubernetes-list-map-keys"] = ["name"]
+    tasks = schema["properties"]["evaluation"]["properties"]["tasks"]
+    tasks["x-kubernetes-list-type"] = "map"
+    tasks["x-kubernetes-list-map-keys"] = ["name"]
     return schema
 
 

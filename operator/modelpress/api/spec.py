@@ -22,6 +22,22 @@ from modelpress.api.inputs import (
 from modelpress.api.steps import Step, Variant
 
 
+class Task(ApiModel):
+    """A multiple-choice task the variants are judged on, next to perplexity: a JSON
+    lines file, one question per line, `{"context": "...", "choices": ["...", ...],
+    "answer": 0}`. The model's answer is the choice it finds likeliest after the context,
+    per byte of the choice (lm-evaluation-harness's acc_norm)."""
+
+    name: str = Field(min_length=1, max_length=40, pattern=DNS_LABEL)
+    """Names the task in the status and in the gate's messages."""
+
+    dataset: Dataset
+    """The JSON lines file; it must differ from every calibration dataset."""
+
+    limit: int | None = Field(default=None, ge=1, le=100_000)
+    """Judge on the first this many questions only (unset: all)."""
+
+
 class Evaluation(ApiModel):
     """How variants are measured and which ones may be served."""
 
@@ -50,6 +66,27 @@ class Evaluation(ApiModel):
     from the base model's, in nats per token (e.g. 0.05). It sees every change of the
     distribution, where perplexity sees only the probability of the text's own token."""
 
+    tasks: list[Task] | None = Field(default=None, max_length=8)
+    """Multiple-choice tasks scored on the base model and every variant; each variant's
+    accuracy and its recovery (variant / base accuracy) are reported. No default on
+    purpose: an empty list would change every variant's content key."""
+
+    min_accuracy_recovery: float | None = Field(default=None, ge=0, le=2)
+    """Optional gate: on every task the variant's accuracy must be at least this share of
+    the base model's (0.95 = it keeps 95 % of the base's accuracy)."""
+
+    @model_validator(mode="after")
+    def _tasks_coherent(self) -> Evaluation:
+        names = [task.name for task in self.tasks or []]
+        if len(set(names)) != len(names):
+            raise ValueError("evaluation.tasks names must be unique")
+        if self.min_accuracy_recovery is not None and not names:
+            raise ValueError(
+                "evaluation.minAccuracyRecovery needs evaluation.tasks to measure accuracy on: "
+                "add a task or remove the limit"
+            )
+        return self
+
     def measurement(self) -> dict[str, Any]:
         """What is measured and how, in wire form: everything but the gate thresholds.
 
@@ -61,7 +98,12 @@ class Evaluation(ApiModel):
             by_alias=True,
             exclude_none=True,
             mode="json",
-            exclude={"max_perplexity_increase", "min_agreement", "max_kl_divergence"},
+            exclude={
+                "max_perplexity_increase",
+                "min_agreement",
+                "max_kl_divergence",
+                "min_accuracy_recovery",
+            },
         )
 
 
@@ -232,6 +274,13 @@ class CompressedModelSpec(ApiModel):
                 "evaluation.dataset must differ from every calibration dataset: quality "
                 "measured on training text would look better than it is"
             )
+        learned = {c.dataset.uri for c in calibrations}
+        for task in evaluation.tasks or []:
+            if task.dataset.uri in learned:
+                raise ValueError(
+                    f"evaluation task {task.name!r} must not be a calibration dataset: "
+                    "accuracy on questions the model learned from would flatter it"
+                )
         return evaluation
 
     @field_validator("serving")

@@ -39,6 +39,21 @@ class Condition(ApiModel):
     """The spec generation this condition was computed from."""
 
 
+class TaskScore(ApiModel):
+    """Accuracy on one multiple-choice task of spec.evaluation.tasks."""
+
+    name: str
+    """The task's name in spec.evaluation.tasks."""
+    accuracy: float
+    """Share of questions the variant answers right."""
+    base_accuracy: float
+    """The base model's, on the same questions."""
+    recovery: float | None = None
+    """accuracy / baseAccuracy (unset when the base answers none right)."""
+    questions: int
+    """Questions asked."""
+
+
 class Metrics(ApiModel):
     """Quality measured on the evaluation dataset."""
 
@@ -55,6 +70,8 @@ class Metrics(ApiModel):
     (nats per token; over the base's 64 likeliest tokens plus the rest as one)."""
     kl_divergence_p99: float | None = None
     """Its 99th percentile over the evaluated positions: the worst tokens, not the mean."""
+    tasks: list[TaskScore] | None = None
+    """Accuracy on each task of spec.evaluation.tasks, with the base model's."""
 
 
 class Footprint(ApiModel):

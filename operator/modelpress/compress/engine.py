@@ -282,8 +282,9 @@ def _step_wire(planned: PlannedStep) -> dict[str, Any]:
 
 def evaluate_saved(
     prepared: Prepared, saved: Path, cache: str | Path | None, credentials: Any = None
-) -> dict[str, float]:
-    """Metrics of the saved variant against the base model on the evaluation windows."""
+) -> dict[str, Any]:
+    """Metrics of the saved variant against the base model on the evaluation windows
+    and tasks; what the base scored is kept in `cache` and reused by every variant."""
     from modelpress.compress.checkpoint import load_model
     from modelpress.compress.evaluate import (
         load_reference,
@@ -292,20 +293,42 @@ def evaluate_saved(
         save_reference,
         score,
     )
+    from modelpress.compress.tasks import (
+        answer,
+        answers_key,
+        load_base_answers,
+        save_base_answers,
+        task_scores,
+    )
 
+    tasks = prepared.tasks
     key = reference_key(prepared.base.identity, prepared.evaluation_windows)
     reference = load_reference(cache, key, credentials)
-    if reference is None:
+    tasks_key = answers_key(prepared.base.identity, tasks)
+    base_answers = load_base_answers(cache, tasks_key, credentials) if tasks else []
+    if reference is None or base_answers is None:
         base_model = load_model(prepared.base.directory)
-        reference = score(base_model, prepared.evaluation_windows, what="base model", keep_top=True)
-        save_reference(cache, key, reference, credentials)
+        if reference is None:
+            reference = score(
+                base_model, prepared.evaluation_windows, what="base model", keep_top=True
+            )
+            save_reference(cache, key, reference, credentials)
+        if base_answers is None:
+            base_answers = [
+                answer(base_model, prepared.tokenizer, task, what="base model") for task in tasks
+            ]
+            save_base_answers(cache, tasks_key, base_answers, credentials)
         del base_model
         gc.collect()
     variant_model = load_model(saved)
     result = score(variant_model, prepared.evaluation_windows, what="variant", reference=reference)
+    picked = [answer(variant_model, prepared.tokenizer, task, what="variant") for task in tasks]
     del variant_model
     gc.collect()
-    return metrics(result, reference)
+    measured: dict[str, Any] = dict(metrics(result, reference))
+    if tasks:
+        measured["tasks"] = task_scores(picked, base_answers, tasks)
+    return measured
 
 
 def _metadata(
@@ -313,7 +336,7 @@ def _metadata(
     saved: Path,
     lineage: list[dict[str, Any]],
     parameters: int,
-    metrics: dict[str, float],
+    metrics: dict[str, Any],
     wall_seconds: float,
 ) -> dict[str, Any]:
     from modelpress.compress.checkpoint import read_config, weights_bytes

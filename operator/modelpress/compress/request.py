@@ -19,6 +19,7 @@ from modelpress.api.steps import QuantizeStep, Variant
 from modelpress.compress.base import Base, open_base
 from modelpress.compress.errors import CompressionError
 from modelpress.compress.preflight import PlannedStep, check_chain, resolve_chain
+from modelpress.compress.tasks import TaskQuestions, read_task
 from modelpress.compress.text import Text, check_disjoint, read_text, tokenize, windows
 from modelpress.problems import describe as describe_problems
 
@@ -38,6 +39,7 @@ class Prepared:
     tokenizer: Any
     evaluation_windows: torch.Tensor
     step_windows: dict[int, torch.Tensor] = field(default_factory=dict)
+    tasks: list[TaskQuestions] = field(default_factory=list)
 
 
 def parse_request(
@@ -101,9 +103,11 @@ def prepare(
         if uri not in texts:
             texts[uri] = read_text(uri, credentials=credentials)
     held_out = texts[evaluation.dataset.uri]
+    tasks = [read_task(task, credentials) for task in evaluation.tasks or []]
     for planned in steps:
         if planned.calibration is not None:
-            check_disjoint(texts[planned.calibration.dataset.uri], held_out)
+            for unseen in (held_out, *(task.text for task in tasks)):
+                check_disjoint(texts[planned.calibration.dataset.uri], unseen)
 
     tokenizer = load_tokenizer(base.directory)
     tokens = {uri: tokenize(tokenizer, text) for uri, text in texts.items()}
@@ -125,7 +129,15 @@ def prepare(
             what=f"{planned.label} calibration dataset {calib.dataset.uri}",
         )
     return Prepared(
-        base, variant, evaluation, steps, config, tokenizer, evaluation_windows, step_windows
+        base,
+        variant,
+        evaluation,
+        steps,
+        config,
+        tokenizer,
+        evaluation_windows,
+        step_windows,
+        tasks,
     )
 
 

@@ -65,6 +65,13 @@ def final_scheme(variant: Variant) -> str | None:
 def cpu_serving_problem(variant: Variant) -> str | None:
     """Why vLLM on CPU cannot serve `variant`, or None when it can."""
     scheme = final_scheme(variant)
+    mixed = variant.chain[-1].quantize.mixed_precision if variant.chain[-1].quantize else None
+    if scheme is not None and mixed is not None and mixed.sensitive_for(scheme) == "W8A16":
+        return (
+            f"variant {variant.name!r} keeps its sensitive blocks at W8A16 (mixedPrecision), "
+            "which vLLM's CPU kernels cannot serve: set mixedPrecision.sensitiveScheme to none "
+            "to keep them unquantized, or serve it on a GPU cluster"
+        )
     if scheme is None or scheme in CPU_SERVABLE_SCHEMES:
         return None
     why = (
@@ -142,6 +149,9 @@ def local_files(spec: CompressedModelSpec) -> dict[str, str]:
         found["evaluation.dataset.uri"] = spec.evaluation.dataset.uri
     if spec.calibration and spec.calibration.dataset.uri.startswith("file://"):
         found["calibration.dataset.uri"] = spec.calibration.dataset.uri
+    for index, task in enumerate(spec.evaluation.tasks or []):
+        if task.dataset.uri.startswith("file://"):
+            found[f"evaluation.tasks[{index}].dataset.uri"] = task.dataset.uri
     for variant in spec.variants:
         for index, step in enumerate(variant.chain):
             calibration = step.action.calibration

@@ -200,7 +200,39 @@ def gate(evaluation: Evaluation, measured: Metrics | None) -> Verdict:
                 "recipe or raise the limit"
             )
         message += f"; KL divergence {divergence:.4g} is within {evaluation.max_kl_divergence:g}"
+    if evaluation.min_accuracy_recovery is not None:
+        problem = _accuracy_problem(evaluation, evaluation.min_accuracy_recovery, measured)
+        if problem:
+            return failed(problem)
+        message += f"; accuracy recovery is at least {evaluation.min_accuracy_recovery:.2%}"
     return Verdict(Reason.PASSED, message)
+
+
+def _accuracy_problem(evaluation: Evaluation, limit: float, measured: Metrics) -> str | None:
+    """Why the variant keeps too little of the base model's accuracy on some task, or None."""
+    scores = {score.name: score for score in measured.tasks or []}
+    for task in evaluation.tasks or []:
+        score = scores.get(task.name)
+        if score is None:
+            return (
+                f"no accuracy was measured on task {task.name!r}, but "
+                "evaluation.minAccuracyRecovery is set: it cannot pass the gate; the variant "
+                "is measured again when its evaluation changes"
+            )
+        if score.recovery is None:
+            return (
+                f"the base model answers no question of task {task.name!r} right, so no "
+                "recovery can be measured: use a task the base model can do, or remove "
+                "evaluation.minAccuracyRecovery"
+            )
+        if score.recovery < limit:
+            return (
+                f"task {task.name!r}: accuracy {score.accuracy:.2%} keeps {score.recovery:.2%} "
+                f"of the base model's {score.base_accuracy:.2%}, below "
+                f"evaluation.minAccuracyRecovery {limit:.2%}: choose a milder recipe or lower "
+                "the limit"
+            )
+    return None
 
 
 def _perplexity_numbers(metrics: Metrics) -> str:

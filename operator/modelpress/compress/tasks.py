@@ -1,0 +1,206 @@
+"""Multiple-choice accuracy on the tasks of spec.evaluation.tasks.
+
+A task file has one question per line: `{"context": "...", "choices": ["...", ...],
+"answer": 0}` (other keys are ignored). The model's answer is the choice with the
+highest log-likelihood after the context per byte of the choice, lm-evaluation-harness's
+acc_norm: the sum alone would favour short choices. The choice's tokens are those that
+tokenizing context + choice adds to the context's own, as the harness does, so a word
+split differently at the boundary is scored as the model reads it.
+
+Accuracy is reported with the base model's on the same questions and their ratio, the
+"recovery" the published quantized checkpoints are judged by. The base model's answers
+are kept as a reference (`compress.references`) and reused by every variant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from modelpress.api.keys import content_key
+from modelpress.api.spec import Task
+from modelpress.compress.errors import CompressionError
+from modelpress.compress.progress import Progress
+from modelpress.compress.text import Text, read_text
+
+if TYPE_CHECKING:
+    import torch
+
+    from modelpress.storage import Credentials
+
+log = logging.getLogger(__name__)
+
+#: Changes when what the base model's kept answers mean changes.
+ANSWERS_FORMAT = "v1-acc-norm"
+ANSWERS_FILE = "answers.json"
+#: Tokens one question may take (context cut from the left beyond it).
+MAX_TOKENS = 2048
+
+
+@dataclass(frozen=True)
+class Question:
+    context: str
+    choices: tuple[str, ...]
+    answer: int
+
+
+@dataclass(frozen=True)
+class TaskQuestions:
+    """A task's questions as read from its file."""
+
+    name: str
+    text: Text
+    questions: tuple[Question, ...]
+
+
+def read_task(task: Task, credentials: Credentials | None = None) -> TaskQuestions:
+    text = read_text(task.dataset.uri, credentials=credentials)
+    questions = parse_questions(text.content, where=f"evaluation task {task.name!r} ({text.uri})")
+    return TaskQuestions(task.name, text, tuple(questions[: task.limit]))
+
+
+def parse_questions(content: str, *, where: str) -> list[Question]:
+    """Every question of a JSON lines task file; blank lines are skipped. Each mistake
+    names its line and what to change."""
+    questions = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        questions.append(_question(line, f"{where} line {number}"))
+    if not questions:
+        raise CompressionError(f"{where} has no questions", reason="InvalidDataset")
+    return questions
+
+
+def _question(line: str, where: str) -> Question:
+    def bad(problem: str) -> CompressionError:
+        return CompressionError(
+            f"{where}: {problem}; each line must be "
+            '{"context": "...", "choices": ["...", "..."], "answer": 0}',
+            reason="InvalidDataset",
+        )
+
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise bad(f"not JSON ({error.msg})") from None
+    if not isinstance(item, dict):
+        raise bad("not a JSON object")
+    context, choices, answer = item.get("context"), item.get("choices"), item.get("answer")
+    if not isinstance(context, str) or not context.strip():
+        raise bad("context must be a non-empty string")
+    if not isinstance(choices, list) or len(choices) < 2:
+        raise bad("choices must be a list of at least two strings")
+    if not all(isinstance(choice, str) and choice.strip() for choice in choices):
+        raise bad("every choice must be a non-empty string")
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise bad("answer must be the index of the right choice (an integer)")
+    if not 0 <= answer < len(choices):
+        raise bad(f"answer {answer} is not the index of one of the {len(choices)} choices")
+    return Question(context, tuple(choices), answer)
+
+
+def answers_key(base_identity: str, tasks: list[TaskQuestions]) -> str:
+    """Names the base model's answers to exactly these questions."""
+    return content_key(
+        "task-answers",
+        base_identity,
+        ANSWERS_FORMAT,
+        [(t.name, t.text.sha256, len(t.questions)) for t in tasks],
+    )
+
+
+def answer(model: torch.nn.Module, tokenizer: Any, task: TaskQuestions, *, what: str) -> list[int]:
+    """The index of the choice `model` picks for every question of `task`."""
+    import torch
+
+    picked = []
+    progress = Progress(f"task {task.name}: {what}", total=len(task.questions), unit="questions")
+    model.eval()
+    with torch.no_grad():
+        for question in task.questions:
+            scores = choice_scores(model, tokenizer, question)
+            picked.append(max(range(len(scores)), key=scores.__getitem__))
+            progress.advance(1)
+    return picked
+
+
+def choice_scores(model: torch.nn.Module, tokenizer: Any, question: Question) -> list[float]:
+    """Log-likelihood of each choice after the context, per byte of the choice. One
+    forward pass per choice, keeping only the logits that predict the choice's tokens."""
+    import torch
+
+    context = question.context.rstrip(" ")
+    moved = question.context[len(context) :]  # trailing spaces belong to the choice
+    context_ids = tokenizer.encode(context, add_special_tokens=False)
+    scores = []
+    for choice in question.choices:
+        whole = tokenizer.encode(context + moved + choice, add_special_tokens=False)
+        shared = _shared_prefix(context_ids, whole)
+        continuation = whole[shared:] or tokenizer.encode(choice, add_special_tokens=False)
+        prompt = whole[:shared][-(MAX_TOKENS - len(continuation)) :]
+        tokens = torch.tensor([prompt + continuation])
+        # the logits at the last len(continuation) + 1 positions; each predicts the next
+        logits = (
+            model(input_ids=tokens, use_cache=False, logits_to_keep=len(continuation) + 1)
+            .logits[0, :-1]
+            .float()
+        )
+        logprobs = torch.log_softmax(logits, dim=-1)
+        total = logprobs[torch.arange(len(continuation)), torch.tensor(continuation)].sum()
+        scores.append(total.item() / max(len(choice.encode("utf-8")), 1))
+    return scores
+
+
+def _shared_prefix(first: list[int], second: list[int]) -> int:
+    length = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        length += 1
+    return length
+
+
+def accuracy(picked: list[int], task: TaskQuestions) -> float:
+    right = sum(p == q.answer for p, q in zip(picked, task.questions, strict=True))
+    return right / len(task.questions)
+
+
+def task_scores(
+    variant: list[list[int]], base: list[list[int]], tasks: list[TaskQuestions]
+) -> list[dict[str, Any]]:
+    """The status's `metrics.tasks`: accuracy, the base model's, and their ratio."""
+    scores = []
+    for picked, reference, task in zip(variant, base, tasks, strict=True):
+        mine, theirs = accuracy(picked, task), accuracy(reference, task)
+        scores.append(
+            {
+                "name": task.name,
+                "accuracy": round(mine, 6),
+                "baseAccuracy": round(theirs, 6),
+                "recovery": round(mine / theirs, 6) if theirs > 0 else None,
+                "questions": len(task.questions),
+            }
+        )
+    return scores
+
+
+def load_base_answers(
+    place: Any, key: str, credentials: Credentials | None = None
+) -> list[list[int]] | None:
+    from modelpress.compress.references import load_file
+
+    data = load_file(place, key, ANSWERS_FILE, credentials)
+    return None if data is None else json.loads(data)["answers"]
+
+
+def save_base_answers(
+    place: Any, key: str, answers: list[list[int]], credentials: Credentials | None = None
+) -> None:
+    from modelpress.compress.references import save_file
+
+    data = json.dumps({"format": ANSWERS_FORMAT, "answers": answers}).encode()
+    metadata = {"kind": "task-answers", "format": ANSWERS_FORMAT}
+    save_file(place, key, ANSWERS_FILE, data, metadata, credentials)

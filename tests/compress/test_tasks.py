@@ -1,0 +1,164 @@
+"""Multiple-choice tasks: reading the file (every mistake named by its line), scoring
+choices per byte as the harness does, and accuracy with its recovery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from modelpress.compress import CompressionError
+from modelpress.compress.checkpoint import load_model, load_tokenizer
+from modelpress.compress.tasks import (
+    Question,
+    TaskQuestions,
+    answer,
+    choice_scores,
+    parse_questions,
+    task_scores,
+)
+from modelpress.compress.text import Text
+
+
+def line(**item) -> str:
+    return json.dumps({"context": "The sky is", "choices": [" blue", " loud"], "answer": 0} | item)
+
+
+def test_a_task_file_reads_question_by_question_skipping_blank_lines():
+    content = line() + "\n\n" + line(answer=1, id="q2", extra=[1]) + "\n"
+    questions = parse_questions(content, where="task t")
+    assert questions == [
+        Question("The sky is", (" blue", " loud"), 0),
+        Question("The sky is", (" blue", " loud"), 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "line 1: not JSON"),
+        ("[1, 2]", "line 1: not a JSON object"),
+        (line() + "\n" + line(context=""), "line 2: context must be a non-empty string"),
+        (line(choices=[" one"]), "choices must be a list of at least two strings"),
+        (line(choices=[" a", ""]), "every choice must be a non-empty string"),
+        (line(answer="0"), "answer must be the index of the right choice"),
+        (line(answer=True), "answer must be the index of the right choice"),
+        (line(answer=2), "answer 2 is not the index of one of the 2 choices"),
+        ("\n\n", "has no questions"),
+    ],
+)
+def test_every_mistake_in_a_task_file_names_its_line_and_the_expected_shape(content, message):
+    with pytest.raises(CompressionError, match=message) as caught:
+        parse_questions(content, where="evaluation task 'docs'")
+    assert caught.value.reason == "InvalidDataset"
+    assert "evaluation task 'docs'" in str(caught.value)
+
+
+def test_choice_scores_are_the_log_likelihood_of_the_choice_tokens_per_byte(tiny_model):
+    """Computed by hand from one full forward pass over context + choice."""
+    model, tokenizer = load_model(tiny_model), load_tokenizer(tiny_model)
+    question = Question("The licensee shall", (" not", " always distribute"), 0)
+    scores = choice_scores(model, tokenizer, question)
+    context = tokenizer.encode("The licensee shall", add_special_tokens=False)
+    for choice, score in zip(question.choices, scores, strict=True):
+        whole = tokenizer.encode("The licensee shall" + choice, add_special_tokens=False)
+        assert whole[: len(context)] == context
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(input_ids=torch.tensor([whole])).logits[0], -1)
+        expected = sum(logprobs[p - 1, whole[p]].item() for p in range(len(context), len(whole)))
+        assert score == pytest.approx(expected / len(choice.encode()), rel=1e-4)
+
+
+def test_a_model_that_knows_the_answers_gets_them_and_recovery_compares_it_with_the_base(
+    tiny_model,
+):
+    model, tokenizer = load_model(tiny_model), load_tokenizer(tiny_model)
+    questions = [Question("x" * (i + 1), (" a", " b", " c"), 0) for i in range(4)]
+    task = TaskQuestions("t", Text("file:///t.jsonl", "", "0" * 64), tuple(questions))
+    picked = answer(model, tokenizer, task, what="tiny")
+    assert len(picked) == 4 and all(0 <= p < 3 for p in picked)
+    # A model's own picks are, by definition, the right answers to a task built from them.
+    own = TaskQuestions("own", task.text, tuple(
+        Question(q.context, q.choices, p) for q, p in zip(questions, picked, strict=True)
+    ))  # fmt: skip
+    assert answer(model, tokenizer, own, what="tiny") == picked
+    (scores,) = task_scores([[0, 0, 1, 1]], [[0, 0, 0, 0]], [task])
+    assert scores == {"name": "t", "accuracy": 0.5, "baseAccuracy": 1.0, "recovery": 0.5,
+                      "questions": 4}  # fmt: skip
+    (none_right,) = task_scores([[1, 1, 1, 1]], [[1, 1, 1, 1]], [task])
+    assert none_right["baseAccuracy"] == 0.0 and none_right["recovery"] is None
+
+
+def cloze(text: str, count: int) -> str:
+    """Questions from a text's lines: its first words, then its next three words among
+    those of three other lines."""
+    lines = [line.split() for line in text.splitlines() if len(line.split()) >= 12][: count + 3]
+    questions = []
+    for index in range(count):
+        words = lines[index]
+        right = " " + " ".join(words[8:11])
+        others = [" " + " ".join(lines[(index + k) % len(lines)][8:11]) for k in (1, 2, 3)]
+        questions.append({"context": " ".join(words[:8]), "choices": [right, *others],
+                          "answer": 0})  # fmt: skip
+    return "\n".join(json.dumps(q) for q in questions) + "\n"
+
+
+def test_variants_report_accuracy_and_recovery_and_the_base_answers_once(
+    tiny_model, texts, store, tmp_path, monkeypatch
+):
+    import modelpress.compress.checkpoint as checkpoint_module
+    from modelpress.compress import compress_variant
+    from modelpress.storage import publish
+
+    publish(store + "models/tiny/", tiny_model, {"source": {"huggingface": "org/tiny"}})
+    task_file = tmp_path / "docs-cloze.jsonl"
+    task_file.write_text(cloze(Path(texts["evaluation"]).read_text(), 6))
+    evaluation = {
+        "dataset": {"uri": f"file://{texts['evaluation']}"}, "samples": 2, "sequenceLength": 64,
+        "tasks": [{"name": "docs-cloze", "dataset": {"uri": f"file://{task_file}"}, "limit": 5}],
+    }  # fmt: skip
+    loaded: list[str] = []
+    original = checkpoint_module.load_model
+
+    def counting(directory, *args, **kwargs):
+        loaded.append(Path(directory).name)
+        return original(directory, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "load_model", counting)
+    found = []
+    for name, scheme in (("w8", "W8A16"), ("w4", "W4A16")):
+        (tmp_path / name).mkdir()
+        variant = {"name": name, "quantize": {"scheme": scheme, "algorithm": "rtn"}}
+        result = compress_variant(
+            store + "models/tiny/", variant, evaluation, f"{store}artifacts/{name}/",
+            work_dir=tmp_path / name, cache_dir=store + "evaluations/",
+        )  # fmt: skip
+        found.append(result.metadata["metrics"]["tasks"])
+    for (score,) in found:
+        assert score["name"] == "docs-cloze" and score["questions"] == 5
+        assert 0 <= score["accuracy"] <= 1 and 0 <= score["baseAccuracy"] <= 1
+        if score["baseAccuracy"]:
+            assert score["recovery"] == pytest.approx(score["accuracy"] / score["baseAccuracy"])
+    assert found[0][0]["baseAccuracy"] == found[1][0]["baseAccuracy"]
+    # The base model answers once: the second Job loads only its chain's base and its variant.
+    assert loaded == ["base", "base", "variant", "base", "variant"]
+
+
+def test_a_task_that_is_also_calibration_text_is_refused(tiny_model, texts, tmp_path):
+    from modelpress.compress import validate_variant
+
+    questions = cloze(Path(texts["calibration"]).read_text(), 40)
+    (tmp_path / "calibration.jsonl").write_text(questions)
+    (tmp_path / "task.jsonl").write_text(questions)  # the same bytes under another name
+    evaluation = {
+        "dataset": {"uri": f"file://{texts['evaluation']}"}, "samples": 2, "sequenceLength": 64,
+        "tasks": [{"name": "leak", "dataset": {"uri": f"file://{tmp_path}/task.jsonl"}}],
+    }  # fmt: skip
+    calibration = {"dataset": {"uri": f"file://{tmp_path}/calibration.jsonl"}, "samples": 4,
+                   "sequenceLength": 64}  # fmt: skip
+    variant = {"name": "g", "quantize": {"scheme": "W4A16", "groupSize": 32}}
+    with pytest.raises(CompressionError, match="hold the same text") as caught:
+        validate_variant(str(tiny_model), variant, evaluation, calibration=calibration)
+    assert caught.value.reason == "InvalidDataset"
