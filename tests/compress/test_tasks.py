@@ -16,6 +16,7 @@ from modelpress.compress.tasks import (
     TaskQuestions,
     answer,
     choice_scores,
+    cloze_questions,
     parse_questions,
     task_scores,
 )
@@ -92,17 +93,23 @@ def test_a_model_that_knows_the_answers_gets_them_and_recovery_compares_it_with_
 
 
 def cloze(text: str, count: int) -> str:
-    """Questions from a text's lines: its first words, then its next three words among
-    those of three other lines."""
-    lines = [line.split() for line in text.splitlines() if len(line.split()) >= 12][: count + 3]
-    questions = []
-    for index in range(count):
-        words = lines[index]
-        right = " " + " ".join(words[8:11])
-        others = [" " + " ".join(lines[(index + k) % len(lines)][8:11]) for k in (1, 2, 3)]
-        questions.append({"context": " ".join(words[:8]), "choices": [right, *others],
-                          "answer": 0})  # fmt: skip
-    return "\n".join(json.dumps(q) for q in questions) + "\n"
+    return "\n".join(json.dumps(q) for q in cloze_questions(text, count, context_words=8,
+                                                            answer_words=3)) + "\n"  # fmt: skip
+
+
+def test_a_cloze_task_from_held_out_text_is_deterministic_and_balanced():
+    paragraphs = [f"paragraph {i} " + " ".join(f"w{i}x{j}" for j in range(30)) for i in range(9)]
+    text = "\n\n".join(paragraphs)
+    questions = cloze_questions(text, 8)
+    assert questions == cloze_questions(text, 8)
+    assert [q["answer"] for q in questions] == [0, 1, 2, 3, 0, 1, 2, 3]
+    first = questions[1]
+    assert first["context"] == " ".join(paragraphs[1].split()[:24])
+    assert first["choices"][1] == " " + " ".join(paragraphs[1].split()[24:28])
+    assert len(set(first["choices"])) == 4
+    parse_questions("\n".join(json.dumps(q) for q in questions), where="cloze")
+    with pytest.raises(CompressionError, match="9 paragraphs of at least 28 words; 20 are needed"):
+        cloze_questions(text, 20)
 
 
 def test_variants_report_accuracy_and_recovery_and_the_base_answers_once(

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import torch
 
     from modelpress.compress.distributed import Group
+    from modelpress.compress.tasks import TaskQuestions
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,30 @@ def evaluate_saved(
 ) -> dict[str, Any]:
     """Metrics of the saved variant against the base model on the evaluation windows
     and tasks; what the base scored is kept in `cache` and reused by every variant."""
+    return evaluate_against_base(
+        prepared.base.directory,
+        prepared.base.identity,
+        saved,
+        prepared.evaluation_windows,
+        prepared.tasks,
+        prepared.tokenizer,
+        cache,
+        credentials,
+    )
+
+
+def evaluate_against_base(
+    base_directory: Path,
+    base_identity: str,
+    saved: Path,
+    windows: torch.Tensor,
+    tasks: list[TaskQuestions],
+    tokenizer: Any,
+    cache: str | Path | None,
+    credentials: Any = None,
+) -> dict[str, Any]:
+    """The variant at `saved` scored against the base model at `base_directory` (named by
+    `base_identity` in the cache): perplexity, agreement, KL divergence, task accuracy."""
     from modelpress.compress.checkpoint import load_model
     from modelpress.compress.evaluate import (
         load_reference,
@@ -301,28 +326,23 @@ def evaluate_saved(
         task_scores,
     )
 
-    tasks = prepared.tasks
-    key = reference_key(prepared.base.identity, prepared.evaluation_windows)
+    key = reference_key(base_identity, windows)
     reference = load_reference(cache, key, credentials)
-    tasks_key = answers_key(prepared.base.identity, tasks)
+    tasks_key = answers_key(base_identity, tasks)
     base_answers = load_base_answers(cache, tasks_key, credentials) if tasks else []
     if reference is None or base_answers is None:
-        base_model = load_model(prepared.base.directory)
+        base_model = load_model(base_directory)
         if reference is None:
-            reference = score(
-                base_model, prepared.evaluation_windows, what="base model", keep_top=True
-            )
+            reference = score(base_model, windows, what="base model", keep_top=True)
             save_reference(cache, key, reference, credentials)
         if base_answers is None:
-            base_answers = [
-                answer(base_model, prepared.tokenizer, task, what="base model") for task in tasks
-            ]
+            base_answers = [answer(base_model, tokenizer, t, what="base model") for t in tasks]
             save_base_answers(cache, tasks_key, base_answers, credentials)
         del base_model
         gc.collect()
     variant_model = load_model(saved)
-    result = score(variant_model, prepared.evaluation_windows, what="variant", reference=reference)
-    picked = [answer(variant_model, prepared.tokenizer, task, what="variant") for task in tasks]
+    result = score(variant_model, windows, what="variant", reference=reference)
+    picked = [answer(variant_model, tokenizer, task, what="variant") for task in tasks]
     del variant_model
     gc.collect()
     measured: dict[str, Any] = dict(metrics(result, reference))

@@ -102,6 +102,39 @@ def _question(line: str, where: str) -> Question:
     return Question(context, tuple(choices), answer)
 
 
+def cloze_questions(
+    text: str, count: int, *, context_words: int = 24, answer_words: int = 4, choices: int = 4
+) -> list[dict[str, Any]]:
+    """A multiple-choice task made from held-out text, for when no task file exists: each
+    question is a paragraph's first words, its next `answer_words` words the right
+    choice, and the same span of other paragraphs the wrong ones. The right choice is at
+    a position that cycles, so always answering the same position scores 1 / choices.
+    Deterministic: the same text always gives the same questions."""
+    span = context_words + answer_words
+    paragraphs = [p.split() for p in text.split("\n\n")]
+    usable = [words for words in paragraphs if len(words) >= span]
+    if len(usable) < max(count, choices):
+        raise CompressionError(
+            f"the text has {len(usable)} paragraphs of at least {span} words; "
+            f"{max(count, choices)} are needed for {count} questions",
+            reason="DatasetTooSmall",
+        )
+
+    def tail(words: list[str]) -> str:
+        return " " + " ".join(words[context_words:span])
+
+    questions = []
+    for index in range(count):
+        words = usable[index]
+        wrong = [tail(usable[(index + k) % len(usable)]) for k in range(1, len(usable))]
+        distinct = list(dict.fromkeys(w for w in wrong if w != tail(words)))[: choices - 1]
+        right_at = index % choices
+        options = distinct[:right_at] + [tail(words)] + distinct[right_at:]
+        context = " ".join(words[:context_words])
+        questions.append({"context": context, "choices": options, "answer": right_at})
+    return questions
+
+
 def answers_key(base_identity: str, tasks: list[TaskQuestions]) -> str:
     """Names the base model's answers to exactly these questions."""
     return content_key(
