@@ -169,3 +169,16 @@ def test_a_task_that_is_also_calibration_text_is_refused(tiny_model, texts, tmp_
     with pytest.raises(CompressionError, match="hold the same text") as caught:
         validate_variant(str(tiny_model), variant, evaluation, calibration=calibration)
     assert caught.value.reason == "InvalidDataset"
+
+
+def test_the_cloze_command_writes_a_task_file_the_jobs_read(tmp_path, texts, capsys):
+    from modelpress.cli import main
+
+    out = tmp_path / "docs-cloze.jsonl"
+    assert main(["cloze", texts["evaluation"], "--questions", "5", "--out", str(out)]) == 0
+    questions = parse_questions(out.read_text(), where="cloze")
+    assert len(questions) == 5 and not list(tmp_path.glob("*.partial"))
+    assert main(["cloze", texts["evaluation"], "--questions", "100000"]) == 2
+    assert "use fewer --questions or a longer text" in capsys.readouterr().err
+    assert main(["cloze", str(tmp_path / "absent.txt")]) == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -129,7 +129,7 @@ def cloze_questions(
         wrong = [tail(usable[(index + k) % len(usable)]) for k in range(1, len(usable))]
         distinct = list(dict.fromkeys(w for w in wrong if w != tail(words)))[: choices - 1]
         right_at = index % choices
-        options = distinct[:right_at] + [tail(words)] + distinct[right_at:]
+        options = [*distinct[:right_at], tail(words), *distinct[right_at:]]
         context = " ".join(words[:context_words])
         questions.append({"context": context, "choices": options, "answer": right_at})
     return questions
