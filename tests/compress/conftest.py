@@ -82,3 +82,19 @@ def store(tmp_path) -> str:
     root = tmp_path / "store"
     root.mkdir()
     return f"file://{root}/"
+
+
+@pytest.fixture
+def loaded_models(monkeypatch) -> list[str]:
+    """The directory names every `load_model` call loads from, in order."""
+    import modelpress.compress.checkpoint as checkpoint_module
+
+    loaded: list[str] = []
+    original = checkpoint_module.load_model
+
+    def counting(directory, *args, **kwargs):
+        loaded.append(Path(directory).name)
+        return original(directory, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "load_model", counting)
+    return loaded

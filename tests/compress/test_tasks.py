@@ -113,9 +113,8 @@ def test_a_cloze_task_from_held_out_text_is_deterministic_and_balanced():
 
 
 def test_variants_report_accuracy_and_recovery_and_the_base_answers_once(
-    tiny_model, texts, store, tmp_path, monkeypatch
+    tiny_model, texts, store, tmp_path, loaded_models
 ):
-    import modelpress.compress.checkpoint as checkpoint_module
     from modelpress.compress import compress_variant
     from modelpress.storage import publish
 
@@ -126,14 +125,6 @@ def test_variants_report_accuracy_and_recovery_and_the_base_answers_once(
         "dataset": {"uri": f"file://{texts['evaluation']}"}, "samples": 2, "sequenceLength": 64,
         "tasks": [{"name": "docs-cloze", "dataset": {"uri": f"file://{task_file}"}, "limit": 5}],
     }  # fmt: skip
-    loaded: list[str] = []
-    original = checkpoint_module.load_model
-
-    def counting(directory, *args, **kwargs):
-        loaded.append(Path(directory).name)
-        return original(directory, *args, **kwargs)
-
-    monkeypatch.setattr(checkpoint_module, "load_model", counting)
     found = []
     for name, scheme in (("w8", "W8A16"), ("w4", "W4A16")):
         (tmp_path / name).mkdir()
@@ -150,7 +141,7 @@ def test_variants_report_accuracy_and_recovery_and_the_base_answers_once(
             assert score["recovery"] == pytest.approx(score["accuracy"] / score["baseAccuracy"])
     assert found[0][0]["baseAccuracy"] == found[1][0]["baseAccuracy"]
     # The base model answers once: the second Job loads only its chain's base and its variant.
-    assert loaded == ["base", "base", "variant", "base", "variant"]
+    assert loaded_models == ["base", "base", "variant", "base", "variant"]
 
 
 def test_a_task_that_is_also_calibration_text_is_refused(tiny_model, texts, tmp_path):

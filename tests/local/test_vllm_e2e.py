@@ -23,6 +23,7 @@ pytestmark = pytest.mark.vllm
 
 CONVERTED = Path("/var/tmp/modelpress/models/smollm2-135m-instruct")
 EVAL_TEXT = Path(__file__).parents[2] / "examples" / "data" / "eval.txt"
+CALIB_TEXT = Path(__file__).parents[2] / "examples" / "data" / "calib.txt"
 RUN_TIMEOUT = 1800
 
 
@@ -71,6 +72,39 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def spec_file(
+    tmp_path: Path, model: Path, name: str, variant: str, calibration: Path | None = None
+) -> Path:
+    """A local-mode spec of one variant (flow-style YAML) on `model`, judged on a slice
+    of the evaluation text under a gate loose enough for any working variant."""
+    (tmp_path / "eval.txt").write_text(EVAL_TEXT.read_text()[:20000])
+    calibrated = (
+        f'  calibration: {{dataset: {{uri: "file://{calibration}"}}, samples: 4, '
+        "sequenceLength: 256}\n"
+        if calibration
+        else ""
+    )
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(
+        f"""apiVersion: modelpress.dev/v1alpha1
+kind: CompressedModel
+metadata: {{name: {name}}}
+spec:
+  source: {{uri: "file://{model}/"}}
+  storage: {{uri: "file://{tmp_path}/store/"}}
+{calibrated}  variants:
+    - {variant}
+  evaluation:
+    dataset: {{uri: "file://{tmp_path}/eval.txt"}}
+    samples: 2
+    sequenceLength: 128
+    maxPerplexityIncrease: 5.0
+  serving: {{variant: auto, maxModelLen: 1024, maxNumSeqs: 2}}
+"""
+    )
+    return spec
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -82,24 +116,11 @@ def sha256(path: Path) -> str:
 def test_compress_serve_answer_then_reuse(vllm_python: str, smollm2: Path, tmp_path: Path) -> None:
     from modelpress.storage import read_manifest
 
-    (tmp_path / "eval.txt").write_text(EVAL_TEXT.read_text()[:20000])
-    spec = tmp_path / "w4.yaml"
-    spec.write_text(
-        f"""apiVersion: modelpress.dev/v1alpha1
-kind: CompressedModel
-metadata: {{name: e2e}}
-spec:
-  source: {{uri: "file://{smollm2}/"}}
-  storage: {{uri: "file://{tmp_path}/store/"}}
-  variants:
-    - {{name: w4, quantize: {{scheme: W4A16, algorithm: rtn, groupSize: 64}}}}
-  evaluation:
-    dataset: {{uri: "file://{tmp_path}/eval.txt"}}
-    samples: 2
-    sequenceLength: 128
-    maxPerplexityIncrease: 5.0
-  serving: {{variant: auto, maxModelLen: 1024, maxNumSeqs: 2}}
-"""
+    spec = spec_file(
+        tmp_path,
+        smollm2,
+        "e2e",
+        "{name: w4, quantize: {scheme: W4A16, algorithm: rtn, groupSize: 64}}",
     )
     env = {**os.environ, "MODELPRESS_VLLM": vllm_python}
     args = (
@@ -150,28 +171,11 @@ def test_a_mixed_precision_artifact_stays_in_its_budget_and_vllm_serves_it(
     from modelpress.compress.checkpoint import weights_bytes
     from modelpress.storage import read_manifest
 
-    (tmp_path / "eval.txt").write_text(EVAL_TEXT.read_text()[:20000])
-    calibration = Path(__file__).parents[2] / "examples" / "data" / "calib.txt"
-    spec = tmp_path / "mixed.yaml"
-    spec.write_text(
-        f"""apiVersion: modelpress.dev/v1alpha1
-kind: CompressedModel
-metadata: {{name: mixed}}
-spec:
-  source: {{uri: "file://{smollm2}/"}}
-  storage: {{uri: "file://{tmp_path}/store/"}}
-  calibration: {{dataset: {{uri: "file://{calibration}"}}, samples: 4, sequenceLength: 256}}
-  variants:
-    - name: mixed
-      quantize: {{scheme: W4A16, algorithm: rtn, groupSize: 64, mixedPrecision: {{budget: 0.5, sensitiveScheme: none}}}}
-  evaluation:
-    dataset: {{uri: "file://{tmp_path}/eval.txt"}}
-    samples: 2
-    sequenceLength: 128
-    maxPerplexityIncrease: 5.0
-  serving: {{variant: auto, maxModelLen: 1024, maxNumSeqs: 2}}
-"""
+    variant = (
+        "{name: mixed, quantize: {scheme: W4A16, algorithm: rtn, groupSize: 64, "
+        "mixedPrecision: {budget: 0.5, sensitiveScheme: none}}}"
     )
+    spec = spec_file(tmp_path, smollm2, "mixed", variant, calibration=CALIB_TEXT)
     env = {**os.environ, "MODELPRESS_VLLM": vllm_python}
     done = modelpress(
         "run", str(spec), "--once", "--port", "0", "--work-dir", str(tmp_path / "work"),
