@@ -164,3 +164,21 @@ def kill_process_tree(pid: int) -> int:
     _, alive = psutil.wait_procs(gang, timeout=30)
     assert not alive, f"still running after SIGKILL: {alive}"
     return len(gang)
+
+
+def test_the_gang_reduces_over_gloo_on_gpu_nodes_too(monkeypatch) -> None:
+    """The model trains in host memory, where it is loaded: NCCL would refuse its CPU
+    gradients, so a GPU node joins over gloo as a CPU node does."""
+    import torch
+    import torch.distributed as dist
+
+    from modelpress.compress.distributed import join
+
+    backends: list[str] = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: backends.append(backend))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    assert join() == Group(1, 2) and backends == ["gloo"]

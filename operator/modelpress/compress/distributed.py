@@ -1,7 +1,8 @@
 """Distillation over several processes (GPUs, nodes) with PyTorch's own data parallelism.
 
 `modelpress compress` launched by `torchrun` (WORLD_SIZE > 1) joins the process group
-torchrun describes (NCCL on GPUs, gloo on CPUs). Every rank builds the same student
+torchrun describes, over gloo: the model trains in host memory, where it is loaded,
+so on GPU nodes too (NCCL reduces CUDA tensors only). Every rank builds the same student
 from the same data, takes its share of each step's batch (a rank's rows are
 `batch[rank::world]`), and DistributedDataParallel averages the gradients, so each
 update is the single-process update of the whole batch: the same training, faster.
@@ -17,6 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
+
+
+#: The process group's backend for distillation: gradients live in host memory.
+TRAINING_BACKEND = "gloo"
 
 
 @dataclass(frozen=True)
@@ -69,14 +74,12 @@ def join() -> Group:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Group()
-    import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        # gloo, also on GPU nodes: the engine trains where the model is loaded, in host
+        # memory, and NCCL reduces CUDA tensors only (DDP over it fails on CPU ones).
+        dist.init_process_group(backend=TRAINING_BACKEND)
     return Group(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 
