@@ -344,3 +344,22 @@ def test_the_service_is_named_after_the_model() -> None:
         {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}
     ]
     assert serving.endpoint("tiny", "ml") == "http://tiny.ml.svc:8000/v1"
+
+
+def test_distillation_on_gpus_trains_in_host_memory_in_every_process(
+    config: OperatorConfig,
+) -> None:
+    """The engine trains where it loads the model, in host memory: a GPU Job that
+    distills asks the node for 18 bytes per parameter per process, and the GPUs only
+    for what llmcompressor onloads (one layer)."""
+    distill = [{"name": "d", "distill": {"steps": 10, "studentLayers": 8, "batchSize": 4}}]
+    params = ModelShape.from_config(SMOLLM2).parameter_count()
+    sizes = {}
+    for count in (1, 2):
+        spec = make_spec(variants=distill, compression={"gpu": {"product": "nvidia-l4",
+                                                                 "count": count}})  # fmt: skip
+        sized = compression_resources(spec, spec.variants[0], BASE.weights_bytes, SMOLLM2, config)
+        assert sized.host_bytes >= 18 * params * count
+        assert sized.problem is None and 0 < sized.gpu_bytes < 2 * GiB
+        sizes[count] = sized.host_bytes
+    assert sizes[2] > sizes[1] + 17 * params

@@ -238,6 +238,11 @@ class Compression(ApiModel):
     running one process per GPU of `gpu.count` (docs/scale.md). Variants without a
     distill step run on one node whatever this says."""
 
+    @property
+    def processes_per_node(self) -> int:
+        """Training processes on each node: torchrun starts one per GPU requested."""
+        return (self.gpu.count or 1) if self.gpu is not None else 1
+
 
 class CompressedModelSpec(ApiModel):
     """A base model, the compressed variants to build from it, and how to serve them."""
@@ -309,8 +314,7 @@ class CompressedModelSpec(ApiModel):
 
     @model_validator(mode="after")
     def _batches_split_over_processes(self) -> CompressedModelSpec:
-        gpu = self.compression.gpu
-        processes = self.compression.nodes * ((gpu.count or 1) if gpu else 1)
+        processes = self.compression.nodes * self.compression.processes_per_node
         for variant in self.variants:
             for step in variant.chain:
                 if step.distill is not None and step.distill.batch_size % processes:

@@ -103,21 +103,17 @@ def job_name(prefix: str, labels: dict[str, str], command: list[str]) -> str:
     return f"{prefix}-{names.short_hash({'labels': labels, 'command': command})}"
 
 
-def processes_per_node(spec: CompressedModelSpec) -> int:
-    return (spec.compression.gpu.count or 1) if spec.compression.gpu else 1
-
-
 def distributed(spec: CompressedModelSpec, variant: Variant) -> bool:
     """Whether the variant's Job trains over several processes: it distills, and the spec
     asks for more than one GPU or node."""
-    wanted = spec.compression.nodes > 1 or processes_per_node(spec) > 1
+    wanted = spec.compression.nodes > 1 or spec.compression.processes_per_node > 1
     return wanted and any(step.distill is not None for step in variant.chain)
 
 
 def torchrun_args(spec: CompressedModelSpec, master: str, args: list[str]) -> list[str]:
     """`modelpress <args>` under torchrun: one process per GPU of each node; across nodes
     node rank = the indexed Job's completion index, rendezvous at pod 0 (`master`)."""
-    launch = ["--nproc-per-node", str(processes_per_node(spec))]
+    launch = ["--nproc-per-node", str(spec.compression.processes_per_node)]
     if spec.compression.nodes > 1:
         launch += [
             "--nnodes", str(spec.compression.nodes),

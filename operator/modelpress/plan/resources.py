@@ -8,9 +8,10 @@ Estimates from the base model (its config.json and weight bytes), not guesses:
 - distillation trains an fp32 student with AdamW next to a bf16 teacher:
   2 + 4 (weights) + 4 (gradients) + 8 (optimizer) = 18 bytes per parameter;
 - on a GPU, llmcompressor moves one decoder layer at a time onto the device, so
-  the GPU must hold the largest layer, its Hessians and the activations; a
-  distillation on a GPU needs the whole 18 bytes per parameter there, on every GPU
-  when it trains on several (data parallel).
+  the GPU must hold the largest layer, its Hessians and the activations;
+- distillation trains in host memory, where the engine loads the model, on GPU
+  nodes too (`compress.distributed`): its 18 bytes per parameter are host memory,
+  in every process of a gang (data parallel).
 """
 
 from __future__ import annotations
@@ -109,16 +110,13 @@ def compression_resources(
     headroom = int(config.jobs.memory_headroom_gib * GiB)
     gpu = spec.compression.gpu
 
-    if gpu is None:
-        model = params * (DISTILL_BYTES_PER_PARAMETER if distill else BF16_BYTES)
+    processes = spec.compression.processes_per_node if distill else 1
+    if gpu is None or distill:
+        model = params * (DISTILL_BYTES_PER_PARAMETER * processes if distill else BF16_BYTES)
         host = int(model * WRITE_OVERHEAD) + activations + headroom
-        gpu_bytes = 0
     else:
-        host = int(params * BF16_BYTES * (2 if distill else 1) * WRITE_OVERHEAD) + headroom
-        if distill:
-            gpu_bytes = params * DISTILL_BYTES_PER_PARAMETER + activations
-        else:
-            gpu_bytes = _layer_bytes(shape, params) + activations
+        host = int(params * BF16_BYTES * WRITE_OVERHEAD) + headroom
+    gpu_bytes = _layer_bytes(shape, params) + activations if gpu is not None else 0
     if spec.compression.memory:
         host = parse_bytes(spec.compression.memory)
 
@@ -144,15 +142,12 @@ def compression_resources(
         else:
             node_selector = dict(target.node_selector)
             tolerations = [dict(t) for t in target.tolerations]
-            # Distillation over several GPUs is data parallel: each holds all of it.
-            available = target.memory_bytes * (1 if distill else count)
+            available = target.memory_bytes * count
             if gpu_bytes > available:
-                what = (
-                    "the whole distillation" if distill else "one layer with its calibration data"
-                )
                 problem = Verdict(
                     Reason.COMPRESSION_DOES_NOT_FIT,
-                    f"compression needs {gib(gpu_bytes):.1f} GiB of GPU memory for {what}; "
+                    f"compression needs {gib(gpu_bytes):.1f} GiB of GPU memory for one layer "
+                    "with its calibration data; "
                     f"{count}x {target.name} has {gib(available):.1f} GiB: choose a larger "
                     "spec.compression.gpu, more GPUs, fewer calibration samples, or compress on CPU",
                 )
