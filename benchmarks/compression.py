@@ -48,6 +48,8 @@ CALIBRATION = {
     "samples": 32,
     "sequenceLength": 512,
 }
+#: Questions of the cloze task made from the out-of-domain text (modelpress.compress.tasks).
+CLOZE_QUESTIONS = 96
 #: Text from another domain than calibration and distillation (both license text).
 OUT_OF_DOMAIN = EVALUATION | {"dataset": {"uri": f"file://{DATA / 'eval-docs.txt'}"}}
 PRUNE = {"method": "layer-drop", "fraction": 0.25, "calibration": CALIBRATION | {"samples": 12}}
@@ -66,6 +68,13 @@ VARIANTS: list[dict[str, Any]] = [
     {"name": "w8a16", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}},
     {"name": "w4a16-rtn", "quantize": {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 64}},
     {"name": "w4a16-gptq", "quantize": GPTQ_W4},
+    # Mixed precision within half the bf16 size: the most sensitive blocks kept at W8A16
+    # (served by vLLM's GPU kernels) or unquantized (served on CPU too).
+    {"name": "w4-mixed-w8-50", "quantize": GPTQ_W4 | {"mixedPrecision": {"budget": 0.5}}},
+    {
+        "name": "w4-mixed-bf16-50",
+        "quantize": GPTQ_W4 | {"mixedPrecision": {"budget": 0.5, "sensitiveScheme": "none"}},
+    },
     {"name": "prune25", "prune": PRUNE},
     {"name": "prune25-kd", "steps": [{"prune": PRUNE}, {"distill": DISTILL}]},
     {
@@ -104,28 +113,23 @@ def prepare_base(store: str) -> str:
 
 def measure(
     base_files: Path, artifact_files: Path, evaluation: dict[str, Any], cache: Path
-) -> dict[str, float]:
-    """The variant's metrics on `evaluation`'s text, computed as a Job computes them (the
-    base model's reference cached in `cache`)."""
-    from modelpress.compress.checkpoint import load_model, load_tokenizer
-    from modelpress.compress.evaluate import (
-        load_reference,
-        metrics,
-        reference_key,
-        save_reference,
-        score,
-    )
+) -> dict[str, Any]:
+    """The variant's metrics on `evaluation`'s text and its cloze task, computed as a Job
+    computes them (the base model's scores and answers cached in `cache`)."""
+    from modelpress.compress.checkpoint import load_tokenizer
+    from modelpress.compress.engine import evaluate_against_base
+    from modelpress.compress.tasks import TaskQuestions, cloze_questions, parse_questions
     from modelpress.compress.text import read_text, tokenize, windows
 
-    tokens = tokenize(load_tokenizer(base_files), read_text(evaluation["dataset"]["uri"]))
-    cut = windows(tokens, evaluation["samples"], evaluation["sequenceLength"], what="evaluation")
-    key = reference_key(str(base_files), cut)
-    reference = load_reference(cache, key)
-    if reference is None:
-        reference = score(load_model(base_files), cut, what="base model", keep_top=True)
-        save_reference(cache, key, reference)
-    variant = score(load_model(artifact_files), cut, what="variant", reference=reference)
-    return metrics(variant, reference)
+    tokenizer = load_tokenizer(base_files)
+    text = read_text(evaluation["dataset"]["uri"])
+    cut = windows(tokenize(tokenizer, text), evaluation["samples"], evaluation["sequenceLength"],
+                  what="evaluation")  # fmt: skip
+    questions = "\n".join(json.dumps(q) for q in cloze_questions(text.content, CLOZE_QUESTIONS))
+    task = TaskQuestions("docs-cloze", text, tuple(parse_questions(questions, where="docs cloze")))
+    return evaluate_against_base(
+        base_files, str(base_files), artifact_files, cut, [task], tokenizer, cache
+    )
 
 
 def row(name: str, metadata: dict[str, Any], base_bytes: int) -> dict[str, Any]:
@@ -147,51 +151,57 @@ def row(name: str, metadata: dict[str, Any], base_bytes: int) -> dict[str, Any]:
         "seconds": metadata["wallSeconds"],
         "peakRssBytes": metadata["peakRssBytes"],
         "stepSeconds": {f"{s['step']}:{s['kind']}": s["seconds"] for s in lineage},
+        "stepPeakRssBytes": {f"{s['step']}:{s['kind']}": s.get("peakRssBytes") for s in lineage},
         "distillResumedFromStep": (distill or {}).get("details", {}).get("resumedFromStep"),
     }
 
 
-def plain_row(context: Any, base_files: Path, work: Path, threads: int) -> dict[str, Any]:
-    """The same recipe by plain llmcompressor oneshot, in a fresh process, then judged
-    exactly as the modelpress rows are."""
+#: The side-by-side rows (benchmarks/plain_oneshot.py): label -> runs modelpress's recipe.
+PLAIN_ROWS = {"sameRecipe": True, "llmcompressorDefaults": False}
+
+
+def plain_rows(context: Any, base_files: Path, work: Path, threads: int) -> dict[str, Any]:
+    """W4A16 GPTQ g64 by plain llmcompressor oneshot, each way in a fresh process, then
+    judged exactly as the modelpress rows are."""
     import plain_oneshot
 
-    out = work / "plain-oneshot"
-    print("== plain llmcompressor oneshot (W4A16 GPTQ g64, its defaults)", file=sys.stderr)
-    results = context.Queue()
-    process = context.Process(
-        target=plain_oneshot.run,
-        args=(str(base_files), CALIBRATION["dataset"]["uri"], str(out), threads, results),
-    )
-    process.start()
-    found = results.get()
-    process.join()
-    return {
-        **found,
-        "inDomain": measure(base_files, out, EVALUATION, work / "cache"),
-        "outOfDomain": measure(base_files, out, OUT_OF_DOMAIN, work / "cache"),
-    }
+    found = {}
+    for label, same_recipe in PLAIN_ROWS.items():
+        out = work / f"plain-oneshot-{label}"
+        print(f"== plain llmcompressor oneshot (W4A16 GPTQ g64, {label})", file=sys.stderr)
+        results = context.Queue()
+        process = context.Process(
+            target=plain_oneshot.run,
+            args=(str(base_files), CALIBRATION["dataset"]["uri"], str(out), threads, results,
+                  same_recipe),
+        )  # fmt: skip
+        process.start()
+        timings = results.get()
+        process.join()
+        found[label] = {
+            **timings,
+            "inDomain": measure(base_files, out, EVALUATION, work / "cache"),
+            "outOfDomain": measure(base_files, out, OUT_OF_DOMAIN, work / "cache"),
+        }
+    return found
 
 
 def print_plain(plain: dict[str, Any], ours: dict[str, Any]) -> None:
-    """modelpress's w4a16-gptq beside the plain oneshot of the same recipe."""
+    """modelpress's w4a16-gptq beside plain oneshot runs of the same windows."""
     quantize = ours["stepSeconds"].get("1:quantize")
     print()
-    print("w4a16-gptq: modelpress vs plain llmcompressor oneshot (same windows, same recipe)")
-    print(f"{'':<22} {'quantize s':>10} {'peak RSS':>9} {'Δppl':>8} {'KLD':>7} {'Δppl ood':>9}")
-    for label, seconds, rss, inside, outside in (
-        ("modelpress", quantize, ours["peakRssBytes"], ours, ours["outOfDomain"]),
-        (
-            "plain oneshot",
-            plain["quantizeSeconds"],
-            plain["peakRssBytes"],
-            plain["inDomain"],
-            plain["outOfDomain"],
-        ),
-    ):
+    print("w4a16-gptq: modelpress vs plain llmcompressor oneshot (same windows; peak RSS "
+          "through quantization, before modelpress evaluates)")  # fmt: skip
+    print(f"{'':<34} {'quantize s':>10} {'peak RSS':>9} {'Δppl':>8} {'KLD':>7} {'Δppl ood':>9}")
+    peak = ours.get("stepPeakRssBytes", {}).get("1:quantize") or ours["peakRssBytes"]
+    lines = [("modelpress", quantize, peak, ours, ours["outOfDomain"])]
+    for label, row in plain.items():
+        lines.append((f"plain oneshot, {label}", row["quantizeSeconds"],
+                      row["quantizePeakRssBytes"], row["inDomain"], row["outOfDomain"]))  # fmt: skip
+    for label, seconds, rss, inside, outside in lines:
         delta = inside.get("deltaPerplexity", inside.get("perplexityIncrease"))
         print(
-            f"{label:<22} {seconds:>10.1f} {gib(rss):>9} {100 * delta:>+7.2f}% "
+            f"{label:<34} {seconds:>10.1f} {gib(rss):>9} {100 * delta:>+7.2f}% "
             f"{_kld(inside.get('klDivergence')):>7} {100 * outside['perplexityIncrease']:>+8.2f}%"
         )
 
@@ -236,20 +246,60 @@ def targets(
     kd_seconds = rows.get("prune25-kd", {}).get("stepSeconds", {}).get("2:distill")
     check("kd seconds", kd_seconds, KD_BUDGET_SECONDS)
     check("prune25-kd-w4 bytes ratio", get("prune25-kd-w4", "ratio"), 0.37)
+    check(
+        "mixed precision rows strictly between w4a16-gptq and w8a16 bytes on both frontiers",
+        len(mixed_on_frontier(rows)) if {"w4a16-gptq", "w8a16"} <= rows.keys() else None,
+        1,
+        at_most=False,
+    )
     ours = rows.get("w4a16-gptq")
     if plain is not None and ours is not None:
+        same, defaults = plain["sameRecipe"], plain["llmcompressorDefaults"]
         quantize = ours["stepSeconds"].get("1:quantize")
         check(
-            "w4a16-gptq quantize seconds / plain oneshot's",
-            round(quantize / plain["quantizeSeconds"], 3),
+            "w4a16-gptq quantize seconds / plain oneshot's, same recipe",
+            round(quantize / same["quantizeSeconds"], 3),
             1.1,
         )
+        peak = ours.get("stepPeakRssBytes", {}).get("1:quantize")
         check(
-            "w4a16-gptq perplexity increase - plain oneshot's",
-            round(ours["deltaPerplexity"] - plain["inDomain"]["perplexityIncrease"], 6),
-            0.0,
+            "w4a16-gptq peak RSS through quantization / plain oneshot's, same recipe",
+            round(peak / same["quantizePeakRssBytes"], 3) if peak else None,
+            1.1,
         )
+        for label, plain_row in (("same recipe", same), ("llmcompressor defaults", defaults)):
+            for where, theirs in (("", plain_row["inDomain"]),
+                                  (", out of domain", plain_row["outOfDomain"])):  # fmt: skip
+                mine = ours if not where else ours["outOfDomain"]
+                increase = mine.get("deltaPerplexity", mine.get("perplexityIncrease"))
+                check(
+                    f"w4a16-gptq perplexity increase - plain oneshot's ({label}){where}",
+                    round(increase - theirs["perplexityIncrease"], 6),
+                    0.0,
+                )
     return found
+
+
+def frontiers(rows: dict[str, dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """The variants on the size-vs-Δppl Pareto frontier, in domain and out of domain."""
+    from modelpress.report.points import Point, on_frontier
+
+    def front(increase: Any) -> set[str]:
+        return on_frontier([Point(name, r["bytes"], increase(r)) for name, r in rows.items()])
+
+    ood = front(lambda r: (r.get("outOfDomain") or {}).get("perplexityIncrease"))
+    return front(lambda r: r["deltaPerplexity"]), ood
+
+
+def mixed_on_frontier(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Mixed-precision rows strictly between W4A16 and W8A16 in bytes, on both frontiers."""
+    low, high = rows["w4a16-gptq"]["bytes"], rows["w8a16"]["bytes"]
+    in_domain, ood = frontiers(rows)
+    return [
+        name
+        for name, r in rows.items()
+        if "mixed" in name and low < r["bytes"] < high and name in in_domain & ood
+    ]
 
 
 def gib(value: int) -> str:
@@ -260,24 +310,38 @@ def _kld(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _cloze(ood: dict[str, Any]) -> str:
+    """Accuracy on the out-of-domain cloze task, as a share of the base model's."""
+    tasks = ood.get("tasks") or []
+    recovery = tasks[0].get("recovery") if tasks else None
+    return "-" if recovery is None else f"{100 * recovery:.1f}%"
+
+
 def print_table(rows: list[dict[str, Any]], base_bytes: int, base_ppl: float | None) -> None:
     print("in-domain: held-out license text | out of domain: technical docs (eval-docs.txt)")
+    print("front: on the size-vs-Δppl Pareto frontier in domain (i) and out of domain (o)")
+    print(f"cloze: accuracy on {CLOZE_QUESTIONS} 4-choice cloze questions from the out-of-domain "
+          "text, as a share of the base model's")  # fmt: skip
+    in_domain, ood_front = frontiers({r["name"]: r for r in rows})
     header = (
-        f"{'variant':<15} {'bytes':>12} {'ratio':>6} {'ppl':>8} {'Δppl':>8} {'agree':>6} "
-        f"{'KLD':>7} {'Δppl ood':>9} {'KLD ood':>8} {'seconds':>8} {'peak RSS':>9}"
+        f"{'variant':<16} {'bytes':>12} {'ratio':>6} {'ppl':>8} {'Δppl':>8} {'agree':>6} "
+        f"{'KLD':>7} {'Δppl ood':>9} {'KLD ood':>8} {'cloze':>6} {'front':>5} {'seconds':>8} "
+        f"{'peak RSS':>9}"
     )
     print(header)
     print("-" * len(header))
-    print(f"{'base (bf16)':<15} {base_bytes:>12,} {1.0:>6.3f} {base_ppl or float('nan'):>8.3f}")
+    print(f"{'base (bf16)':<16} {base_bytes:>12,} {1.0:>6.3f} {base_ppl or float('nan'):>8.3f}")
     for r in rows:
         ood = r.get("outOfDomain") or {}
         ood_delta = ood.get("perplexityIncrease")
+        front = ("i" if r["name"] in in_domain else "") + ("o" if r["name"] in ood_front else "")
         print(
-            f"{r['name']:<15} {r['bytes']:>12,} {r['ratio']:>6.3f} {r['perplexity']:>8.3f} "
+            f"{r['name']:<16} {r['bytes']:>12,} {r['ratio']:>6.3f} {r['perplexity']:>8.3f} "
             f"{100 * r['deltaPerplexity']:>+7.2f}% {r['agreement']:>6.3f} "
             f"{_kld(r.get('klDivergence')):>7} "
             f"{'-' if ood_delta is None else f'{100 * ood_delta:+.2f}%':>9} "
-            f"{_kld(ood.get('klDivergence')):>8} {r['seconds']:>8.1f} "
+            f"{_kld(ood.get('klDivergence')):>8} {_cloze(ood):>6} {front or '-':>5} "
+            f"{r['seconds']:>8.1f} "
             f"{gib(r['peakRssBytes']):>9}"
         )
 
@@ -294,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-baseline",
         action="store_true",
-        help="skip the plain llmcompressor oneshot row beside w4a16-gptq",
+        help="skip the plain llmcompressor oneshot rows beside w4a16-gptq",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -339,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plain = None
     if any(r["name"] == "w4a16-gptq" for r in rows) and not args.no_baseline:
-        plain = plain_row(context, base_files, work, args.threads)
+        plain = plain_rows(context, base_files, work, args.threads)
     base_ppl = rows[0]["basePerplexity"] if rows else None
     print()
     print_table(rows, base_bytes, base_ppl)

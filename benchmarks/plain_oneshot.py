@@ -1,7 +1,9 @@
-"""The side-by-side row: the same W4A16 GPTQ group-64 recipe run by plain llmcompressor
-`oneshot`, outside modelpress, with llmcompressor's own defaults (its min-max weight
-observer), on the same calibration windows. Run in a fresh process, so its time and
-peak RSS are its own."""
+"""The side-by-side rows: W4A16 GPTQ group 64 run by plain llmcompressor `oneshot`,
+outside modelpress, on the same calibration windows, in a fresh process (so its time and
+peak RSS are its own). Two ways: the same recipe modelpress runs (the model loaded in
+fp32, the rounding-error-minimising weight observer), which measures what modelpress
+adds around llmcompressor; and llmcompressor's own defaults (the model in bf16, its
+min-max observer), which measures what modelpress's choices buy."""
 
 from __future__ import annotations
 
@@ -15,8 +17,16 @@ CALIBRATION_SAMPLES = 32
 SEQUENCE_LENGTH = 512
 
 
-def run(base_files: str, calibration_uri: str, out_dir: str, threads: int, results: Any) -> None:
-    """Quantize `base_files` into `out_dir`; put {seconds, quantizeSeconds, peakRssBytes}."""
+def run(
+    base_files: str,
+    calibration_uri: str,
+    out_dir: str,
+    threads: int,
+    results: Any,
+    same_recipe: bool,
+) -> None:
+    """Quantize `base_files` into `out_dir`; put {seconds, quantizeSeconds, peakRssBytes,
+    quantizePeakRssBytes (the peak through quantization, before saving)}."""
     import torch
 
     torch.set_num_threads(threads)
@@ -33,10 +43,12 @@ def run(base_files: str, calibration_uri: str, out_dir: str, threads: int, resul
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
+    from modelpress.compress.quantize import WEIGHT_OBSERVER
     from modelpress.compress.text import read_text, tokenize, windows
 
     tokenizer = AutoTokenizer.from_pretrained(base_files)
-    model = AutoModelForCausalLM.from_pretrained(base_files, dtype=torch.bfloat16)
+    dtype = torch.float32 if same_recipe else torch.bfloat16
+    model = AutoModelForCausalLM.from_pretrained(base_files, dtype=dtype)
     cut = windows(
         tokenize(tokenizer, read_text(calibration_uri)),
         CALIBRATION_SAMPLES,
@@ -50,6 +62,7 @@ def run(base_files: str, calibration_uri: str, out_dir: str, threads: int, resul
         symmetric=True,
         strategy=QuantizationStrategy.GROUP,
         group_size=64,
+        **({"observer": WEIGHT_OBSERVER} if same_recipe else {}),
     )
     recipe = GPTQModifier(
         config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},
@@ -65,6 +78,8 @@ def run(base_files: str, calibration_uri: str, out_dir: str, threads: int, resul
         shuffle_calibration_samples=False,
     )
     quantize_seconds = time.monotonic() - quantize_started
+    quantize_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    model.to(torch.bfloat16)  # saved as modelpress saves: bf16 scales
     model.save_pretrained(out_dir, save_compressed=True)
     tokenizer.save_pretrained(out_dir)
     results.put(
@@ -72,5 +87,6 @@ def run(base_files: str, calibration_uri: str, out_dir: str, threads: int, resul
             "seconds": round(time.monotonic() - started, 1),
             "quantizeSeconds": round(quantize_seconds, 1),
             "peakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "quantizePeakRssBytes": quantize_peak,
         }
     )

@@ -150,6 +150,7 @@ def run_chain(
 
     from modelpress.compress.architecture import parameter_count
     from modelpress.compress.checkpoint import base_dtype, load_model, save_dense
+    from modelpress.compress.metadata import peak_rss_bytes
 
     torch.manual_seed(0)
     dtype = base_dtype(prepared.config)
@@ -203,6 +204,9 @@ def run_chain(
                 "params": _step_wire(planned),
                 "parameters": parameters,
                 "seconds": round(time.monotonic() - step_started, 3),
+                # the process's peak so far: what loading and this step (and those
+                # before it) needed, before evaluation loads the base model again
+                "peakRssBytes": peak_rss_bytes(),
                 **({"details": details} if details else {}),
             }
         )
