@@ -28,6 +28,21 @@ STATUS = CompressedModelStatus.model_validate(
                     "perplexity": 24.5,
                     "basePerplexity": 21.8,
                     "perplexityIncrease": 0.1239,
+                    "tasks": [
+                        {
+                            "name": "qa",
+                            "accuracy": 0.5,
+                            "baseAccuracy": 0.625,
+                            "recovery": 0.8,
+                            "questions": 8,
+                        },
+                        {
+                            "name": "none-right",
+                            "accuracy": 0.0,
+                            "baseAccuracy": 0.0,
+                            "questions": 8,
+                        },
+                    ],
                 },
                 "footprint": {"totalBytes": 3_650_000_000},
                 "conditions": [
@@ -48,10 +63,10 @@ STATUS = CompressedModelStatus.model_validate(
 def test_rows_carry_the_numbers_of_the_status() -> None:
     w4, broken = variant_rows(STATUS, {"w4": "W4A16 rtn g64"}, ["w4"], [], ["broken"])
     assert w4.cells() == (
-        "w4 *", "W4A16 rtn g64", "111.30 MiB", "0.43x", "24.500", "+12.4%", "3.40 GiB", "pass",
-        "reused",
+        "w4 *", "W4A16 rtn g64", "111.30 MiB", "0.43x", "24.500", "+12.4%",
+        "qa 80%, none-right —", "3.40 GiB", "pass", "reused",
     )  # fmt: skip
-    assert broken.cells()[2:] == ("—", "—", "—", "—", "—", "—", "failed")
+    assert broken.cells()[2:] == ("—", "—", "—", "—", "—", "—", "—", "failed")
     assert broken.artifact == "—"
 
 

@@ -15,7 +15,9 @@ from modelpress.api.status import CompressedModelStatus, Metrics, VariantStatus
 from modelpress.plan.conditions import find
 from modelpress.storage.progress import format_bytes
 
-COLUMNS = ("variant", "recipe", "bytes", "ratio", "perplexity", "Δ", "footprint", "gate", "run")
+COLUMNS = (
+    "variant", "recipe", "bytes", "ratio", "perplexity", "Δ", "tasks", "footprint", "gate", "run",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Row:
     ratio: str
     perplexity: str
     delta: str
+    tasks: str
     footprint: str
     gate: str
     run: str
@@ -41,6 +44,7 @@ class Row:
             self.ratio,
             self.perplexity,
             self.delta,
+            self.tasks,
             self.footprint,
             self.gate,
             self.run,
@@ -86,6 +90,7 @@ def variant_rows(
                 ratio=_or_dash(entry.size_ratio, lambda r: f"{r:.2f}x"),
                 perplexity=_or_dash(metrics.perplexity, lambda p: f"{p:.3f}"),
                 delta=_or_dash(metrics.perplexity_increase, lambda d: f"{d:+.1%}"),
+                tasks=_tasks(metrics),
                 footprint=_or_dash(total, format_bytes),
                 gate=_gate(entry),
                 run=run,
@@ -94,6 +99,15 @@ def variant_rows(
             )
         )
     return rows
+
+
+def _tasks(metrics: Metrics) -> str:
+    """Each task's recovery (accuracy as a share of the base model's)."""
+    scores = [
+        f"{score.name} {score.recovery:.0%}" if score.recovery is not None else f"{score.name} —"
+        for score in metrics.tasks or []
+    ]
+    return ", ".join(scores) or "—"
 
 
 def _or_dash(value: Any, show: Callable[[Any], str]) -> str:
@@ -168,7 +182,11 @@ def render(
         console.print(rich_table(rows))
     else:
         print(plain_table(rows), file=stream)
-    print("* served.  Δ: perplexity increase over the base model.", file=stream)
+    print(
+        "* served.  Δ: perplexity increase over the base model.  tasks: accuracy as a share "
+        "of the base model's.",
+        file=stream,
+    )
     line = base_line(status)
     if line:
         print(line, file=stream)
