@@ -10,6 +10,8 @@ Schemes (weights symmetric, scales in the base model's dtype):
 Algorithms: rtn rounds each weight to the nearest level; gptq compensates each
 rounding error on calibration text; awq rescales salient channels before rounding.
 An fp8 KV cache adds per-tensor key and value scales calibrated on the same text.
+Mixed precision (`compress.mixed`) keeps the blocks it measures most sensitive at W8A16
+per output channel, or unquantized, within a size budget.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from modelpress.compress.errors import CompressionError
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
+
+    from modelpress.compress.mixed import Plan
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +167,9 @@ def quantize(
     return details
 
 
-def _plan_details(plan: Any, sensitivity: dict[str, float], base_parameters: int) -> dict:
+def _plan_details(
+    plan: Plan, sensitivity: dict[str, float], base_parameters: int
+) -> dict[str, Any]:
     """What the lineage records of a mixed-precision plan: sizes as shares of the base
     model at 16 bits, the blocks kept precise and every block's measured sensitivity."""
     from modelpress.sizing.schemes import BASE_BYTES_PER_PARAMETER
