@@ -38,6 +38,18 @@ def request(texts: dict[str, str]) -> tuple[dict, dict]:
     return evaluation, calibration
 
 
+def pair_command(base, variant, evaluation, calibration, out: str, work: Path) -> list[str]:
+    """`modelpress compress` as a torchrun gang of two processes on this machine."""
+    return [
+        str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
+        str(BIN / "modelpress"), "compress",
+        "--base", str(base), "--variant", json.dumps(variant),
+        "--evaluation", json.dumps(evaluation), "--calibration", json.dumps(calibration),
+        "--out", out, "--work-dir", str(work), "--threads", "1",
+        "--checkpoint-dir", str(work / "ck2"),
+    ]  # fmt: skip
+
+
 def test_two_processes_train_what_one_trains(tiny_model, texts, tmp_path) -> None:
     evaluation, calibration = request(texts)
     single_out = f"file://{tmp_path}/single/artifacts/slim/"
@@ -47,14 +59,7 @@ def test_two_processes_train_what_one_trains(tiny_model, texts, tmp_path) -> Non
     )  # fmt: skip
 
     out = f"file://{tmp_path}/pair/artifacts/slim/"
-    command = [
-        str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
-        str(BIN / "modelpress"), "compress",
-        "--base", str(tiny_model), "--variant", json.dumps(VARIANT),
-        "--evaluation", json.dumps(evaluation), "--calibration", json.dumps(calibration),
-        "--out", out, "--work-dir", str(tmp_path), "--threads", "1",
-        "--checkpoint-dir", str(tmp_path / "ck2"),
-    ]  # fmt: skip
+    command = pair_command(tiny_model, VARIANT, evaluation, calibration, out, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-4000:]
@@ -120,14 +125,7 @@ def test_a_gang_killed_mid_training_resumes_from_rank_0s_checkpoint(
     )  # fmt: skip
 
     out = f"file://{tmp_path}/pair/artifacts/slim/"
-    command = [
-        str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
-        str(BIN / "modelpress"), "compress",
-        "--base", str(tiny_model), "--variant", json.dumps(long),
-        "--evaluation", json.dumps(evaluation), "--calibration", json.dumps(calibration),
-        "--out", out, "--work-dir", str(tmp_path), "--threads", "1",
-        "--checkpoint-dir", str(tmp_path / "ck2"),
-    ]  # fmt: skip
+    command = pair_command(tiny_model, long, evaluation, calibration, out, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     gang = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
