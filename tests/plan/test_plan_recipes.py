@@ -138,6 +138,14 @@ def test_a_rename_or_a_new_gate_threshold_reuses_the_artifact() -> None:
     )
 
 
+def test_an_upgrade_that_adds_evaluation_fields_keeps_every_stored_variant_key() -> None:
+    """`tasks` has no default: a spec written before it existed measures (and so keys its
+    variants) exactly as before, and nothing is recomputed after the upgrade."""
+    measured = make_spec().evaluation.measurement()
+    assert "tasks" not in measured and "minAccuracyRecovery" not in measured
+    assert set(measured) == {"dataset", "metric", "samples", "sequenceLength"}
+
+
 def test_a_new_default_calibration_does_not_recompute_a_data_free_variant() -> None:
     before, after = make_spec(), make_spec(calibration={"dataset": {"uri": "s3://data/new.txt"}})
     assert variant_artifact(before, "b", before.variants[0], "1") == variant_artifact(
