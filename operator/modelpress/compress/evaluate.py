@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
     import torch
 
     from modelpress.storage import Credentials
-
-log = logging.getLogger(__name__)
 
 #: Base-model tokens kept per position for the KL divergence.
 TOP_K = 64

@@ -15,7 +15,6 @@ are kept as a reference (`compress.references`) and reused by every variant.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     import torch
 
     from modelpress.storage import Credentials
-
-log = logging.getLogger(__name__)
 
 #: Changes when what the base model's kept answers mean changes.
 ANSWERS_FORMAT = "v1-acc-norm"
