@@ -229,8 +229,10 @@ def summary(picture: Picture) -> str:
     lines = [f"{picture.title}: size vs quality"]
     if picture.evaluated_on:
         lines.append(f"quality measured on {picture.evaluated_on}")
+    width = max([14, *(len(p.name) + 1 for p in picture.points)])
     header = (
-        f"  {'':2}{'model':<14}{'bytes':>10}{'ratio':>8}{'Δppl':>9}{'agree':>8}{'KLD':>9}  gate"
+        f"  {'':2}{'model':<{width}}{'bytes':>10}{'ratio':>8}{'Δppl':>9}{'agree':>8}{'KLD':>9}"
+        "  gate"
     )
     lines.append(header)
     for point in picture.points:
@@ -241,7 +243,7 @@ def summary(picture: Picture) -> str:
         divergence = f"{point.kl_divergence:.4f}" if point.kl_divergence is not None else "-"
         verdict = {True: "pass", False: "fail", None: "-"}[point.passed]
         lines.append(
-            f"  {mark}{point.name:<14}{point.bytes / 1e6:>8.1f}MB{ratio:>8}{delta:>9}"
+            f"  {mark}{point.name:<{width}}{point.bytes / 1e6:>8.1f}MB{ratio:>8}{delta:>9}"
             f"{agreement:>8}{divergence:>9}  {verdict}"
         )
     if any(p.kl_divergence is not None for p in picture.points):
