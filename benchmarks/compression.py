@@ -63,11 +63,14 @@ DISTILL = {
     "calibration": CALIBRATION | {"samples": 148, "sequenceLength": 256},
 }
 GPTQ_W4 = {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 64}
+#: Text the base model writes itself (calibration.generated): no dataset at all.
+GENERATED = {"generated": {}, "samples": 32, "sequenceLength": 512}
 
 VARIANTS: list[dict[str, Any]] = [
     {"name": "w8a16", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}},
     {"name": "w4a16-rtn", "quantize": {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 64}},
     {"name": "w4a16-gptq", "quantize": GPTQ_W4},
+    {"name": "w4a16-gptq-generated", "quantize": GPTQ_W4 | {"calibration": GENERATED}},
     # Mixed precision within half the bf16 size: the most sensitive blocks kept at W8A16
     # (served by vLLM's GPU kernels) or unquantized (served on CPU too).
     {"name": "w4-mixed-w8-50", "quantize": GPTQ_W4 | {"mixedPrecision": {"budget": 0.5}}},

@@ -181,7 +181,7 @@ CASES: list[tuple[str, str, str, str]] = [
         "less than 1",
     ),
     (
-        "round-to-nearest mixed precision without text to measure sensitivity on",
+        "round-to-nearest mixed precision without text measures on generated text",
         edit(
             lambda m: (
                 m["spec"].pop("calibration"),
@@ -200,8 +200,8 @@ CASES: list[tuple[str, str, str, str]] = [
                 ),
             )
         ),
-        "spec.calibration",
-        "mixedPrecision",
+        OK,
+        "",
     ),
     (
         "an accuracy gate with no task to measure it on",
@@ -266,10 +266,22 @@ CASES: list[tuple[str, str, str, str]] = [
         "names no variant",
     ),
     (
-        "learning step without text",
+        "learning step without text learns from generated text",
         edit(lambda m: m["spec"].pop("calibration")),
-        "spec",
-        "needs text to learn from",
+        OK,
+        "",
+    ),
+    (
+        "calibration from a dataset and generated at once",
+        edit(lambda m: m["spec"]["calibration"].__setitem__("generated", {"seed": 1})),
+        "spec.calibration",
+        "exactly one of calibration.dataset",
+    ),
+    (
+        "calibration from nowhere",
+        edit(lambda m: m["spec"]["calibration"].pop("dataset")),
+        "spec.calibration",
+        "exactly one of calibration.dataset",
     ),
     # --- legitimate input that must be accepted ---------------------------------------------
     (

@@ -151,9 +151,9 @@ INVALID = [
         "spec.variants[1]",
     ),
     (
-        "gptq without calibration text",
-        mutate("spec.calibration", ...),
-        "spec",
+        "calibration from both a dataset and generated text",
+        mutate("spec.calibration.generated", {}),
+        "spec.calibration",
     ),
     (
         "evaluating on the calibration text",

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 from transformers import GPT2Config, LlamaConfig
 
-from modelpress.api.inputs import Calibration
+from modelpress.api.inputs import GENERATED_CALIBRATION, Calibration
 from modelpress.api.spec import Evaluation
 from modelpress.api.steps import Variant
 from modelpress.compress.errors import CompressionError
@@ -131,13 +131,13 @@ def test_distill_first_needs_a_smaller_student_and_later_must_not_name_one():
         check(llama(), chain)
 
 
-def test_steps_that_learn_need_calibration_text():
+def test_steps_that_learn_without_calibration_learn_from_generated_text():
     variant = Variant.model_validate(
         {"name": "v", "prune": {"method": "layer-drop", "fraction": 0.5}}
     )
-    with pytest.raises(CompressionError, match="needs calibration text") as caught:
-        resolve_chain(variant, None)
-    assert caught.value.reason == "MissingCalibration"
+    assert resolve_chain(variant, None)[0].calibration == GENERATED_CALIBRATION
+    own = Calibration.model_validate({"dataset": {"uri": "file:///data/calib.txt"}})
+    assert resolve_chain(variant, own)[0].calibration == own
     rtn = Variant.model_validate({"name": "v", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}})
     assert resolve_chain(rtn, None)[0].calibration is None
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.plan.conftest import STORE, make_spec
+from tests.plan.conftest import STORE, make_spec, spec_dict
 
 from modelpress.api.artifact import VariantMetadata
 from modelpress.api.reasons import Reason
-from modelpress.api.spec import Evaluation
+from modelpress.api.spec import CompressedModelSpec, Evaluation
 from modelpress.config import OperatorConfig
 from modelpress.plan.observed import SourceRecord
 from modelpress.plan.recipes import (
@@ -76,6 +76,19 @@ def test_a_chain_keeps_its_shape_and_each_step_its_own_calibration() -> None:
     assert steps[0]["prune"]["calibration"] == own
     assert steps[1]["distill"]["calibration"] == CALIBRATION
     assert "calibration" not in steps[2]["quantize"]
+
+
+def test_without_any_calibration_each_learning_step_gets_generated_text() -> None:
+    body = spec_dict()
+    del body["calibration"]
+    spec = CompressedModelSpec.model_validate(body)
+    assert "calibration" not in resolved_variant(spec, spec.variants[0])["quantize"]
+    generated = {"generated": {"seed": 0}, "samples": 256, "sequenceLength": 512}
+    assert resolved_variant(spec, spec.variants[1])["quantize"]["calibration"] == generated
+    with_text = make_spec()
+    assert variant_artifact(spec, "base", spec.variants[1], "0.1.0") != variant_artifact(
+        with_text, "base", with_text.variants[1], "0.1.0"
+    ), "learning from other text is another artifact"
 
 
 # --- content keys ----------------------------------------------------------------------------

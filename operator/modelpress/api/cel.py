@@ -10,28 +10,13 @@ from __future__ import annotations
 from modelpress.api.base import MAX_MODEL_NAME
 
 _EXACTLY_ONE_ACTION = "[has(self.quantize), has(self.prune), has(self.distill)]"
-
-
-def _learns_without_data(x: str) -> str:
-    """CEL: the action `x` (a step or a single-action variant) needs no text to learn from."""
-    return (
-        f"(has({x}.quantize) && ({x}.quantize.scheme == 'FP8_DYNAMIC' || "
-        f"(has({x}.quantize.algorithm) && {x}.quantize.algorithm == 'rtn')) && "
-        f"!has({x}.quantize.kvCacheScheme) && !has({x}.quantize.mixedPrecision))"
-    )
-
-
-def _brings_own_data(x: str) -> str:
-    return " || ".join(f"(has({x}.{a}) && has({x}.{a}.calibration))" for a in _ACTIONS)
-
-
 _ACTIONS = ("quantize", "prune", "distill")
 
 
 def _calibrated_on(x: str) -> str:
     """CEL: the action `x` learns from the evaluation text itself."""
     return " || ".join(
-        f"(has({x}.{a}) && has({x}.{a}.calibration) && "
+        f"(has({x}.{a}) && has({x}.{a}.calibration) && has({x}.{a}.calibration.dataset) && "
         f"{x}.{a}.calibration.dataset.uri == self.evaluation.dataset.uri)"
         for a in _ACTIONS
     )
@@ -57,10 +42,14 @@ def _splits(x: str) -> str:
     return f"(!has({x}.distill) || {batch} % {_PROCESSES} == 0)"
 
 
-_STEP_OK = f"{_learns_without_data('s')} || {_brings_own_data('s')}"
-_VARIANT_OK = f"{_learns_without_data('v')} || {_brings_own_data('v')}"
-
 RULES: dict[str, list[dict[str, str]]] = {
+    "Calibration": [
+        {
+            "rule": "has(self.dataset) != has(self.generated)",
+            "message": "set exactly one of calibration.dataset (your own text) or "
+            "calibration.generated (text the base model writes: generated: {})",
+        }
+    ],
     "Source": [
         {
             "rule": "has(self.huggingface) != has(self.uri)",
@@ -161,7 +150,7 @@ RULES: dict[str, list[dict[str, str]]] = {
             "fieldPath": ".serving.variant",
         },
         {
-            "rule": "(!has(self.calibration) || "
+            "rule": "(!has(self.calibration) || !has(self.calibration.dataset) || "
             "self.calibration.dataset.uri != self.evaluation.dataset.uri) && "
             "self.variants.all(v, has(v.steps) ? "
             f"v.steps.all(s, !({_calibrated_on('s')})) : !({_calibrated_on('v')}))",
@@ -183,14 +172,6 @@ RULES: dict[str, list[dict[str, str]]] = {
             "message": "a distill batchSize must split over the processes of spec.compression "
             "(nodes x gpu.count): use a multiple of them",
             "fieldPath": ".compression",
-        },
-        {
-            "rule": "has(self.calibration) || self.variants.all(v, has(v.steps) ? "
-            f"v.steps.all(s, {_STEP_OK}) : ({_VARIANT_OK}))",
-            "message": "gptq, awq, kvCacheScheme, mixedPrecision, prune and distill need text "
-            "to learn from: "
-            "set spec.calibration or the step's own calibration",
-            "fieldPath": ".calibration",
         },
     ],
 }

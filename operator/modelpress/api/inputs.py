@@ -169,14 +169,42 @@ class Dataset(ApiModel):
     """Location of the text file."""
 
 
-class Calibration(ApiModel):
-    """Text the compression steps learn from (calibration, importance, distillation)."""
+class GeneratedText(ApiModel):
+    """Text the base model writes itself: sampled from its own next-token distribution
+    (temperature 1) from its start token. It needs no data, nothing to license and is
+    in no one domain; it is generated once per base model and kept in the store."""
 
-    dataset: Dataset
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    """Seed of the sampling; another seed gives other text (and another artifact)."""
+
+
+class Calibration(ApiModel):
+    """Text the compression steps learn from (calibration, importance, distillation):
+    exactly one of `dataset` (your own text, best when it resembles what you serve) or
+    `generated` (text the base model writes). Steps that need text and have none use
+    generated text."""
+
+    dataset: Dataset | None = None
     """Must differ from the evaluation dataset, so quality is measured on unseen text."""
+
+    generated: GeneratedText | None = None
+    """Text the base model writes itself: `generated: {}`."""
 
     samples: int = Field(default=256, ge=1, le=65536)
     """Number of text sequences to use."""
 
     sequence_length: int = Field(default=512, ge=16, le=131072)
     """Tokens per sequence."""
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Calibration:
+        if (self.dataset is None) == (self.generated is None):
+            raise ValueError(
+                "set exactly one of calibration.dataset (your own text) or "
+                "calibration.generated (text the base model writes: generated: {})"
+            )
+        return self
+
+
+GENERATED_CALIBRATION = Calibration(generated=GeneratedText())
+"""What steps that need text learn from when the spec gives none."""

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from modelpress.api.base import DNS_LABEL, MEMORY_QUANTITY, ApiModel
 from modelpress.api.inputs import (
+    GENERATED_CALIBRATION,
     Calibration,
     Dataset,
     SecretKeyRef,
@@ -253,7 +254,8 @@ class CompressedModelSpec(ApiModel):
     """Compressed variants; names must be unique."""
 
     calibration: Calibration | None = None
-    """Default text for steps that need data (gptq, awq, pruning, distillation)."""
+    """Default text for steps that need data (gptq, awq, pruning, distillation); unset,
+    they learn from text the base model generates (`calibration.generated`)."""
 
     evaluation: Evaluation
     serving: Serving = Field(default_factory=Serving)
@@ -274,12 +276,12 @@ class CompressedModelSpec(ApiModel):
     @classmethod
     def _held_out(cls, evaluation: Evaluation, info: ValidationInfo) -> Evaluation:
         calibrations = _calibrations(info.data.get("calibration"), info.data.get("variants") or [])
-        if any(c.dataset.uri == evaluation.dataset.uri for c in calibrations):
+        learned = {c.dataset.uri for c in calibrations if c.dataset is not None}
+        if evaluation.dataset.uri in learned:
             raise ValueError(
                 "evaluation.dataset must differ from every calibration dataset: quality "
                 "measured on training text would look better than it is"
             )
-        learned = {c.dataset.uri for c in calibrations}
         for task in evaluation.tasks or []:
             if task.dataset.uri in learned:
                 raise ValueError(
@@ -325,20 +327,6 @@ class CompressedModelSpec(ApiModel):
                     )
         return self
 
-    @model_validator(mode="after")
-    def _data_for_learning_steps(self) -> CompressedModelSpec:
-        for variant in self.variants:
-            for index, step in enumerate(variant.chain):
-                if step_calibration(self, step) is None and step.needs_data:
-                    where = f"variant {variant.name!r}" + (
-                        f" step {index}" if variant.steps else ""
-                    )
-                    raise ValueError(
-                        f"{where} ({step.kind}) needs text to learn from: set spec.calibration "
-                        "or the step's own calibration"
-                    )
-        return self
-
 
 def _calibrations(default: Calibration | None, variants: list[Variant]) -> list[Calibration]:
     found = [default] if default else []
@@ -348,5 +336,7 @@ def _calibrations(default: Calibration | None, variants: list[Variant]) -> list[
 
 
 def step_calibration(spec: CompressedModelSpec, step: Step) -> Calibration | None:
-    """The text a step learns from: its own calibration, else the spec's default."""
-    return step.action.calibration or spec.calibration
+    """The text a step learns from: its own calibration, else the spec's default, else
+    (when it needs text) text the base model generates."""
+    own = step.action.calibration or spec.calibration
+    return own or (GENERATED_CALIBRATION if step.needs_data else None)

@@ -72,7 +72,7 @@ def compress_variant(
     if a manifest is already there, nothing is computed.
     `checkpoint_dir`: directory or store URI for resumable distillation checkpoints
     (default: inside `work_dir`). `cache_dir`: where the base model's evaluation
-    scores are kept for reuse by other variants: a directory, or a store prefix
+    scores and generated calibration text are kept for reuse by other variants: a directory, or a store prefix
     (`<storage.uri>/evaluations/`) shared by every Job of the base (default: none).
     Raises `CompressionError` for requests that cannot be carried out, before any
     heavy work.
@@ -112,7 +112,7 @@ def compress_variant(
         log.info("checks passed: %s", describe(prepared))
         fetch_weights(prepared.base)
         checkpoints_root = checkpoint_dir or str(Path(work_dir or scratch) / "checkpoints")
-        chained = run_chain(prepared, scratch, checkpoints_root, credentials, ranks)
+        chained = run_chain(prepared, scratch, checkpoints_root, cache_dir, credentials, ranks)
         if chained is None:  # a helper rank: its share of the training is done
             leave(ranks)
             return CompressionResult(out_uri, {}, helper=True)
@@ -140,6 +140,7 @@ def run_chain(
     prepared: Prepared,
     scratch: Path,
     checkpoints_root: str,
+    cache: str | Path | None,
     credentials: Any,
     ranks: Group | None = None,
 ) -> tuple[Path, list[dict[str, Any]], int] | None:
@@ -150,11 +151,13 @@ def run_chain(
 
     from modelpress.compress.architecture import parameter_count
     from modelpress.compress.checkpoint import base_dtype, load_model, save_dense
+    from modelpress.compress.generated import fill_generated_windows
     from modelpress.compress.metadata import peak_rss_bytes
 
     torch.manual_seed(0)
     dtype = base_dtype(prepared.config)
     model = load_model(prepared.base.directory)
+    fill_generated_windows(prepared, model, cache, credentials)
     base_parameters = parameter_count(model)
     lineage: list[dict[str, Any]] = []
     quantized = False

@@ -13,7 +13,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from modelpress.api.inputs import Calibration
+from modelpress.api.inputs import GENERATED_CALIBRATION, Calibration
 from modelpress.api.spec import Evaluation
 from modelpress.api.steps import DistillStep, PruneStep, QuantizeStep, Variant
 from modelpress.compress.architecture import (
@@ -55,17 +55,13 @@ def keep_layers_in_config(config: Any, kept: list[int]) -> None:
 
 
 def resolve_chain(variant: Variant, default_calibration: Calibration | None) -> list[PlannedStep]:
-    """The variant's steps with their calibration text, failing on steps that lack one."""
+    """The variant's steps with the text each learns from: its own calibration, else
+    `default_calibration`, else text the base model generates."""
     planned = []
     for index, step in enumerate(variant.chain):
-        needs_data = step.needs_data
-        calibration = (step.action.calibration or default_calibration) if needs_data else None
-        if calibration is None and needs_data:
-            raise CompressionError(
-                f"variant {variant.name!r} step {index + 1} ({step.kind}) needs calibration "
-                "text: set the spec's calibration or the step's own calibration",
-                reason="MissingCalibration",
-            )
+        calibration = None
+        if step.needs_data:
+            calibration = step.action.calibration or default_calibration or GENERATED_CALIBRATION
         planned.append(PlannedStep(index, step.kind, step.action, calibration))
     return planned
 

@@ -98,14 +98,14 @@ def prepare(
     texts: dict[str, Text] = {}
     for uri in [
         evaluation.dataset.uri,
-        *(p.calibration.dataset.uri for p in steps if p.calibration),
+        *(p.calibration.dataset.uri for p in steps if p.calibration and p.calibration.dataset),
     ]:
         if uri not in texts:
             texts[uri] = read_text(uri, credentials=credentials)
     held_out = texts[evaluation.dataset.uri]
     tasks = [read_task(task, credentials) for task in evaluation.tasks or []]
     for planned in steps:
-        if planned.calibration is not None:
+        if planned.calibration is not None and planned.calibration.dataset is not None:
             for unseen in (held_out, *(task.text for task in tasks)):
                 check_disjoint(texts[planned.calibration.dataset.uri], unseen)
 
@@ -117,10 +117,10 @@ def prepare(
         evaluation.sequence_length,
         what=f"evaluation dataset {held_out.uri}",
     )
-    step_windows = {}
+    step_windows = {}  # generated text is written once the base model is loaded
     for planned in steps:
         calib = planned.calibration
-        if calib is None:
+        if calib is None or calib.dataset is None:
             continue
         step_windows[planned.index] = windows(
             tokens[calib.dataset.uri],

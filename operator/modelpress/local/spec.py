@@ -147,7 +147,11 @@ def local_files(spec: CompressedModelSpec) -> dict[str, str]:
         found["source.uri"] = spec.source.uri
     if spec.evaluation.dataset.uri.startswith("file://"):
         found["evaluation.dataset.uri"] = spec.evaluation.dataset.uri
-    if spec.calibration and spec.calibration.dataset.uri.startswith("file://"):
+    if (
+        spec.calibration
+        and spec.calibration.dataset
+        and spec.calibration.dataset.uri.startswith("file://")
+    ):
         found["calibration.dataset.uri"] = spec.calibration.dataset.uri
     for index, task in enumerate(spec.evaluation.tasks or []):
         if task.dataset.uri.startswith("file://"):
@@ -155,7 +159,11 @@ def local_files(spec: CompressedModelSpec) -> dict[str, str]:
     for variant in spec.variants:
         for index, step in enumerate(variant.chain):
             calibration = step.action.calibration
-            if calibration and calibration.dataset.uri.startswith("file://"):
+            if (
+                calibration
+                and calibration.dataset
+                and calibration.dataset.uri.startswith("file://")
+            ):
                 found[f"variant {variant.name} step {index} calibration"] = calibration.dataset.uri
     return found
 

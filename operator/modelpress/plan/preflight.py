@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelpress.api.reasons import Reason
-from modelpress.api.spec import CompressedModelSpec
+from modelpress.api.spec import CompressedModelSpec, step_calibration
 from modelpress.api.steps import QuantizeStep, Variant
 from modelpress.plan.progress import Verdict
 from modelpress.plan.resources import shape_of
@@ -46,7 +46,9 @@ def recipe_problem(
     layers, width = shape.num_hidden_layers, shape.expert_intermediate_size
     for index, step in enumerate(variant.chain):
         label = (f"{where}.steps[{index}]" if variant.steps else where) + f".{step.kind}"
-        calibration = step.action.calibration or (spec.calibration if step.needs_data else None)
+        calibration = step.action.calibration or (
+            step_calibration(spec, step) if step.needs_data else None
+        )
         if calibration is not None:
             field = f"{label}.calibration" if step.action.calibration else "spec.calibration"
             lengths.append((f"{field}.sequenceLength", calibration.sequence_length))
