@@ -65,6 +65,7 @@ EVENTS = "v1/events"
 HPAS = "autoscaling/v2/horizontalpodautoscalers"
 SCALED_OBJECTS = "keda.sh/v1alpha1/scaledobjects"
 LEADER_WORKER_SETS = "leaderworkerset.x-k8s.io/v1/leaderworkersets"
+JOB_SETS = "jobset.x-k8s.io/v1alpha2/jobsets"
 HISTORY_KEPT = 3
 
 _VERBS = ["list", "watch", "get", "create", "patch", "update", "delete"]
@@ -201,6 +202,8 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
     """Serve KEDA's keda.sh/v1alpha1 (as a cluster with KEDA installed does)."""
     lws: bool = False
     """Serve LeaderWorkerSet's leaderworkerset.x-k8s.io/v1."""
+    jobset: bool = False
+    """Serve JobSet's jobset.x-k8s.io/v1alpha2."""
     listeners: list[Any] = attrs.field(factory=list, init=False)
     """Callables told `(resource, namespace, name)` after each write, for stand-ins that
     react to changes instead of scanning every object."""
@@ -212,6 +215,7 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
         optional = {
             SCALED_OBJECTS: ("ScaledObject", "scaledobject", self.keda),
             LEADER_WORKER_SETS: ("LeaderWorkerSet", "leaderworkerset", self.lws),
+            JOB_SETS: ("JobSet", "jobset", self.jobset),
         }
         for key, (kind, singular, served) in optional.items():
             if served:
@@ -543,9 +547,9 @@ def kubeconfig(path: Path, server: str) -> Path:
 
 @contextlib.asynccontextmanager
 async def running_cluster(
-    admission: bool = True, keda: bool = False, lws: bool = False
+    admission: bool = True, keda: bool = False, lws: bool = False, jobset: bool = False
 ) -> AsyncIterator[tuple[Cluster, str]]:
     """The emulator served on 127.0.0.1; yields it and its URL."""
-    emulator = Cluster(admission=admission, keda=keda, lws=lws)
+    emulator = Cluster(admission=admission, keda=keda, lws=lws, jobset=jobset)
     async with emulator as cluster, kmock.Server(cluster) as server:
         yield cluster, str(server.url).rstrip("/")

@@ -408,11 +408,13 @@ async def harness(store: Store) -> AsyncIterator[Harness]:
 
 
 @contextlib.asynccontextmanager
-async def emulated(store: Store, keda: bool = False, lws: bool = False) -> AsyncIterator[Harness]:
-    """The emulated cluster (with KEDA's or LeaderWorkerSet's API, if asked), the stand-in
-    kubelet and the storage Secret, checked as the API server would check them when the
-    block ends."""
-    async with running_cluster(keda=keda, lws=lws) as (cluster, url):
+async def emulated(
+    store: Store, keda: bool = False, lws: bool = False, jobset: bool = False
+) -> AsyncIterator[Harness]:
+    """The emulated cluster (with KEDA's, LeaderWorkerSet's or JobSet's API, if asked), the
+    stand-in kubelet and the storage Secret, checked as the API server would check them
+    when the block ends."""
+    async with running_cluster(keda=keda, lws=lws, jobset=jobset) as (cluster, url):
         kubelet = Kubelet(cluster, behaviour=sizes_by_variant)
         runner = asyncio.create_task(kubelet.run())
         result = Harness(cluster, url, store, kubelet)

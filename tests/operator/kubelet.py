@@ -13,6 +13,9 @@ It runs what the operator asks for, through the API like the real controllers:
 - a failing attempt leaves a Failed pod with a termination message, as a real one
   would, and the Job fails after backoffLimit + 1 attempts;
 - a LeaderWorkerSet's groups become ready, as LWS's controller reports them;
+- a JobSet gets its Job (labelled and owned as JobSet's controller does it), which then
+  runs as any Job; when that Job fails the JobSet restarts it (a new Job) up to
+  maxRestarts, then fails, and when it completes the JobSet completes;
 - a Deployment becomes available (all replicas ready) once its pods would run, and
   its newest pod is there with the timings a kubelet reports: the artifact pull
   (init container) took PULL_SECONDS and vLLM's load LOAD_SECONDS more.
@@ -34,6 +37,7 @@ from typing import Any
 
 from tests.operator.cluster import (
     DEPLOYMENTS,
+    JOB_SETS,
     JOBS,
     LEADER_WORKER_SETS,
     PODS,
@@ -42,6 +46,7 @@ from tests.operator.cluster import (
 )
 
 COMPONENT = "modelpress.dev/component"
+JOBSET_NAME = "jobset.sigs.k8s.io/jobset-name"
 VARIANT = "modelpress.dev/variant"
 PULL_SECONDS = 2
 LOAD_SECONDS = 7
@@ -90,6 +95,8 @@ class Kubelet:
                     if key not in self._seen:
                         self._seen.add(key)
                         self._tasks.append(asyncio.create_task(self._run_job(job)))
+                for gang in self.cluster.all(JOB_SETS):
+                    await self._run_job_set(gang)
                 if self.deployments_ready:
                     for deployment in self.cluster.all(DEPLOYMENTS):
                         await self._make_available(deployment)
@@ -146,6 +153,69 @@ class Kubelet:
         ready["conditions"] = [{"type": "Available", "status": "True", "reason": "AllGroupsReady"}]
         await self._patch_status(LEADER_WORKER_SETS, group_set, ready)
 
+    async def _run_job_set(self, gang: dict[str, Any]) -> None:
+        """What JobSet's controller does for a gang of one replicated Job."""
+        metadata, status = gang["metadata"], gang.get("status") or {}
+        if any(c.get("status") == "True" for c in status.get("conditions") or []):
+            return  # Completed or Failed
+        (replicated,) = gang["spec"]["replicatedJobs"]
+        job_name = f"{metadata['name']}-{replicated['name']}-0"
+        job = self.cluster.get(JOBS, metadata["namespace"], job_name)
+        if job is None:
+            await self._create_gang_job(gang, replicated, job_name)
+            return
+        conditions = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or []}
+        restarts = status.get("restarts", 0)
+        if "Complete" in conditions:
+            await self._patch_status(JOB_SETS, gang, {
+                "restarts": restarts,
+                "conditions": [{"type": "Completed", "status": "True", "reason": "AllJobsCompleted"}],
+            })  # fmt: skip
+        elif "Failed" in conditions:
+            if restarts < gang["spec"]["failurePolicy"].get("maxRestarts", 0):
+                await self._patch_status(JOB_SETS, gang, {"restarts": restarts + 1})
+                path = f"{_collection(JOBS, metadata['namespace'])}/{job_name}"
+                async with self.cluster.delete(path) as response:
+                    assert response.status < 400 or response.status == 404
+                return
+            await self._patch_status(JOB_SETS, gang, {
+                "restarts": restarts,
+                "conditions": [{
+                    "type": "Failed", "status": "True", "reason": "FailedJobs",
+                    "message": "jobset failed due to reaching max number of restarts",
+                }],
+            })  # fmt: skip
+
+    async def _create_gang_job(
+        self, gang: dict[str, Any], replicated: dict[str, Any], name: str
+    ) -> None:
+        metadata = gang["metadata"]
+        template = replicated["template"]
+        labels = {**template["metadata"]["labels"], JOBSET_NAME: metadata["name"]}
+        spec = json.loads(json.dumps(template["spec"]))
+        spec["template"]["spec"]["subdomain"] = metadata["name"]
+        spec["template"]["metadata"]["labels"] = {
+            **spec["template"]["metadata"].get("labels", {}), JOBSET_NAME: metadata["name"]
+        }  # fmt: skip
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": name,
+                "namespace": metadata["namespace"],
+                "labels": labels,
+                "ownerReferences": [{
+                    "apiVersion": gang["apiVersion"], "kind": "JobSet", "name": metadata["name"],
+                    "uid": metadata["uid"], "controller": True, "blockOwnerDeletion": True,
+                }],
+            },
+            "spec": spec,
+        }  # fmt: skip
+        async with self.cluster.post(
+            _collection(JOBS, metadata["namespace"]), json=job
+        ) as response:
+            assert response.status < 400 or response.status == 409, await response.text()
+
     async def _serving_pod(self, deployment: dict[str, Any], generation: int) -> None:
         """The pod of this generation, started and ready, with a kubelet's timestamps."""
         from datetime import UTC, datetime, timedelta
@@ -192,7 +262,7 @@ class Kubelet:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
-                "name": f"{metadata['name']}-{attempt}",
+                "name": f"{metadata['name']}-{metadata['uid'][:5]}-{attempt}",  # unique, as a pod's suffix
                 "namespace": metadata["namespace"],
                 "labels": {"job-name": metadata["name"], **(metadata.get("labels") or {})},
             },

@@ -1,13 +1,16 @@
-"""Serving across nodes in the emulated cluster: a variant no single node holds is served
-by a LeaderWorkerSet the stand-in controller marks ready; without LWS installed, the
-model says what to install."""
+"""Across nodes in the emulated cluster: a variant no single node holds is served by a
+LeaderWorkerSet the stand-in controller marks ready (without LWS installed, the model
+says what to install); a distillation over nodes runs as a JobSet the stand-in JobSet
+controller runs and restarts, or as an indexed Job where the cluster has no JobSet."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from tests.operator.cluster import DEPLOYMENTS, LEADER_WORKER_SETS, SERVICES
+from tests.operator.cluster import DEPLOYMENTS, JOB_SETS, JOBS, LEADER_WORKER_SETS, SERVICES
 from tests.operator.conftest import NAMESPACE, Harness, emulated, model_manifest
+from tests.operator.kubelet import Outcome
 
 #: A GPU small enough that SmolLM2 with a 64-sequence KV cache needs two of them, and
 #: one per node: so two nodes (tensor parallel 1 x pipeline parallel 2).
@@ -64,27 +67,78 @@ async def test_without_leader_worker_set_the_model_says_what_to_install(
     assert "install LeaderWorkerSet" in serving["message"]
 
 
-async def test_a_distillation_over_two_nodes_runs_as_an_indexed_job(harness: Harness) -> None:
-    from tests.operator.cluster import JOBS
+CHAIN = {
+    "name": "slim",
+    "steps": [
+        {"prune": {"method": "layer-drop", "fraction": 0.25}},
+        {"distill": {"steps": 4, "batchSize": 4}},
+    ],
+}
 
-    chain = {
-        "name": "slim",
-        "steps": [
-            {"prune": {"method": "layer-drop", "fraction": 0.25}},
-            {"distill": {"steps": 4, "batchSize": 4}},
-        ],
-    }
-    await harness.start_operator()
-    body = model_manifest(
-        "tiny", harness.store, variants=[chain], compression={"nodes": 2, "backoffLimit": 1}
+
+def over_two_nodes(harness: Harness) -> dict[str, Any]:
+    return model_manifest(
+        "tiny", harness.store, variants=[CHAIN], compression={"nodes": 2, "backoffLimit": 1}
     )
-    await harness.apply(body)
+
+
+async def test_without_jobset_a_distillation_over_two_nodes_runs_as_an_indexed_job(
+    harness: Harness,
+) -> None:
+    await harness.start_operator()
+    await harness.apply(over_two_nodes(harness))
     await harness.wait_condition("tiny", "VariantsReady", "True", timeout=45)
     (job,) = [j for j in harness.cluster.all(JOBS, NAMESPACE) if "slim" in j["metadata"]["name"]]
     assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 2
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "CompressedModel"
     name = job["metadata"]["name"]
     service = harness.cluster.get(SERVICES, NAMESPACE, name)
     assert service is not None and service["spec"]["clusterIP"] == "None"
     assert service["metadata"]["ownerReferences"][0]["kind"] == "CompressedModel"
     endpoint = harness.cluster.get(SERVICES, NAMESPACE, "tiny")
     assert endpoint is None or endpoint["spec"].get("clusterIP") != "None"
+
+
+async def test_with_jobset_a_distillation_over_two_nodes_runs_as_one_jobset(store) -> None:
+    async with emulated(store, jobset=True) as harness:
+        await harness.start_operator()
+        await harness.apply(over_two_nodes(harness))
+        await harness.wait_condition("tiny", "VariantsReady", "True", timeout=45)
+        (gang,) = harness.cluster.all(JOB_SETS, NAMESPACE)
+        name = gang["metadata"]["name"]
+        assert gang["metadata"]["ownerReferences"][0]["kind"] == "CompressedModel"
+        (job,) = [
+            j for j in harness.cluster.all(JOBS, NAMESPACE) if "slim" in j["metadata"]["name"]
+        ]
+        assert job["metadata"]["name"] == f"{name}-node-0"
+        assert job["metadata"]["ownerReferences"][0]["kind"] == "JobSet"
+        assert harness.cluster.get(SERVICES, NAMESPACE, name) is None, "JobSet makes its own"
+        (variant,) = harness.status("tiny")["variants"]
+        assert variant["job"] == name
+
+
+async def test_a_gang_that_loses_a_pod_is_restarted_whole_then_fails_with_the_pod_message(
+    store,
+) -> None:
+    """The first run of the gang fails: JobSet restarts it (a new Job); when that fails too
+    and no restart is left, the variant fails with the pod's own message."""
+    runs: list[str] = []
+    crash = json.dumps({"error": "RuntimeError: rank 1 lost", "reason": "CompressionFailed"})
+
+    def failing(job: dict[str, Any]) -> Outcome:
+        if job["metadata"]["labels"].get("modelpress.dev/variant") != "slim":
+            return Outcome()  # the fetch Job
+        runs.append(job["metadata"]["uid"])
+        return Outcome(failing_attempts=1, message=crash)
+
+    async with emulated(store, jobset=True) as harness:
+        harness.kubelet.behaviour = failing
+        await harness.start_operator()
+        await harness.apply(over_two_nodes(harness))
+        failed = await harness.wait_condition(
+            "tiny", "Compressed", "False", "JobFailed", variant="slim", timeout=45
+        )
+        assert "CompressionFailed: RuntimeError: rank 1 lost" in failed["message"]
+        (gang,) = harness.cluster.all(JOB_SETS, NAMESPACE)
+        assert gang["status"]["restarts"] == 1  # spec.compression.backoffLimit
+        assert len(runs) == 2, "the whole gang ran twice: once, then once restarted"

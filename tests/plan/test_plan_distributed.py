@@ -1,5 +1,7 @@
-"""A distillation over several GPUs or nodes: torchrun in the Job, and over nodes an
-indexed Job whose pods find each other through a headless Service of its name."""
+"""A distillation over several GPUs or nodes: torchrun in the Job, and over nodes a
+JobSet (the gang restarted as one, its own headless Service) or, where the cluster has
+no JobSet, an indexed Job whose pods find each other through a headless Service of its
+name."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from tests.plan.conftest import make_spec
 from tests.plan.test_plan_reconcile import plan, with_base
 
 from modelpress.plan.jobs import MASTER_PORT
+from modelpress.plan.jobset import JOBSET_KIND, jobset_state, pod_selector
+from modelpress.plan.observed import JobState
 
 CHAIN = {
     "name": "slim",
@@ -30,8 +34,9 @@ def spec(nodes: int = 2, count: int = 2, batch: int = 8):
     return make_spec(variants=[chain, PLAIN], compression=compression)
 
 
-def created(nodes: int = 2, count: int = 2) -> list[dict[str, Any]]:
-    return plan(spec(nodes, count), with_base()).create
+def created(nodes: int = 2, count: int = 2, jobset: bool = False) -> list[dict[str, Any]]:
+    missing = frozenset() if jobset else frozenset({JOBSET_KIND})
+    return plan(spec(nodes, count), with_base(missing_kinds=missing)).create
 
 
 def job_of(objects: list[dict[str, Any]], variant: str) -> dict[str, Any]:
@@ -55,7 +60,7 @@ def valid(obj: dict[str, Any]) -> None:
     kubernetes_validate.validate(obj, "1.35.0", strict=True)
 
 
-def test_over_nodes_an_indexed_job_runs_torchrun_on_every_node() -> None:
+def test_without_jobset_an_indexed_job_runs_torchrun_on_every_node() -> None:
     objects = created()
     job = job_of(objects, "slim")
     name = job["metadata"]["name"]
@@ -110,3 +115,88 @@ def test_going_distributed_keeps_the_job_name_so_a_running_job_is_never_replaced
 def test_a_batch_that_does_not_split_over_the_processes_is_refused() -> None:
     with pytest.raises(ValueError, match="batchSize 6 does not split over the 4 processes"):
         spec(nodes=2, count=2, batch=6)
+
+
+def jobset_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == JOBSET_KIND]
+    return found
+
+
+def test_with_jobset_the_gang_is_one_jobset_restarted_as_a_whole() -> None:
+    objects = created(jobset=True)
+    gang = jobset_of(objects)
+    name = gang["metadata"]["name"]
+    assert name == job_of(created(), "slim")["metadata"]["name"], "the same name either way"
+    assert gang["apiVersion"] == "jobset.x-k8s.io/v1alpha2"
+    assert gang["metadata"]["labels"]["modelpress.dev/variant"] == "slim"
+    spec_ = gang["spec"]
+    assert spec_["network"] == {"enableDNSHostnames": True, "publishNotReadyAddresses": True}
+    assert spec_["failurePolicy"]["maxRestarts"] == 2  # spec.compression.backoffLimit
+    (rule,) = spec_["failurePolicy"]["rules"]
+    assert rule["action"] == "FailJobSet"
+    assert set(rule["onJobFailureReasons"]) == {"PodFailurePolicy", "DeadlineExceeded"}
+    (replicated,) = spec_["replicatedJobs"]
+    assert (replicated["name"], replicated["replicas"]) == ("node", 1)
+    # its Jobs carry the operator's labels, so their changes wake the model
+    assert replicated["template"]["metadata"]["labels"] == gang["metadata"]["labels"]
+    job = replicated["template"]["spec"]
+    assert job["completionMode"] == "Indexed" and job["completions"] == job["parallelism"] == 2
+    assert job["backoffLimit"] == 0, "a failed pod fails the Job; JobSet restarts the gang"
+    assert "ttlSecondsAfterFinished" not in job and "ttlSecondsAfterFinished" in spec_
+    pod = job["template"]["spec"]
+    assert "subdomain" not in pod, "JobSet names the subdomain after itself"
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--master-addr") + 1] == f"{name}-node-0-0.{name}"
+    assert args[args.index("--node-rank") + 1] == "$(JOB_COMPLETION_INDEX)"
+    valid({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}, "spec": job})
+    assert not [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == name]
+    assert not [o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == name]
+
+
+def test_with_jobset_one_node_stays_a_plain_job() -> None:
+    objects = created(nodes=1, count=4, jobset=True)
+    assert job_of(objects, "slim")["spec"]["template"]["spec"]["containers"][0]["args"][0] == (
+        "--standalone"
+    )
+    assert not [o for o in objects if o["kind"] == JOBSET_KIND]
+
+
+def jobset_status(**status: Any) -> dict[str, Any]:
+    gang = jobset_of(created(jobset=True))
+    uid = {"ownerReferences": [{"uid": "uid-1", "controller": True}]}
+    return {**gang, "metadata": {**gang["metadata"], **uid}, "status": status}
+
+
+def test_a_jobset_reads_as_the_job_it_runs() -> None:
+    running = jobset_state(
+        jobset_status(replicatedJobsStatus=[{"name": "node", "active": 1, "ready": 0}])
+    )
+    assert (running.active, running.ready, running.finished) == (1, 0, False)
+    assert running.kind == JOBSET_KIND and running.indexed and running.owner_uid == "uid-1"
+    assert running.backoff_limit == 2 and running.variant == "slim"
+    assert (
+        running.spec_hash
+        == jobset_of(created(jobset=True))["metadata"]["annotations"]["modelpress.dev/spec-hash"]
+    )
+    assert running.memory_limit is not None
+    done = jobset_state(jobset_status(conditions=[{"type": "Completed", "status": "True"}]))
+    assert done.complete and not done.is_failed
+    failed = jobset_state(
+        jobset_status(
+            restarts=2,
+            conditions=[
+                {"type": "Failed", "status": "True", "reason": "FailedJobs", "message": "x"}
+            ],
+        )
+    )
+    assert (failed.failure_reason, failed.failure_message, failed.failed) == ("FailedJobs", "x", 2)
+    assert pod_selector(failed) == {"jobset.sigs.k8s.io/jobset-name": failed.name}
+    assert pod_selector(JobState(name="j")) == {"job-name": "j"}
+
+
+def test_an_obsolete_jobset_is_deleted_as_a_jobset_with_no_service_of_ours() -> None:
+    old = jobset_state(jobset_status(conditions=[{"type": "Completed", "status": "True"}]))
+    other = make_spec(variants=[PLAIN], compression={"nodes": 2})
+    deleted = plan(other, with_base(jobs=(old,))).delete
+    assert (JOBSET_KIND, old.name) in deleted
+    assert ("Service", old.name) not in deleted and ("Job", old.name) not in deleted

@@ -32,6 +32,7 @@ RESOURCES = {
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "ScaledObject": ("/apis/keda.sh/v1alpha1", "scaledobjects"),
     "LeaderWorkerSet": ("/apis/leaderworkerset.x-k8s.io/v1", "leaderworkersets"),
+    "JobSet": ("/apis/jobset.x-k8s.io/v1alpha2", "jobsets"),
     KIND: (f"/apis/{API_VERSION}", PLURAL),
 }
 

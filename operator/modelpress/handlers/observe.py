@@ -137,15 +137,16 @@ def waiting_message(pod: Mapping[str, Any]) -> str | None:
 async def _messages(
     client: KubeClient,
     namespace: str,
-    job_names: Iterable[str],
+    jobs: Mapping[str, Mapping[str, str]],
     candidates: Callable[[list[dict[str, Any]]], Iterable[dict[str, Any]]],
     describe: Callable[[Mapping[str, Any]], str | None],
 ) -> dict[str, str]:
-    """For each named Job, the first message `describe` finds among its pods' `candidates`."""
+    """For each Job (name -> its pods' labels), the first message `describe` finds among
+    its pods' `candidates`."""
     found: dict[str, str] = {}
-    for name in job_names:
+    for name, selector in jobs.items():
         try:
-            pods = await client.list("Pod", namespace, {"job-name": name})
+            pods = await client.list("Pod", namespace, selector)
         except ApiError:
             continue
         for pod in candidates(pods):
@@ -157,10 +158,10 @@ async def _messages(
 
 
 async def pending_messages(
-    client: KubeClient, namespace: str, job_names: Iterable[str]
+    client: KubeClient, namespace: str, jobs: Mapping[str, Mapping[str, str]]
 ) -> dict[str, str]:
-    """Why each named Job's pod has not started, where it says."""
-    return await _messages(client, namespace, job_names, lambda pods: pods, waiting_message)
+    """Why each Job's pod (name -> its pods' labels) has not started, where it says."""
+    return await _messages(client, namespace, jobs, lambda pods: pods, waiting_message)
 
 
 def _failed_newest_first(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -170,7 +171,7 @@ def _failed_newest_first(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def job_messages(
-    client: KubeClient, namespace: str, job_names: Iterable[str]
+    client: KubeClient, namespace: str, jobs: Mapping[str, Mapping[str, str]]
 ) -> dict[str, str]:
-    """The last failed pod's message for each named Job."""
-    return await _messages(client, namespace, job_names, _failed_newest_first, terminated_message)
+    """The last failed pod's message for each Job (name -> its pods' labels)."""
+    return await _messages(client, namespace, jobs, _failed_newest_first, terminated_message)

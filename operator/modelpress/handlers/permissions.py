@@ -32,6 +32,10 @@ NAMESPACED: Permissions = {
     ("leaderworkerset.x-k8s.io", "leaderworkersets"): frozenset(
         {"get", "create", "patch", "delete"}
     ),
+    # The JobSet of a distillation over nodes: listed by model (only for models that
+    # compress over several nodes), created, removed when obsolete; never watched
+    # (its Jobs, labelled as the operator's, wake the model).
+    ("jobset.x-k8s.io", "jobsets"): frozenset({"list", "create", "delete"}),
     # A failed Job's pods, listed by job-name, for their termination messages; an
     # autoscaled model's serving pods, for what a cold start costs.
     ("", "pods"): frozenset({"list"}),

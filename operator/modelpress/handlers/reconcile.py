@@ -24,6 +24,7 @@ from modelpress.handlers.metrics import ModelFacts
 from modelpress.handlers.state import OperatorState, WrittenStatus
 from modelpress.plan.autoscaling import HPA, SCALED_OBJECT, autoscaler_kind
 from modelpress.plan.conditions import merge_patch, now_rfc3339
+from modelpress.plan.jobset import JOBSET_KIND, jobset_state, pod_selector
 from modelpress.plan.multinode import LWS_KIND
 from modelpress.plan.names import (
     ANNOTATION_RETRY,
@@ -51,7 +52,7 @@ from modelpress.storeview import RecordError
 
 log = logging.getLogger("modelpress.operator")
 #: Kinds from APIs a cluster may lack; their absence is reported, not retried in a loop.
-OPTIONAL_KINDS = (SCALED_OBJECT, HPA, LWS_KIND)
+OPTIONAL_KINDS = (SCALED_OBJECT, HPA, LWS_KIND, JOBSET_KIND)
 
 
 def owner_reference_view(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,6 +113,8 @@ async def observe_model(
         for j in children.jobs.get(key, ())
         if owner.uid is None or j.owner_uid in (None, owner.uid)
     )
+    if spec.compression.nodes > 1 and JOBSET_KIND not in state.kinds_missing():
+        job_list += await _job_sets(state, owner)
     deployment = next(iter(children.deployments.get(key, ())), None)
     service = next(iter(children.services.get(key, ())), None)
     messages = await _pod_messages(state, owner.namespace, job_list)
@@ -175,6 +178,20 @@ async def observe_model(
     )
 
 
+async def _job_sets(state: OperatorState, owner: Owner) -> tuple[JobState, ...]:
+    """The model's JobSets (distillations over nodes), read as Jobs; asked only of models
+    that compress over several nodes."""
+    try:
+        found = await state.api().list(JOBSET_KIND, owner.namespace, {LABEL_MODEL: owner.name})
+    except ApiError as error:
+        if error.status != 404:
+            raise
+        state.kind_missing(JOBSET_KIND)  # no JobSet here: indexed Jobs instead
+        return ()
+    states = (jobset_state(obj) for obj in found)
+    return tuple(j for j in states if owner.uid is None or j.owner_uid in (None, owner.uid))
+
+
 async def _scaling(
     state: OperatorState,
     owner: Owner,
@@ -226,13 +243,14 @@ async def _pod_messages(
         else:
             missing.append(job)
     if missing:
-        fresh = await observe.job_messages(state.api(), namespace, [j.name for j in missing])
+        selectors = {j.name: pod_selector(j) for j in missing}
+        fresh = await observe.job_messages(state.api(), namespace, selectors)
         for job in missing:
             message = fresh.get(job.name)
             if message:
                 state.remember_pod_message((namespace, job.name, job.failed), message)
                 found[job.name] = message
-    starting = [j.name for j in jobs if j.active and j.ready == 0 and not j.failed]
+    starting = {j.name: pod_selector(j) for j in jobs if j.active and j.ready == 0 and not j.failed}
     if starting:  # asked each time: a pod waiting for a node can start any moment
         found.update(await observe.pending_messages(state.api(), namespace, starting))
     return found

@@ -30,6 +30,7 @@ from modelpress.handlers.reconcile import Children, needs_reconcile
 from modelpress.handlers.settings import configure
 from modelpress.handlers.state import OperatorState
 from modelpress.handlers.workers import start_workers
+from modelpress.plan.jobset import JOBSET_NAME_LABEL, JOBSET_SETTLE_SECONDS
 from modelpress.plan.names import LABEL_COMPONENT, LABEL_MODEL, MANAGED_BY, MANAGER, SERVING
 from modelpress.plan.observed import DeploymentState, JobState, ServiceState
 
@@ -76,6 +77,8 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
 
     @kopf.index("batch", "v1", "jobs", id="modelpress_jobs", labels=CHILD_LABELS, registry=registry)
     async def modelpress_jobs(*, namespace: Any, labels: Any, body: Any, **_: Any) -> Any:
+        if JOBSET_NAME_LABEL in labels:
+            return None  # a JobSet's Job: the model reads the JobSet itself
         return {(namespace, labels[LABEL_MODEL]): JobState.from_object(body)}
 
     @kopf.index(
@@ -113,6 +116,9 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
         job = JobState.from_object(body)
         state.metrics.job_seen(namespace, job, gone=type == "DELETED", seconds=job_seconds(body))
         state.queue.add((namespace, labels[LABEL_MODEL]))
+        if JOBSET_NAME_LABEL in labels and job.finished:
+            # JobSets are not watched: look again once JobSet has read its Job's end
+            state.queue.add_after((namespace, labels[LABEL_MODEL]), JOBSET_SETTLE_SECONDS)
 
     @kopf.on.event("apps", "v1", "deployments", id="poke", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("", "v1", "services", id="poke", labels=CHILD_LABELS, registry=registry)

@@ -13,6 +13,7 @@ from modelpress.api.spec import CompressedModelSpec
 from modelpress.api.steps import Variant
 from modelpress.config import OperatorConfig
 from modelpress.plan import names, pods
+from modelpress.plan.jobset import as_jobset, master_address
 from modelpress.plan.recipes import compress_job_args, source_job_args
 from modelpress.plan.resources import JobResources
 
@@ -204,10 +205,13 @@ def compress_job(
     out_uri: str,
     sized: JobResources,
     config: OperatorConfig,
+    *,
+    jobset: bool = False,
 ) -> dict[str, Any]:
     """One variant's Job: its chain, its evaluation and its publish in one process, or,
-    for a distillation over several GPUs or nodes, under torchrun: one pod per node
-    (an indexed Job beside a headless Service, `headless_service`).
+    for a distillation over several GPUs or nodes, under torchrun: one pod per node, as
+    a JobSet when `jobset` (the cluster has it, `plan.jobset`), else an indexed Job
+    beside a headless Service (`headless_service`).
 
     Its name hashes what determines the artifact (see `_job`): a changed recipe is a new
     Job, and an unchanged one is found again.
@@ -224,10 +228,12 @@ def compress_job(
     name = job_name(prefix, labels, args)
     spread = distributed(spec, variant)
     nodes = spec.compression.nodes if spread else 1
+    gang = jobset and nodes > 1
+    master = master_address(name) if gang else f"{name}-0.{name}"
     container = _container(
         COMPRESS_CONTAINER,
         compressor_image(spec, config),
-        torchrun_args(spec, f"{name}-0.{name}", args) if spread else args,
+        torchrun_args(spec, master, args) if spread else args,
         pods.home_env(pods.WORK_DIR) + s_env,
         mounts + s_mounts,
         sized.resources,
@@ -246,7 +252,8 @@ def compress_job(
     )
     if nodes > 1:
         pod_spec["subdomain"] = name  # the headless Service: `<job>-<index>.<job>`
-    return _job(
+    job = _job(
         prefix, namespace, labels, pod_spec, COMPRESS_CONTAINER, spec, config,
         name=name, indexed=nodes if nodes > 1 else 0,
     )  # fmt: skip
+    return as_jobset(job) if gang else job

@@ -97,7 +97,8 @@ class JobState:
     memory_limit: str | None = None
     """The memory limit of its container, for an out-of-memory message."""
     indexed: bool = False
-    """An indexed Job (a distillation over nodes), with a headless Service of its name."""
+    """A distillation over nodes: an indexed Job beside a headless Service, or a JobSet."""
+    kind: str = "Job"
 
     @property
     def is_failed(self) -> bool:
@@ -136,7 +137,7 @@ class JobState:
             backoff_limit=(obj.get("spec") or {}).get("backoffLimit"),
             spec_hash=names.spec_hash(obj),
             ready=status.get("ready"),
-            memory_limit=_memory_limit(obj),
+            memory_limit=memory_limit(obj),
             indexed=(obj.get("spec") or {}).get("completionMode") == "Indexed",
         )
 
@@ -321,7 +322,7 @@ class PodTiming:
         )
 
 
-def _memory_limit(job: Mapping[str, Any]) -> str | None:
+def memory_limit(job: Mapping[str, Any]) -> str | None:
     pod = (((job.get("spec") or {}).get("template") or {}).get("spec")) or {}
     for container in pod.get("containers") or []:
         limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")

@@ -171,8 +171,9 @@ def _obsolete_jobs(
         # a compression Job's key is unknown until the base model is: keep it for now
         and (source_known or job.component != names.COMPRESS)
     ]
-    jobs = [("Job", job.name) for job in obsolete]
-    return jobs + [("Service", job.name) for job in obsolete if job.indexed]
+    jobs = [(job.kind, job.name) for job in obsolete]
+    # an indexed Job's headless Service is the operator's; a JobSet's goes with it
+    return jobs + [("Service", job.name) for job in obsolete if job.indexed and job.kind == "Job"]
 
 
 def plan_invalid(

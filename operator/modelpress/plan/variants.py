@@ -13,6 +13,7 @@ from modelpress.config import OperatorConfig
 from modelpress.plan import jobs
 from modelpress.plan.conditions import condition
 from modelpress.plan.fit import footprint, size_artifact
+from modelpress.plan.jobset import JOBSET_KIND
 from modelpress.plan.lifecycle import plan_job
 from modelpress.plan.observed import Artifact, JobState, Observed, Owner
 from modelpress.plan.outcome import VariantPlan
@@ -46,8 +47,9 @@ def plan_variant(
     assert observed.source is not None
     sized = compression_resources(spec, variant, base.weights_bytes, base.config, config)
     job = jobs.compress_job(
-        owner.name, owner.namespace, spec, variant, key, observed.source.uri, uri, sized, config
-    )
+        owner.name, owner.namespace, spec, variant, key, observed.source.uri, uri, sized, config,
+        jobset=JOBSET_KIND not in observed.missing_kinds,
+    )  # fmt: skip
     job_name = job["metadata"]["name"]
     if key in observed.corrupt_artifacts:
         message = (
