@@ -373,6 +373,10 @@ def test_auto_with_nothing_qualifying_says_why_for_each() -> None:
         (Candidate("w4", 5, False, "too worse", True, ""), (None, True, "QualityGateFailed")),
         (Candidate("w4", 5, True, "", None, ""), (None, False, "WaitingForSizing")),
         (Candidate("w4", 5, True, "", False, "needs 40 GiB"), (None, True, "DoesNotFit")),
+        (
+            Candidate("w4", 5, True, "", False, "no CPU kernel", fit_reason=Reason.NO_CPU_KERNEL),
+            (None, True, "NoCpuKernel"),
+        ),
     ],
 )
 def test_a_named_variant(candidate: Candidate, expected: tuple) -> None:

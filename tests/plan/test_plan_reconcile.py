@@ -708,7 +708,7 @@ def test_a_scheme_vllm_cannot_run_on_cpu_is_never_served_there(bits, group, gpu,
         return
     assert verdict == ("False", "NoCpuKernel")
     serving_condition = conditions(result.wire_status)["Serving"]
-    assert serving_condition == ("False", "DoesNotFit")
+    assert serving_condition == ("False", "NoCpuKernel")
     message = next(c["message"] for c in result.wire_status["conditions"] if c["type"] == "Serving")
     assert "no vLLM CPU kernel" in message and "spec.serving.gpu" in message
     assert result.apply == []

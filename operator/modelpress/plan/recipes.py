@@ -263,6 +263,8 @@ class Candidate:
     fits: bool | None = None
     """Sizing verdict for the serving settings; None until sized."""
     fit_message: str = ""
+    fit_reason: Reason = Reason.DOES_NOT_FIT
+    """Why it does not fit (no room, no CPU kernel, not sizable), for the Serving reason."""
     failed: str | None = None
     """Why the variant cannot be built (a failed Job, a bad recipe); None otherwise."""
 
@@ -363,7 +365,7 @@ def _named(candidate: Candidate) -> Choice:
         return Choice(None, False, Reason.WAITING_FOR_SIZING, f"waiting for {name} to be sized")
     if not candidate.fits:
         return Choice(
-            None, True, Reason.DOES_NOT_FIT, f"{name} is not served: {candidate.fit_message}"
+            None, True, candidate.fit_reason, f"{name} is not served: {candidate.fit_message}"
         )
     return Choice(name, True, Reason.CHOSEN, f"{name} is named by serving.variant")
 

@@ -149,6 +149,7 @@ def candidate(outcome: VariantPlan) -> Candidate:
         gate_message=outcome.gate.message,
         fits=outcome.fit.fits,
         fit_message=outcome.fit.verdict.message,
+        fit_reason=outcome.fit.verdict.reason,
     )
 
 
