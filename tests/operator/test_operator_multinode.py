@@ -5,6 +5,7 @@ controller runs and restarts, or as an indexed Job where the cluster has no JobS
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -85,16 +86,40 @@ def over_two_nodes(harness: Harness) -> dict[str, Any]:
 async def test_without_jobset_a_distillation_over_two_nodes_runs_as_an_indexed_job(
     harness: Harness,
 ) -> None:
+    """Its headless Service is there while the gang runs and goes when it ends."""
+    release = asyncio.Event()
+
+    def held(job: dict[str, Any]) -> Outcome:
+        slim = job["metadata"]["labels"].get("modelpress.dev/variant") == "slim"
+        return Outcome(hold=release if slim else None)
+
+    harness.kubelet.behaviour = held
     await harness.start_operator()
     await harness.apply(over_two_nodes(harness))
-    await harness.wait_condition("tiny", "VariantsReady", "True", timeout=45)
+    await harness.wait(
+        lambda: [
+            j for j in harness.cluster.all(JOBS, NAMESPACE) if "slim" in j["metadata"]["name"]
+        ],
+        "the indexed Job",
+        timeout=45,
+    )
     (job,) = [j for j in harness.cluster.all(JOBS, NAMESPACE) if "slim" in j["metadata"]["name"]]
     assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 2
     assert job["metadata"]["ownerReferences"][0]["kind"] == "CompressedModel"
     name = job["metadata"]["name"]
-    service = harness.cluster.get(SERVICES, NAMESPACE, name)
-    assert service is not None and service["spec"]["clusterIP"] == "None"
+    service = await harness.wait(
+        lambda: harness.cluster.get(SERVICES, NAMESPACE, name), "the headless Service"
+    )
+    assert service["spec"]["clusterIP"] == "None"
     assert service["metadata"]["ownerReferences"][0]["kind"] == "CompressedModel"
+    release.set()
+    await harness.wait_condition("tiny", "VariantsReady", "True", timeout=45)
+    await harness.wait(
+        lambda: harness.cluster.get(SERVICES, NAMESPACE, name) is None,
+        "the headless Service to go once the gang has finished",
+        timeout=45,
+    )
+    assert harness.cluster.get(JOBS, NAMESPACE, name) is not None, "the Job waits for its TTL"
     endpoint = harness.cluster.get(SERVICES, NAMESPACE, "tiny")
     assert endpoint is None or endpoint["spec"].get("clusterIP") != "None"
 

@@ -11,12 +11,14 @@ from typing import Any
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
-from tests.plan.conftest import make_spec
+from tests.plan.conftest import SOURCE, make_spec, variant_artifact
 from tests.plan.test_plan_reconcile import plan, with_base
 
+from modelpress.config import OperatorConfig
 from modelpress.plan.jobs import MASTER_PORT
 from modelpress.plan.jobset import JOBSET_KIND, jobset_state, pod_selector
 from modelpress.plan.observed import JobState
+from modelpress.plan.recipes import variant_locations
 
 CHAIN = {
     "name": "slim",
@@ -200,3 +202,54 @@ def test_an_obsolete_jobset_is_deleted_as_a_jobset_with_no_service_of_ours() -> 
     deleted = plan(other, with_base(jobs=(old,))).delete
     assert (JOBSET_KIND, old.name) in deleted
     assert ("Service", old.name) not in deleted and ("Job", old.name) not in deleted
+
+
+def indexed_job(**changes: Any) -> JobState:
+    name = job_of(created(), "slim")["metadata"]["name"]
+    return JobState(name=name, owner_uid="uid-1", component="compress", variant="slim",
+                    indexed=True, **changes)  # fmt: skip
+
+
+def deleted_services(*jobs: JobState, services: frozenset[str]) -> list[tuple[str, str]]:
+    observed = with_base(jobs=jobs, gang_services=services, missing_kinds={JOBSET_KIND})
+    return [d for d in plan(spec(), observed).delete if d[0] == "Service"]
+
+
+def test_a_gang_service_lives_while_its_indexed_job_runs_and_goes_once_it_ends() -> None:
+    running = indexed_job(active=2)
+    services = frozenset({running.name})
+    assert deleted_services(running, services=services) == []
+    done = indexed_job(succeeded=2, complete=True)
+    assert deleted_services(done, services=services) == [("Service", done.name)]
+    failed = indexed_job(failed=3, failure_reason="BackoffLimitExceeded")
+    assert deleted_services(failed, services=services) == [("Service", failed.name)]
+
+
+def test_a_gang_service_does_not_outlive_its_job_removed_by_its_ttl() -> None:
+    locations = variant_locations(spec(), SOURCE, OperatorConfig())
+    built = {key: variant_artifact(uri, 100_000_000) for key, uri in locations.values()}
+    name = job_of(created(), "slim")["metadata"]["name"]
+    observed = with_base(
+        artifacts=built, gang_services=frozenset({name}), missing_kinds={JOBSET_KIND}
+    )
+    assert ("Service", name) in plan(spec(), observed).delete
+
+
+def test_a_gang_service_created_again_with_its_job_is_never_deleted_in_the_same_plan() -> None:
+    """The index may still show the old Service when the Job is created again."""
+    name = job_of(created(), "slim")["metadata"]["name"]
+    result = plan(spec(), with_base(gang_services=frozenset({name}), missing_kinds={JOBSET_KIND}))
+    assert any(o["kind"] == "Service" and o["metadata"]["name"] == name for o in result.create)
+    assert ("Service", name) not in result.delete
+
+
+def test_a_running_gang_whose_recipe_changed_goes_with_its_service() -> None:
+    stale = JobState(name="tiny-slim-0ld", owner_uid="uid-1", component="compress",
+                     variant="slim", indexed=True, active=2)  # fmt: skip
+    deleted = plan(
+        spec(),
+        with_base(
+            jobs=(stale,), gang_services=frozenset({stale.name}), missing_kinds={JOBSET_KIND}
+        ),
+    ).delete
+    assert ("Job", stale.name) in deleted and ("Service", stale.name) in deleted

@@ -28,6 +28,7 @@ from modelpress.plan.jobset import JOBSET_KIND, jobset_state, pod_selector
 from modelpress.plan.multinode import LWS_KIND
 from modelpress.plan.names import (
     ANNOTATION_RETRY,
+    GANG,
     LABEL_COMPONENT,
     LABEL_MODEL,
     SERVING,
@@ -77,7 +78,8 @@ class Children:
 
     jobs: Mapping[tuple[str, str], Iterable[JobState]]
     deployments: Mapping[tuple[str, str], Iterable[DeploymentState]]
-    services: Mapping[tuple[str, str], Iterable[ServiceState]]
+    services: Mapping[tuple[str, ...], Iterable[ServiceState]]
+    """The endpoint by (namespace, model); headless gang Services by (namespace, model, GANG)."""
     policies: Mapping[tuple[str, str], Iterable[ServiceState]]
 
 
@@ -117,6 +119,11 @@ async def observe_model(
         job_list += await _job_sets(state, owner)
     deployment = next(iter(children.deployments.get(key, ())), None)
     service = next(iter(children.services.get(key, ())), None)
+    gang_services = frozenset(
+        s.name
+        for s in children.services.get((*key, GANG), ())
+        if owner.uid is None or s.owner_uid in (None, owner.uid)
+    )
     messages = await _pod_messages(state, owner.namespace, job_list)
     missing = state.kinds_missing()
     lws = None
@@ -129,6 +136,7 @@ async def observe_model(
         jobs=job_list,
         deployment=deployment,
         service=service,
+        gang_services=gang_services,
         job_messages=messages,
         network_policies={p.name: p for p in children.policies.get(key, ())},
         name_conflicts=await _name_conflicts(state, owner),

@@ -31,7 +31,14 @@ from modelpress.handlers.settings import configure
 from modelpress.handlers.state import OperatorState
 from modelpress.handlers.workers import start_workers
 from modelpress.plan.jobset import JOBSET_NAME_LABEL, JOBSET_SETTLE_SECONDS
-from modelpress.plan.names import LABEL_COMPONENT, LABEL_MODEL, MANAGED_BY, MANAGER, SERVING
+from modelpress.plan.names import (
+    GANG,
+    LABEL_COMPONENT,
+    LABEL_MODEL,
+    MANAGED_BY,
+    MANAGER,
+    SERVING,
+)
 from modelpress.plan.observed import DeploymentState, JobState, ServiceState
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -97,7 +104,8 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
     )
     async def modelpress_services(*, namespace: Any, labels: Any, body: Any, **_: Any) -> Any:
         if labels.get(LABEL_COMPONENT, SERVING) != SERVING:
-            return None  # a distributed Job's headless Service: not the model's endpoint
+            # an indexed Job's headless Service, not the model's endpoint: kept apart
+            return {(namespace, labels[LABEL_MODEL], GANG): ServiceState.from_object(body)}
         return {(namespace, labels[LABEL_MODEL]): ServiceState.from_object(body)}
 
     @kopf.index(

@@ -28,6 +28,8 @@ ANNOTATION_AUTOSCALER = f"{DOMAIN}/autoscaler"
 FETCH = "fetch"
 COMPRESS = "compress"
 SERVING = "serving"
+#: Index key part of the headless Services of indexed Jobs (distillations over nodes).
+GANG = "gang"
 
 HASH_CHARS = 8
 

@@ -390,8 +390,9 @@ class Observed:
     leader_worker_set: DeploymentState | None = None
     """The model's LeaderWorkerSet (serving across nodes), looked up when one may exist."""
     missing_kinds: frozenset[str] = frozenset()
-    """Kinds the cluster refused to create because it does not serve their API (KEDA
-    not installed): each is reported, not retried in a loop."""
+    """Kinds whose API the cluster does not serve (no KEDA, JobSet...): not retried in a loop."""
+    gang_services: frozenset[str] = frozenset()
+    """Names of the headless Services of indexed Jobs (distillations over nodes)."""
     keda_served: bool = False
     """The cluster serves KEDA's API (keda.sh/v1alpha1): autoscaling engine auto uses it."""
     serving_pods: tuple[PodTiming, ...] = ()

@@ -121,18 +121,21 @@ def plan_model(
         serving=serving.status,
         summary=summary(conditions, variants, serving.status, observed, source.base),
     )
+    gang_services = [headless_service(o.job) for o in outcomes if o.job and _indexed(o.job)]
+    obsolete = _obsolete_jobs(observed, owned_jobs, source, outcomes)
     return Plan(
         status=status,
         create=[
             *policies.create,
             *source.create,
             *(o.job for o in outcomes if o.job),
-            *(headless_service(o.job) for o in outcomes if o.job and _indexed(o.job)),
+            *gang_services,
             *serving.create,
         ],
         apply=[*policies.apply, *serving.apply],
         delete=[
-            *_obsolete_jobs(observed, owned_jobs, source, outcomes),
+            *obsolete,
+            *_finished_gangs(observed, owned_jobs, obsolete, gang_services),
             *serving.delete,
             *policies.delete,
         ],
@@ -148,6 +151,19 @@ def _stamped(entry: VariantStatus, previous: CompressedModelStatus, now: str) ->
     before = next((v for v in previous.variants if v.name == entry.name), None)
     entry.conditions = stamp(entry.conditions, before.conditions if before else [], now)
     return entry
+
+
+def _finished_gangs(
+    observed: Observed,
+    owned_jobs: Mapping[str, JobState],
+    deleted: Sequence[tuple[str, str]],
+    created: Sequence[Mapping[str, Any]],
+) -> list[tuple[str, str]]:
+    """Headless Services whose indexed Job has finished, is gone or goes now: the gang
+    has met for the last time, and the Job's TTL would otherwise leave them behind."""
+    running = {name for name, job in owned_jobs.items() if not job.finished}
+    keep = running - {name for _, name in deleted} | {s["metadata"]["name"] for s in created}
+    return [("Service", name) for name in sorted(observed.gang_services - keep)]
 
 
 def _obsolete_jobs(
@@ -171,9 +187,7 @@ def _obsolete_jobs(
         # a compression Job's key is unknown until the base model is: keep it for now
         and (source_known or job.component != names.COMPRESS)
     ]
-    jobs = [(job.kind, job.name) for job in obsolete]
-    # an indexed Job's headless Service is the operator's; a JobSet's goes with it
-    return jobs + [("Service", job.name) for job in obsolete if job.indexed and job.kind == "Job"]
+    return [(job.kind, job.name) for job in obsolete]
 
 
 def plan_invalid(
