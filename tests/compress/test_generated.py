@@ -156,3 +156,52 @@ def test_a_step_given_no_calibration_at_all_learns_from_generated_text(
     )
     used = result.metadata["lineage"][0]["params"]["calibration"]
     assert used == {"generated": {"seed": 0}, "samples": 4, "sequenceLength": 16}
+
+
+def test_kept_text_that_is_not_what_its_key_names_is_refused(tiny_model, tmp_path):
+    import json as json_module
+
+    model = load_model(tiny_model)
+    tokenizer = load_tokenizer(tiny_model)
+    calibration = generated(samples=2, length=16)
+    key = generated_key("base", calibration)
+    place = tmp_path / "references"
+    (place / key).mkdir(parents=True)
+    for tokens in ([[1] * 16], [[1] * 16, [10**6] * 16], "not tokens"):
+        (place / key / "calibration.json").write_text(json_module.dumps({"tokens": tokens}))
+        with pytest.raises(CompressionError, match="remove it, and the next Job writes it again"):
+            generated_module.generated_windows(model, tokenizer, calibration, "base", place)
+    (place / key / "calibration.json").write_text(json_module.dumps({"tokens": [[3] * 16] * 2}))
+    kept = generated_module.generated_windows(model, tokenizer, calibration, "base", place)
+    assert kept.tolist() == [[3] * 16] * 2, "what is kept is what every variant learns from"
+
+
+def test_two_jobs_writing_at_once_both_learn_from_the_text_kept_first(
+    tiny_model, store, monkeypatch
+):
+    """The other Job published between this Job's look and its own publish: the store
+    keeps the first text, and this Job learns from that one, not from its own."""
+    import json as json_module
+
+    import modelpress.compress.references as references_module
+    from modelpress.compress.references import save_file
+
+    model = load_model(tiny_model)
+    tokenizer = load_tokenizer(tiny_model)
+    calibration = generated(samples=2, length=16)
+    place = store + "evaluations/"
+    key = generated_key("base", calibration)
+    first = {"tokens": [[5] * 16, [6] * 16]}
+    original = references_module.load_file
+    looks = []
+
+    def racing(*args, **kwargs):
+        looks.append(args)
+        if len(looks) == 1:  # this Job looks: nothing yet; then the other Job publishes
+            save_file(place, key, "calibration.json", json_module.dumps(first).encode(), {})
+            return None
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(references_module, "load_file", racing)
+    kept = generated_module.generated_windows(model, tokenizer, calibration, "base", place)
+    assert kept.tolist() == first["tokens"]

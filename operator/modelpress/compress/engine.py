@@ -72,8 +72,9 @@ def compress_variant(
     if a manifest is already there, nothing is computed.
     `checkpoint_dir`: directory or store URI for resumable distillation checkpoints
     (default: inside `work_dir`). `cache_dir`: where the base model's evaluation
-    scores and generated calibration text are kept for reuse by other variants: a directory, or a store prefix
-    (`<storage.uri>/evaluations/`) shared by every Job of the base (default: none).
+    scores and generated calibration text are kept for reuse by other variants: a
+    directory, or a store prefix (`<storage.uri>/evaluations/`) shared by every Job of
+    the base (default: none).
     Raises `CompressionError` for requests that cannot be carried out, before any
     heavy work.
     """

@@ -88,24 +88,51 @@ def generated_windows(
     cache: Any,
     credentials: Any = None,
 ) -> torch.Tensor:
-    """The generated windows, read from `cache` when another Job of the base wrote them."""
-    import torch
+    """The generated windows, read from `cache` when another Job of the base wrote them.
 
+    Two Jobs that write at once publish to the same place, where the first one wins;
+    each then reads back what was kept, so every variant learns from the same tokens."""
     from modelpress.compress.references import load_file, save_file
 
     key = generated_key(base_identity, calibration)
     kept = load_file(cache, key, GENERATED_FILE, credentials)
-    if kept is not None:
-        return torch.tensor(json.loads(kept)["tokens"], dtype=torch.long)
-    tokens = sample(model, start_token(tokenizer), calibration, what="generating calibration text")
-    document = {
-        "format": GENERATED_FORMAT,
-        "seed": calibration.generated.seed,  # type: ignore[union-attr]
-        "tokens": tokens.tolist(),
-        "text": [tokenizer.decode(row) for row in tokens],
-    }
-    data = json.dumps(document, ensure_ascii=False).encode()
-    save_file(cache, key, GENERATED_FILE, data, {"kind": "generated-calibration"}, credentials)
+    if kept is None:
+        tokens = sample(
+            model, start_token(tokenizer), calibration, what="generating calibration text"
+        )
+        document = {
+            "format": GENERATED_FORMAT,
+            "seed": calibration.generated.seed,  # type: ignore[union-attr]
+            "tokens": tokens.tolist(),
+            "text": [tokenizer.decode(row) for row in tokens],
+        }
+        data = json.dumps(document, ensure_ascii=False).encode()
+        save_file(cache, key, GENERATED_FILE, data, {"kind": "generated-calibration"}, credentials)
+        kept = load_file(cache, key, GENERATED_FILE, credentials) or data
+    vocabulary = model.get_input_embeddings().num_embeddings  # type: ignore[operator]
+    return _windows(kept, calibration, int(vocabulary), where=f"{cache}/{key}/")
+
+
+def _windows(data: bytes, calibration: Calibration, vocabulary: int, *, where: str) -> torch.Tensor:
+    """The kept token ids, checked against the settings that name them."""
+    import torch
+
+    shape = (calibration.samples, calibration.sequence_length)
+    try:
+        tokens = torch.tensor(json.loads(data)["tokens"], dtype=torch.long)
+    except (ValueError, KeyError, TypeError):
+        tokens = None
+    if (
+        tokens is None
+        or tuple(tokens.shape) != shape
+        or tokens.min() < 0
+        or tokens.max() >= vocabulary
+    ):
+        raise CompressionError(
+            f"the generated calibration text kept at {where} is not {shape[0]} x {shape[1]} "
+            f"token ids of this model: remove it, and the next Job writes it again",
+            reason="InvalidDataset",
+        )
     return tokens
 
 
