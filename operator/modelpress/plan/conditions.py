@@ -69,3 +69,19 @@ def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[s
         elif before != value or key not in old:
             patch[key] = value
     return patch
+
+
+def ending(status: Mapping[str, Any], done: str) -> tuple[bool, str | None, str | None]:
+    """How a Job-like object ended, from its status conditions: (whether its `done`
+    condition holds, the Failed condition's reason and message, or None and None)."""
+    complete = False
+    reason = message = None
+    for found in status.get("conditions") or []:
+        if found.get("status") != "True":
+            continue
+        if found.get("type") == done:
+            complete = True
+        elif found.get("type") == "Failed":
+            reason = found.get("reason") or "Failed"
+            message = found.get("message") or ""
+    return complete, reason, message

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelpress.plan import names
+from modelpress.plan.conditions import ending
 from modelpress.plan.observed import JobState, memory_limit, owner_uid
 
 JOBSET_KIND = "JobSet"
@@ -83,16 +84,7 @@ def jobset_state(obj: Mapping[str, Any]) -> JobState:
     metadata = obj.get("metadata") or {}
     labels = metadata.get("labels") or {}
     status = obj.get("status") or {}
-    complete = False
-    failure_reason = failure_message = None
-    for condition in status.get("conditions") or []:
-        if condition.get("status") != "True":
-            continue
-        if condition.get("type") == "Completed":
-            complete = True
-        elif condition.get("type") == "Failed":
-            failure_reason = condition.get("reason") or "Failed"
-            failure_message = condition.get("message") or ""
+    complete, failure_reason, failure_message = ending(status, "Completed")
     counts: Mapping[str, Any] = next(iter(status.get("replicatedJobsStatus") or []), {})
     spec = obj.get("spec") or {}
     replicated: Mapping[str, Any] = next(iter(spec.get("replicatedJobs") or []), {})

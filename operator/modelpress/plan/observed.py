@@ -15,6 +15,7 @@ from modelpress.api.artifact import VariantMetadata
 from modelpress.api.reasons import Reason
 from modelpress.api.status import Metrics
 from modelpress.plan import names
+from modelpress.plan.conditions import ending
 from modelpress.plan.drift import projection
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
@@ -113,16 +114,7 @@ class JobState:
         metadata = obj.get("metadata") or {}
         labels = metadata.get("labels") or {}
         status = obj.get("status") or {}
-        complete = False
-        failure_reason = failure_message = None
-        for condition in status.get("conditions") or []:
-            if condition.get("status") != "True":
-                continue
-            if condition.get("type") == "Complete":
-                complete = True
-            elif condition.get("type") == "Failed":
-                failure_reason = condition.get("reason") or "Failed"
-                failure_message = condition.get("message") or ""
+        complete, failure_reason, failure_message = ending(status, "Complete")
         return cls(
             name=metadata.get("name", ""),
             owner_uid=owner_uid(metadata),
