@@ -81,6 +81,16 @@ VARIANTS: list[dict[str, Any]] = [
     {"name": "prune25", "prune": PRUNE},
     {"name": "prune25-kd", "steps": [{"prune": PRUNE}, {"distill": DISTILL}]},
     {
+        "name": "prune25-kd-generated",
+        "steps": [
+            {"prune": PRUNE},
+            {
+                "distill": DISTILL
+                | {"calibration": GENERATED | {"samples": 148, "sequenceLength": 256}}
+            },
+        ],
+    },
+    {
         "name": "prune25-kd-w4",
         "steps": [{"prune": PRUNE}, {"distill": DISTILL}, {"quantize": GPTQ_W4}],
     },
