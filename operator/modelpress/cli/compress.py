@@ -67,7 +67,9 @@ def register(subparsers: Any) -> None:
         help="where distillation checkpoints go, so a restarted Job resumes (default: in --work-dir)",
     )
     compress.add_argument(
-        "--cache-dir", metavar="DIR", help="keep the base model's evaluation here for reuse"
+        "--cache-dir",
+        metavar="DIR_OR_URI",
+        help="keep the base model's evaluation and generated calibration text here for reuse",
     )
     compress.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     compress.add_argument(
