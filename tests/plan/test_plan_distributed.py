@@ -11,13 +11,14 @@ from typing import Any
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
-from tests.plan.conftest import SOURCE, make_spec, variant_artifact
+from tests.plan.conftest import SOURCE, make_spec, spec_dict, variant_artifact
 from tests.plan.test_plan_reconcile import plan, with_base
 
+from modelpress.api.spec import CompressedModelSpec
 from modelpress.config import OperatorConfig
 from modelpress.plan.jobs import MASTER_PORT
 from modelpress.plan.jobset import JOBSET_KIND, jobset_state, pod_selector
-from modelpress.plan.observed import JobState
+from modelpress.plan.observed import JobState, Owner
 from modelpress.plan.recipes import variant_locations
 
 CHAIN = {
@@ -253,3 +254,34 @@ def test_a_running_gang_whose_recipe_changed_goes_with_its_service() -> None:
         ),
     ).delete
     assert ("Job", stale.name) in deleted and ("Service", stale.name) in deleted
+
+
+@pytest.mark.parametrize("jobset", [False, True])
+def test_a_gang_of_the_longest_names_still_has_valid_pod_hostnames(jobset: bool) -> None:
+    """Model names of 32 characters and variant names of 20: every name the gang's
+    pods get is a DNS label, however the gang runs."""
+    long_chain = {**CHAIN, "name": "v" * 20}
+    body = spec_dict(variants=[long_chain], compression={"nodes": 12})
+    body["variants"][0]["steps"][1]["distill"]["batchSize"] = 12
+    long_owner = Owner(name="m" * 32, namespace="ml", uid="uid-1", generation=1)
+    missing = frozenset() if jobset else frozenset({JOBSET_KIND})
+    objects = plan(
+        CompressedModelSpec.model_validate(body),
+        with_base(missing_kinds=missing),
+        owner=long_owner,
+    ).create
+    (gang,) = [
+        o for o in objects if o["kind"] in ("Job", JOBSET_KIND) and "-v" in o["metadata"]["name"]
+    ]
+    name = gang["metadata"]["name"]
+    assert name.startswith("m" * 32 + "-v") and len(name) <= 52
+    hostnames = (
+        [f"{name}-node-0-{i}" for i in range(12)] if jobset else [f"{name}-{i}" for i in range(12)]
+    )
+    assert all(len(h) <= 63 for h in hostnames)
+    if jobset:
+        assert len(f"{name}-node-0") <= 63, "the JobSet's Job name is a label value too"
+    one = created(nodes=1, count=1)
+    assert (
+        job_of(one, "slim")["metadata"]["name"] == job_of(created(), "slim")["metadata"]["name"]
+    ), "short names are never cut: going distributed keeps them"

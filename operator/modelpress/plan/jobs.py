@@ -20,6 +20,10 @@ from modelpress.plan.resources import JobResources
 USAGE_ERROR_EXIT_CODE = 2
 #: torch.distributed's rendezvous port on a distributed distillation's first pod.
 MASTER_PORT = 29500
+#: A gang's pods are named, and their hostnames (DNS labels, 63 characters) made,
+#: from its name: `<name>-<index>` for an indexed Job, `<name>-node-0-<index>` for a
+#: JobSet's; this leaves room for either, up to 1000 nodes.
+GANG_NAME_LIMIT = 63 - len("-node-0-999")
 FETCH_CONTAINER = "fetch"
 COMPRESS_CONTAINER = "compress"
 
@@ -100,8 +104,14 @@ def _job(
     }
 
 
-def job_name(prefix: str, labels: dict[str, str], command: list[str]) -> str:
-    return f"{prefix}-{names.short_hash({'labels': labels, 'command': command})}"
+def job_name(
+    prefix: str, labels: dict[str, str], command: list[str], limit: int | None = None
+) -> str:
+    """`<prefix>-<hash>`, the prefix cut so the name has at most `limit` characters."""
+    digest = names.short_hash({"labels": labels, "command": command})
+    if limit is not None:
+        prefix = prefix[: limit - len(digest) - 1].rstrip("-")
+    return f"{prefix}-{digest}"
 
 
 def distributed(spec: CompressedModelSpec, variant: Variant) -> bool:
@@ -225,9 +235,9 @@ def compress_job(
     args = compress_job_args(spec, variant, base_uri, out_uri, pods.WORK_DIR)
     labels = names.labels(model, names.COMPRESS, variant=variant.name, key=key)
     prefix = f"{model}-{variant.name}"
-    name = job_name(prefix, labels, args)
     spread = distributed(spec, variant)
     nodes = spec.compression.nodes if spread else 1
+    name = job_name(prefix, labels, args, limit=GANG_NAME_LIMIT if nodes > 1 else None)
     gang = jobset and nodes > 1
     master = master_address(name) if gang else f"{name}-0.{name}"
     container = _container(
