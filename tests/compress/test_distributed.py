@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from modelpress.compress import compress_variant
 from modelpress.compress.distributed import Group
-from modelpress.storage import fetch, read_manifest
+from modelpress.storage import fetch, publish, read_manifest
 
 VARIANT = {
     "name": "slim",
@@ -59,10 +59,15 @@ def test_two_processes_train_what_one_trains(tiny_model, texts, tmp_path) -> Non
     )  # fmt: skip
 
     out = f"file://{tmp_path}/pair/artifacts/slim/"
-    command = pair_command(tiny_model, VARIANT, evaluation, calibration, out, tmp_path)
+    published = f"file://{tmp_path}/pair/models/tiny/"  # the gang downloads it: once
+    publish(published, tiny_model, {"source": {"huggingface": "org/tiny", "revision": "c0ffee"}})
+    command = pair_command(published, VARIANT, evaluation, calibration, out, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-4000:]
+    assert run.stderr.count("downloading the base model") == 1, run.stderr[-4000:]
+    assert "the base model is already downloaded" in run.stderr
+    assert len(list(tmp_path.glob("base-*"))) == 1, "one copy in the shared work directory"
     summaries = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     assert sorted(bool(s.get("helper")) for s in summaries) == [False, True], run.stdout
 

@@ -7,8 +7,10 @@ completes the download, keeping the small files already verified.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,12 @@ def as_uri(location: str) -> str:
     return "file://" + str(Path(location).resolve()) + "/"
 
 
-def open_base(location: str, scratch: Path, *, credentials: Any = None) -> Base:
-    """The base at `location` with its small files available locally."""
+def open_base(
+    location: str, scratch: Path, *, credentials: Any = None, shared: Path | None = None
+) -> Base:
+    """The base at `location` with its small files available locally: in `scratch`, or
+    in `shared` where the processes of a distributed distillation share one copy (each
+    would otherwise download the whole model into its own scratch space)."""
     local = Path(location) if "://" not in location else None
     if local is not None and not (local / "manifest.json").is_file():
         if not (local / "config.json").is_file():
@@ -61,37 +67,63 @@ def open_base(location: str, scratch: Path, *, credentials: Any = None) -> Base:
             "first or fix --base",
             reason="BaseModelNotFound",
         )
-    directory = scratch / "base"
-    store = open_store(uri, credentials)
-    for entry in manifest.files:
-        if entry.path.endswith(WEIGHT_SUFFIXES) or entry.bytes > LIGHT_FILE_LIMIT:
-            continue
-        target = directory / entry.path
-        if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == entry.sha256:
-            continue
-        data = store.get_bytes(entry.key)
-        if data is None or hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise CompressionError(
-                f"{uri}{entry.path} is missing or differs from its manifest: publish the base "
-                "model again",
-                reason="BaseModelCorrupt",
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
     identity = hashlib.sha256(
         "".join(f"{e.path}:{e.sha256}\n" for e in manifest.files).encode()
     ).hexdigest()
+    directory = shared / f"base-{identity[:16]}" if shared is not None else scratch / "base"
+    store = open_store(uri, credentials)
+    with _exclusive(directory):
+        for entry in manifest.files:
+            if entry.path.endswith(WEIGHT_SUFFIXES) or entry.bytes > LIGHT_FILE_LIMIT:
+                continue
+            target = directory / entry.path
+            if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == entry.sha256:
+                continue
+            data = store.get_bytes(entry.key)
+            if data is None or hashlib.sha256(data).hexdigest() != entry.sha256:
+                raise CompressionError(
+                    f"{uri}{entry.path} is missing or differs from its manifest: publish the "
+                    "base model again",
+                    reason="BaseModelCorrupt",
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
     return Base(uri, directory, identity, dict(manifest.metadata), True, credentials)
 
 
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One process at a time writes `directory` (a lock file beside it)."""
+    import fcntl
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _complete_marker(base: Base) -> Path:
+    return base.directory.parent / f".{base.directory.name}.complete"
+
+
 def fetch_weights(base: Base) -> None:
-    """Download (and verify) the rest of a published base model."""
+    """Download (and verify) the rest of a published base model, once per directory: the
+    processes sharing it wait for the first one's download and then use it."""
     if not base.remote:
         return
     from modelpress.storage import fetch
 
-    log.info("downloading the base model from %s", base.location)
-    fetch(base.location, base.directory, credentials=base.credentials)
+    marker = _complete_marker(base)
+    with _exclusive(base.directory):
+        if marker.is_file() and marker.read_text() == base.identity:
+            log.info("the base model is already downloaded at %s", base.directory)
+            return
+        log.info("downloading the base model from %s", base.location)
+        fetch(base.location, base.directory, credentials=base.credentials)
+        marker.write_text(base.identity)
 
 
 def _local_identity(directory: Path) -> str:

@@ -109,6 +109,8 @@ def compress_variant(
             parsed_calibration,
             scratch,
             credentials=credentials,
+            # the processes of a pod share its work directory: one download for all
+            shared_base=Path(work_dir) if ranks.distributed and work_dir else None,
         )
         log.info("checks passed: %s", describe(prepared))
         fetch_weights(prepared.base)

@@ -77,8 +77,10 @@ def prepare(
     scratch: Path,
     *,
     credentials: Any = None,
+    shared_base: Path | None = None,
 ) -> Prepared:
-    """Every check that needs no weights: config, chain, datasets, token counts."""
+    """Every check that needs no weights: config, chain, datasets, token counts.
+    `shared_base`: where processes of one distributed run keep one copy of the base."""
     from transformers import AutoConfig
 
     from modelpress.compress.checkpoint import load_tokenizer
@@ -91,7 +93,7 @@ def prepare(
                 check_scheme(planned.action)
             except CompressionError as error:
                 raise CompressionError(f"{planned.label}: {error}", reason=error.reason) from None
-    base = open_base(base_location, scratch, credentials=credentials)
+    base = open_base(base_location, scratch, credentials=credentials, shared=shared_base)
     config = AutoConfig.from_pretrained(base.directory)
     check_chain(config, steps, evaluation)
 
