@@ -3,6 +3,7 @@ the leaders, its pods allowed to talk to each other, and the same rollout safety
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from dataclasses import replace
@@ -11,6 +12,7 @@ from typing import Any
 
 import kubernetes_validate
 import kubernetes_validate.utils
+import pytest
 from tests.plan.conftest import BASE, SOURCE, make_spec, variant_artifact
 from tests.plan.test_plan_reconcile import OWNER, conditions, plan, service_state
 
@@ -166,3 +168,39 @@ def test_autoscaling_across_nodes_scales_the_leader_worker_set() -> None:
     hpa = child(result, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["kind"] == LWS_KIND
     assert names.deployment_name("tiny") == hpa["spec"]["scaleTargetRef"]["name"]
+
+
+def _rolled_out(lws: dict[str, Any]) -> DeploymentState:
+    ready = {"readyReplicas": 1, "updatedReplicas": 1, "replicas": 1}
+    return replace(leader_worker_set_state({**lws, "status": ready}), owner_uid=OWNER.uid)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda t: t["workerTemplate"]["spec"]["containers"][0].update(image="evil/vllm:1"),
+        lambda t: t["leaderTemplate"]["spec"]["containers"][0]["args"].append("--enforce-eager"),
+        lambda t: t.update(size=1),
+    ],
+    ids=["a worker's image", "the leader's arguments", "the group size"],
+)
+def test_a_leader_worker_set_changed_behind_the_operators_back_is_put_back(edit: Any) -> None:
+    spec = big_spec()
+    first = plan(spec, built(spec))
+    live = copy.deepcopy(child(first, LWS_KIND))
+    edit(live["spec"]["leaderWorkerTemplate"])
+    observed = replace(built(spec), leader_worker_set=_rolled_out(live),
+                       service=service_state(first))  # fmt: skip
+    result = plan(spec, observed, previous=first.wire_status)
+    assert [o["kind"] for o in result.apply if o["kind"] == LWS_KIND] == [LWS_KIND]
+
+
+def test_a_leader_worker_set_as_it_was_created_is_left_alone() -> None:
+    spec = big_spec()
+    first = plan(spec, built(spec))
+    live = copy.deepcopy(child(first, LWS_KIND))
+    live["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["dnsPolicy"] = "ClusterFirst"
+    observed = replace(built(spec), leader_worker_set=_rolled_out(live),
+                       service=service_state(first))  # fmt: skip
+    result = plan(spec, observed, previous=first.wire_status)
+    assert not [o for o in result.apply if o["kind"] == LWS_KIND], "defaults are no drift"

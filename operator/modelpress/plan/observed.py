@@ -220,7 +220,6 @@ def leader_worker_set_state(obj: Mapping[str, Any]) -> DeploymentState:
         available_replicas=ready,
         ready_replicas=ready,
         observed_generation=None,  # LWS reports none: its counts are per template hash
-        live=None,  # drift is judged by the spec hash
     )
 
 
