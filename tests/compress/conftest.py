@@ -85,6 +85,16 @@ def store(tmp_path) -> str:
 
 
 @pytest.fixture
+def published_base(tiny_model, store) -> str:
+    """The tiny model published in the store, as `modelpress fetch` leaves a base."""
+    from modelpress.storage import publish
+
+    uri = store + "models/tiny/"
+    publish(uri, tiny_model, {"source": {"huggingface": "org/tiny", "revision": "c0ffee"}})
+    return uri
+
+
+@pytest.fixture
 def loaded_models(monkeypatch) -> list[str]:
     """The directory names every `load_model` call loads from, in order."""
     import modelpress.compress.checkpoint as checkpoint_module

@@ -8,14 +8,12 @@ import time
 
 import modelpress.storage as storage_module
 from modelpress.compress.base import fetch_weights, open_base
-from modelpress.storage import publish
 
 
 def test_processes_sharing_a_directory_download_the_base_once(
-    tiny_model, store, tmp_path, monkeypatch
+    published_base, tmp_path, monkeypatch
 ):
-    uri = store + "models/tiny/"
-    publish(uri, tiny_model, {"source": {"huggingface": "org/tiny", "revision": "c0ffee"}})
+    uri = published_base
     downloads = []
     original = storage_module.fetch
 
@@ -44,10 +42,10 @@ def test_processes_sharing_a_directory_download_the_base_once(
     assert not any((tmp_path / f"scratch-{rank}").exists() for rank in range(3))
 
 
-def test_without_sharing_each_run_downloads_into_its_own_scratch(tiny_model, store, tmp_path):
-    uri = store + "models/tiny/"
-    publish(uri, tiny_model, {"source": {"huggingface": "org/tiny", "revision": "c0ffee"}})
-    base = open_base(uri, tmp_path / "scratch")
+def test_without_sharing_each_run_downloads_into_its_own_scratch(
+    tiny_model, published_base, tmp_path
+):
+    base = open_base(published_base, tmp_path / "scratch")
     fetch_weights(base)
     assert base.directory == tmp_path / "scratch" / "base"
     assert (base.directory / "model.safetensors").is_file()

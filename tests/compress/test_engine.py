@@ -11,7 +11,7 @@ import pytest
 import modelpress.compress.checkpoint as checkpoint_module
 from modelpress.compress import CompressionError, compress_variant, validate_variant
 from modelpress.compress.checkpoint import safetensors_header, weights_bytes
-from modelpress.storage import fetch, publish, read_manifest
+from modelpress.storage import fetch, read_manifest
 
 EVAL_SETTINGS = {"samples": 4, "sequenceLength": 64}
 CALIB_SETTINGS = {"samples": 8, "sequenceLength": 64}
@@ -22,13 +22,6 @@ def request_parts(texts):
     evaluation = {"dataset": {"uri": f"file://{texts['evaluation']}"}, **EVAL_SETTINGS}
     calibration = {"dataset": {"uri": f"file://{texts['calibration']}"}, **CALIB_SETTINGS}
     return evaluation, calibration
-
-
-@pytest.fixture
-def published_base(tiny_model, store) -> str:
-    uri = store + "models/tiny/"
-    publish(uri, tiny_model, {"source": {"huggingface": "org/tiny", "revision": "c0ffee"}})
-    return uri
 
 
 def test_quantized_variant_is_published_with_complete_metadata(

@@ -14,7 +14,7 @@ from modelpress.compress import compress_variant
 from modelpress.compress.checkpoint import load_model, load_tokenizer
 from modelpress.compress.errors import CompressionError
 from modelpress.compress.generated import generated_key, sample, start_token
-from modelpress.storage import fetch, publish
+from modelpress.storage import fetch
 
 EVALUATION = {"samples": 4, "sequenceLength": 64}
 
@@ -84,13 +84,6 @@ def test_a_tokenizer_without_start_or_end_token_says_to_give_a_dataset():
     with pytest.raises(CompressionError, match=r"give calibration\.dataset") as caught:
         start_token(Bare())
     assert caught.value.reason == "InvalidBaseModel"
-
-
-@pytest.fixture
-def published_base(tiny_model, store) -> str:
-    uri = store + "models/tiny/"
-    publish(uri, tiny_model, {"source": {"huggingface": "org/tiny", "revision": "c0ffee"}})
-    return uri
 
 
 def test_variants_without_calibration_learn_from_text_the_base_wrote_once(
