@@ -167,3 +167,39 @@ async def test_a_gang_that_loses_a_pod_is_restarted_whole_then_fails_with_the_po
         (gang,) = harness.cluster.all(JOB_SETS, NAMESPACE)
         assert gang["status"]["restarts"] == 1  # spec.compression.backoffLimit
         assert len(runs) == 2, "the whole gang ran twice: once, then once restarted"
+
+
+async def test_a_jobset_running_when_nodes_is_lowered_is_followed_to_its_end(store) -> None:
+    """The spec no longer spreads, but its gang still runs: the operator keeps reading it
+    and starts no second Job for the same artifact."""
+    release = asyncio.Event()
+
+    def held(job: dict[str, Any]) -> Outcome:
+        slim = job["metadata"]["labels"].get("modelpress.dev/variant") == "slim"
+        return Outcome(hold=release if slim else None)
+
+    async with emulated(store, jobset=True) as harness:
+        harness.kubelet.behaviour = held
+        await harness.start_operator()
+        await harness.apply(over_two_nodes(harness))
+        await harness.wait(
+            lambda: any("slim" in run for run in harness.kubelet.runs), "the gang to run"
+        )
+        (gang,) = harness.cluster.all(JOB_SETS, NAMESPACE)
+        one_node = model_manifest(
+            "tiny", harness.store, variants=[CHAIN], compression={"backoffLimit": 1}
+        )
+        await harness.apply(one_node)
+        await harness.wait(
+            lambda: harness.status("tiny").get("observedGeneration") == 2, "the new spec read"
+        )
+        await asyncio.sleep(1)  # a few more reconciles
+        slim_jobs = [
+            j for j in harness.cluster.all(JOBS, NAMESPACE) if "slim" in j["metadata"]["name"]
+        ]
+        assert [j["metadata"]["name"] for j in slim_jobs] == [f"{gang['metadata']['name']}-node-0"]
+        (variant,) = harness.status("tiny")["variants"]
+        assert variant["job"] == gang["metadata"]["name"]
+        release.set()
+        await harness.wait_condition("tiny", "VariantsReady", "True", timeout=45)
+        assert len(harness.cluster.all(JOBS, NAMESPACE)) == 2, "the fetch Job and the gang's"

@@ -76,7 +76,8 @@ def owner_reference_view(body: Mapping[str, Any]) -> dict[str, Any]:
 class Children:
     """kopf's indexes of the children, keyed by (namespace, model name)."""
 
-    jobs: Mapping[tuple[str, str], Iterable[JobState]]
+    jobs: Mapping[tuple[str, ...], Iterable[Any]]
+    """Jobs by (namespace, model); the names of JobSets with Jobs by (..., JOBSET_KIND)."""
     deployments: Mapping[tuple[str, str], Iterable[DeploymentState]]
     services: Mapping[tuple[str, ...], Iterable[ServiceState]]
     """The endpoint by (namespace, model); headless gang Services by (namespace, model, GANG)."""
@@ -115,7 +116,10 @@ async def observe_model(
         for j in children.jobs.get(key, ())
         if owner.uid is None or j.owner_uid in (None, owner.uid)
     )
-    if spec.compression.nodes > 1 and JOBSET_KIND not in state.kinds_missing():
+    # JobSets are read where one may be: the spec spreads, or a JobSet's Job is there
+    # (one started before `nodes` was lowered still runs, and is followed to its end)
+    spreads = spec.compression.nodes > 1 or any(children.jobs.get((*key, JOBSET_KIND), ()))
+    if spreads and JOBSET_KIND not in state.kinds_missing():
         job_list += await _job_sets(state, owner)
     deployment = next(iter(children.deployments.get(key, ())), None)
     service = next(iter(children.services.get(key, ())), None)
@@ -187,8 +191,7 @@ async def observe_model(
 
 
 async def _job_sets(state: OperatorState, owner: Owner) -> tuple[JobState, ...]:
-    """The model's JobSets (distillations over nodes), read as Jobs; asked only of models
-    that compress over several nodes."""
+    """The model's JobSets (distillations over nodes), read as Jobs."""
     try:
         found = await state.api().list(JOBSET_KIND, owner.namespace, {LABEL_MODEL: owner.name})
     except ApiError as error:

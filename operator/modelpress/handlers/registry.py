@@ -30,7 +30,7 @@ from modelpress.handlers.reconcile import Children, needs_reconcile
 from modelpress.handlers.settings import configure
 from modelpress.handlers.state import OperatorState
 from modelpress.handlers.workers import start_workers
-from modelpress.plan.jobset import JOBSET_NAME_LABEL, JOBSET_SETTLE_SECONDS
+from modelpress.plan.jobset import JOBSET_KIND, JOBSET_NAME_LABEL, JOBSET_SETTLE_SECONDS
 from modelpress.plan.names import (
     GANG,
     LABEL_COMPONENT,
@@ -85,7 +85,8 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
     @kopf.index("batch", "v1", "jobs", id="modelpress_jobs", labels=CHILD_LABELS, registry=registry)
     async def modelpress_jobs(*, namespace: Any, labels: Any, body: Any, **_: Any) -> Any:
         if JOBSET_NAME_LABEL in labels:
-            return None  # a JobSet's Job: the model reads the JobSet itself
+            # a JobSet's Job: the model reads the JobSet itself, knowing from here it has one
+            return {(namespace, labels[LABEL_MODEL], JOBSET_KIND): labels[JOBSET_NAME_LABEL]}
         return {(namespace, labels[LABEL_MODEL]): JobState.from_object(body)}
 
     @kopf.index(
@@ -144,7 +145,7 @@ def build_registry(state: OperatorState, standalone: bool | None = None) -> kopf
         type: Any,
         namespace: Any,
         name: Any,
-        modelpress_jobs: kopf.Index[Any, JobState],
+        modelpress_jobs: kopf.Index[Any, Any],
         modelpress_deployments: kopf.Index[Any, DeploymentState],
         modelpress_services: kopf.Index[Any, ServiceState],
         modelpress_policies: kopf.Index[Any, ServiceState],
