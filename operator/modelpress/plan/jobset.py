@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from modelpress.plan import names
 from modelpress.plan.conditions import ending
-from modelpress.plan.observed import JobState, memory_limit, owner_uid
+from modelpress.plan.observed import JobState
 
 JOBSET_KIND = "JobSet"
 JOBSET_API_VERSION = "jobset.x-k8s.io/v1alpha2"
@@ -79,21 +80,19 @@ def as_jobset(job: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def jobset_state(obj: Mapping[str, Any]) -> JobState:
-    """A JobSet as the planner reads a Job: finished when JobSet says Completed or
-    Failed; running pods, successes and failures from its replicated Job's counts."""
-    metadata = obj.get("metadata") or {}
-    labels = metadata.get("labels") or {}
+    """A JobSet as the planner reads a Job: its replicated Job as created, finished when
+    JobSet says Completed or Failed, with that Job's counts and the gang's restarts."""
     status = obj.get("status") or {}
-    complete, failure_reason, failure_message = ending(status, "Completed")
-    counts: Mapping[str, Any] = next(iter(status.get("replicatedJobsStatus") or []), {})
     spec = obj.get("spec") or {}
     replicated: Mapping[str, Any] = next(iter(spec.get("replicatedJobs") or []), {})
-    template = replicated.get("template") or {}
-    return JobState(
-        name=metadata.get("name", ""),
-        owner_uid=owner_uid(metadata),
-        component=labels.get(names.LABEL_COMPONENT),
-        variant=labels.get(names.LABEL_VARIANT),
+    job = {
+        "metadata": obj.get("metadata") or {},
+        "spec": replicated.get("template", {}).get("spec"),
+    }
+    counts: Mapping[str, Any] = next(iter(status.get("replicatedJobsStatus") or []), {})
+    complete, failure_reason, failure_message = ending(status, "Completed")
+    return replace(
+        JobState.from_object(job),
         active=int(counts.get("active") or 0),
         succeeded=int(counts.get("succeeded") or 0),
         failed=int(status.get("restarts") or 0) + int(counts.get("failed") or 0),
@@ -101,10 +100,7 @@ def jobset_state(obj: Mapping[str, Any]) -> JobState:
         failure_reason=failure_reason,
         failure_message=failure_message,
         backoff_limit=(spec.get("failurePolicy") or {}).get("maxRestarts"),
-        spec_hash=names.spec_hash(obj),
         ready=counts.get("ready"),
-        memory_limit=memory_limit(template),
-        indexed=True,
         kind=JOBSET_KIND,
     )
 

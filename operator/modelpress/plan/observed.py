@@ -129,7 +129,7 @@ class JobState:
             backoff_limit=(obj.get("spec") or {}).get("backoffLimit"),
             spec_hash=names.spec_hash(obj),
             ready=status.get("ready"),
-            memory_limit=memory_limit(obj),
+            memory_limit=_memory_limit(obj),
             indexed=(obj.get("spec") or {}).get("completionMode") == "Indexed",
         )
 
@@ -313,7 +313,7 @@ class PodTiming:
         )
 
 
-def memory_limit(job: Mapping[str, Any]) -> str | None:
+def _memory_limit(job: Mapping[str, Any]) -> str | None:
     pod = (((job.get("spec") or {}).get("template") or {}).get("spec")) or {}
     for container in pod.get("containers") or []:
         limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
