@@ -11,10 +11,10 @@ them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from modelpress.api.keys import content_key
 from modelpress.compress.errors import CompressionError
 from modelpress.compress.progress import Progress
 
@@ -35,8 +35,7 @@ def generated_key(base_identity: str, calibration: Calibration) -> str:
     """Names the text one base model writes for these generation settings."""
     assert calibration.generated is not None
     settings = [calibration.generated.seed, calibration.samples, calibration.sequence_length]
-    text = f"generated-calibration/{GENERATED_FORMAT}\n{base_identity}\n{json.dumps(settings)}"
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return content_key("generated-calibration", GENERATED_FORMAT, base_identity, settings)
 
 
 def start_token(tokenizer: Any) -> int:
@@ -110,7 +109,7 @@ def generated_windows(
         save_file(cache, key, GENERATED_FILE, data, {"kind": "generated-calibration"}, credentials)
         kept = load_file(cache, key, GENERATED_FILE, credentials) or data
     vocabulary = model.get_input_embeddings().num_embeddings  # type: ignore[operator]
-    return _windows(kept, calibration, int(vocabulary), where=f"{cache}/{key}/")
+    return _windows(kept, calibration, int(vocabulary), where=f"{str(cache).rstrip('/')}/{key}/")
 
 
 def _windows(data: bytes, calibration: Calibration, vocabulary: int, *, where: str) -> torch.Tensor:
