@@ -198,3 +198,17 @@ def test_two_jobs_writing_at_once_both_learn_from_the_text_kept_first(
     monkeypatch.setattr(references_module, "load_file", racing)
     kept = generated_module.generated_windows(model, tokenizer, calibration, "base", place)
     assert kept.tolist() == first["tokens"]
+
+
+def test_a_reference_published_without_the_text_is_refused_not_a_crash(tiny_model, store):
+    from modelpress.compress.references import save_file
+
+    model = load_model(tiny_model)
+    calibration = generated(samples=2, length=16)
+    place = store + "evaluations/"
+    key = generated_key("base", calibration)
+    save_file(place, key, "something-else.json", b"{}", {})
+    with pytest.raises(CompressionError, match=r"holds no calibration\.json: remove it"):
+        generated_module.generated_windows(
+            model, load_tokenizer(tiny_model), calibration, "base", place
+        )

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelpress.compress.errors import CompressionError
+
 if TYPE_CHECKING:
     from modelpress.storage import Credentials
 
@@ -45,8 +47,15 @@ def load_file(
             fetch(uri, temp, credentials=credentials)
         except ArtifactNotFoundError:
             return None  # the first Job of this base: it scores the base and publishes
+        kept = Path(temp) / name
+        if not kept.is_file():
+            raise CompressionError(
+                f"{uri} is published but holds no {name}: remove it, and the next Job "
+                "writes it again",
+                reason="InvalidDataset",
+            )
         log.info("reusing the base model's %s from %s", name, uri)
-        return (Path(temp) / name).read_bytes()
+        return kept.read_bytes()
 
 
 def save_file(
