@@ -77,6 +77,7 @@ def test_two_processes_train_what_one_trains(tiny_model, texts, tmp_path) -> Non
     pair_step = meta["lineage"][1]["details"]
     one_step = single.metadata["lineage"][1]["details"]
     assert pair_step["processes"] == 2 and "processes" not in one_step
+    assert pair_step["sharding"] == "replicate"
     assert pair_step["finalLoss"] == pytest.approx(one_step["finalLoss"], rel=1e-3)
     assert pair_step["trainedTokens"] == one_step["trainedTokens"]
     pair, one = meta["metrics"], single.metadata["metrics"]
@@ -117,8 +118,6 @@ def test_a_gang_killed_mid_training_resumes_from_rank_0s_checkpoint(
     """The whole torchrun gang killed between two checkpoints (a node lost), then run
     again: it resumes where rank 0's last checkpoint left it and ends where one
     uninterrupted process ends."""
-    import time
-
     from modelpress.compress.checkpoints import LATEST
 
     evaluation, calibration = request(texts)
@@ -136,10 +135,7 @@ def test_a_gang_killed_mid_training_resumes_from_rank_0s_checkpoint(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not list((tmp_path / "ck2").rglob(LATEST)) and gang.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint within 300 s"
-        time.sleep(0.02)
+    wait_for(lambda: bool(list((tmp_path / "ck2").rglob(LATEST))) or gang.poll() is not None)
     assert kill_process_tree(gang.pid) >= 3, "torchrun and both workers"
     gang.wait()
     assert read_manifest(out) is None, "killed before it could publish"
@@ -169,19 +165,106 @@ def kill_process_tree(pid: int) -> int:
     return len(gang)
 
 
-def test_the_gang_reduces_over_gloo_on_gpu_nodes_too(monkeypatch) -> None:
-    """The model trains in host memory, where it is loaded: NCCL would refuse its CPU
-    gradients, so a GPU node joins over gloo as a CPU node does."""
+def test_a_gpu_node_trains_each_process_on_its_own_gpu_over_nccl(monkeypatch) -> None:
+    """Process LOCAL_RANK of a pod with GPUs trains on GPU LOCAL_RANK, and the gang
+    reduces over NCCL; without GPUs it trains on the CPU over gloo."""
     import torch
     import torch.distributed as dist
 
     from modelpress.compress.distributed import join
 
     backends: list[str] = []
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    chosen: list[str] = []
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend: backends.append(backend))
-    monkeypatch.setattr(dist, "get_rank", lambda: 1)
-    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    assert join() == Group(1, 2) and backends == ["gloo"]
+    monkeypatch.setattr(dist, "get_rank", lambda: 3)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 4)
+    assert join("full") == Group(3, 4, "cuda:1", "full") and backends == ["nccl"]
+    assert chosen == ["cuda:1"]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert join() == Group(3, 4, "cpu") and backends == ["nccl", "gloo"]
+
+
+def test_more_processes_than_gpus_is_refused_with_the_fix() -> None:
+    from modelpress.compress.distributed import training_device
+
+    assert training_device(0, 0) == "cpu" and training_device(7, 8) == "cuda:7"
+    with pytest.raises(RuntimeError, match="process 2 of this pod has no GPU of its own"):
+        training_device(2, 2)
+
+
+def test_a_sharded_gang_trains_what_one_process_trains(tiny_model, texts, tmp_path) -> None:
+    """FSDP over two processes: each keeps half of the student and of its optimizer
+    state, and the result is the single process's, within float tolerance."""
+    evaluation, calibration = request(texts)
+    single = compress_variant(
+        str(tiny_model), VARIANT, evaluation, f"file://{tmp_path}/single/artifacts/slim/",
+        calibration=calibration, work_dir=tmp_path, checkpoint_dir=str(tmp_path / "ck1"),
+    )  # fmt: skip
+    out = f"file://{tmp_path}/pair/artifacts/slim/"
+    command = pair_command(tiny_model, VARIANT, evaluation, calibration, out, tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [*command, "--sharding", "full"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    manifest = read_manifest(out)
+    assert manifest is not None
+    sharded = manifest.metadata["lineage"][1]["details"]
+    one = single.metadata["lineage"][1]["details"]
+    assert sharded["processes"] == 2 and sharded["sharding"] == "full"
+    assert "distill: training on cpu, full over 2 processes" in run.stderr
+    assert sharded["finalLoss"] == pytest.approx(one["finalLoss"], rel=1e-3)
+    assert manifest.metadata["metrics"]["perplexity"] == pytest.approx(
+        single.metadata["metrics"]["perplexity"], rel=1e-3
+    )
+
+
+def test_a_sharded_gangs_checkpoint_resumes_replicated(tiny_model, texts, tmp_path) -> None:
+    """Checkpoints hold whole tensors keyed by name, however the run was laid out: a
+    sharded gang killed mid-training resumes as a replicated one and ends where one
+    uninterrupted process ends."""
+    from modelpress.compress.checkpoints import LATEST
+
+    evaluation, calibration = request(texts)
+    long = {**VARIANT, "steps": [VARIANT["steps"][0], {"distill": {
+        "steps": 100, "batchSize": 4, "checkpointEvery": 10, "learningRate": 0.001}}]}  # fmt: skip
+    single = compress_variant(
+        str(tiny_model), long, evaluation, f"file://{tmp_path}/single/artifacts/slim/",
+        calibration=calibration, work_dir=tmp_path, checkpoint_dir=str(tmp_path / "ck1"),
+    )  # fmt: skip
+    out = f"file://{tmp_path}/pair/artifacts/slim/"
+    command = pair_command(tiny_model, long, evaluation, calibration, out, tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    gang = subprocess.Popen(
+        [*command, "--sharding", "full"], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    wait_for(lambda: bool(list((tmp_path / "ck2").rglob(LATEST))) or gang.poll() is not None)
+    kill_process_tree(gang.pid)
+    gang.wait()
+    assert read_manifest(out) is None, "killed before it could publish"
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-4000:]
+    manifest = read_manifest(out)
+    assert manifest is not None
+    resumed = manifest.metadata["lineage"][1]["details"]
+    assert 0 < resumed["resumedFromStep"] < 100
+    one = single.metadata["lineage"][1]["details"]
+    assert resumed["finalLoss"] == pytest.approx(one["finalLoss"], rel=1e-3)
+
+
+def wait_for(condition, seconds: float = 300) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s"
+        time.sleep(0.02)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from tests.plan.conftest import BASE, SMOLLM2, make_spec
@@ -346,20 +347,69 @@ def test_the_service_is_named_after_the_model() -> None:
     assert serving.endpoint("tiny", "ml") == "http://tiny.ml.svc:8000/v1"
 
 
-def test_distillation_on_gpus_trains_in_host_memory_in_every_process(
-    config: OperatorConfig,
-) -> None:
-    """The engine trains where it loads the model, in host memory: a GPU Job that
-    distills asks the node for 18 bytes per parameter per process, and the GPUs only
-    for what llmcompressor onloads (one layer)."""
+def test_distillation_on_gpus_trains_on_them_one_process_each(config: OperatorConfig) -> None:
+    """A GPU Job that distills trains on its GPUs: each holds the student's fp32 training
+    state (16 bytes per parameter) and the bf16 teacher (2), so more GPUs take fewer
+    rows each; the node's host memory holds each process's loaded copy (bf16 base,
+    fp32 student: 6 bytes per parameter)."""
     distill = [{"name": "d", "distill": {"steps": 10, "studentLayers": 8, "batchSize": 4}}]
-    params = ModelShape.from_config(SMOLLM2).parameter_count()
-    sizes = {}
+    teacher = ModelShape.from_config(SMOLLM2)
+    params = teacher.parameter_count()
+    student = teacher.model_copy(update={"num_hidden_layers": 8}).parameter_count()
+    sized = {}
     for count in (1, 2):
         spec = make_spec(variants=distill, compression={"gpu": {"product": "nvidia-l4",
                                                                  "count": count}})  # fmt: skip
-        sized = compression_resources(spec, spec.variants[0], BASE.weights_bytes, SMOLLM2, config)
-        assert sized.host_bytes >= 18 * params * count
-        assert sized.problem is None and 0 < sized.gpu_bytes < 2 * GiB
-        sizes[count] = sized.host_bytes
-    assert sizes[2] > sizes[1] + 17 * params
+        sized[count] = compression_resources(
+            spec, spec.variants[0], BASE.weights_bytes, SMOLLM2, config
+        )
+        assert sized[count].problem is None and sized[count].sharding == "replicate"
+        assert sized[count].gpu_bytes > 16 * student + 2 * params
+        assert sized[count].host_bytes >= 6 * params * count
+    assert sized[2].gpu_bytes < sized[1].gpu_bytes, "two rows of the batch each, not four"
+    assert sized[2].host_bytes > sized[1].host_bytes + 6 * params
+
+
+LLAMA_8B = json.loads(
+    (
+        Path(__file__).resolve().parents[1] / "sizing" / "configs" / "Llama-3.1-8B-Instruct.json"
+    ).read_text()
+)
+
+
+def test_a_student_larger_than_its_gpus_replicas_trains_sharded(config: OperatorConfig) -> None:
+    """Llama-3.1-8B healed after an ffn-width prune, on one node of 8 H100s: a replica
+    needs 8.0e9 x 18 bytes = 134 GiB per GPU, over the 79 GiB one has; split eight ways
+    it needs about 20 GiB each. The Job says so to the compressor (`--sharding full`)."""
+    variants = [{"name": "healed", "steps": [
+        {"prune": {"method": "ffn-width", "fraction": 0.25}},
+        {"distill": {"steps": 100, "batchSize": 8}},
+    ]}]  # fmt: skip
+    gpus = {"product": "nvidia-h100-80gb", "count": 8}
+    spec = make_spec(variants=variants, compression={"gpu": gpus})
+    variant = spec.variants[0]
+    sized = compression_resources(spec, variant, 16 * GiB, LLAMA_8B, config)
+    assert sized.problem is None and sized.sharding == "full"
+    assert 15 * GiB < sized.gpu_bytes < 40 * GiB
+    job = jobs.compress_job(
+        "llama", "ml", spec, variant, "k" * 20, BASE.uri, "s3://a/", sized, config
+    )
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--sharding") + 1] == "full"
+    assert args[:3] == ["--standalone", "--nproc-per-node", "8"]
+
+    one = make_spec(variants=variants, compression={"gpu": {**gpus, "count": 1}})
+    alone = compression_resources(one, one.variants[0], 16 * GiB, LLAMA_8B, config)
+    assert alone.problem is not None and alone.sharding == "replicate"
+    assert "on each of its 1 GPUs" in alone.problem.message
+    assert "use more GPUs" in alone.problem.message
+
+
+def test_a_replicated_distillation_keeps_its_job_name(config: OperatorConfig) -> None:
+    """No `--sharding` argument unless sharded: Jobs planned before it existed are found
+    again after an upgrade, not started anew."""
+    distill = [{"name": "d", "distill": {"steps": 10, "studentLayers": 8, "batchSize": 4}}]
+    spec = make_spec(variants=distill, compression={"gpu": {"product": "nvidia-l4", "count": 2}})
+    job, sized = compress(spec, config, variant_index=0)
+    assert sized.sharding == "replicate"
+    assert "--sharding" not in job["spec"]["template"]["spec"]["containers"][0]["args"]

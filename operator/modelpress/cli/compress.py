@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpress.cli import UsageError
+from modelpress.sizing.training import SHARDINGS
 
 TERMINATION_LOG = Path("/dev/termination-log")
 TERMINATION_LIMIT = 4096
@@ -72,6 +73,13 @@ def register(subparsers: Any) -> None:
         help="keep the base model's evaluation and generated calibration text here for reuse",
     )
     compress.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    compress.add_argument(
+        "--sharding",
+        choices=SHARDINGS,
+        default="replicate",
+        help="a distillation over several processes: replicate the student in each "
+        "(data parallel) or split it and its optimizer state over them (FSDP)",
+    )
     compress.add_argument(
         "--check-only", action="store_true", help="run the checks only; read no weights"
     )
@@ -156,6 +164,7 @@ def run_compress(args: argparse.Namespace) -> int:
             work_dir=args.work_dir,
             checkpoint_dir=args.checkpoint_dir,
             cache_dir=args.cache_dir,
+            sharding=args.sharding,
         )
     except CompressionError as error:
         return report_failure(str(error), error.reason, EXIT_INVALID)

@@ -6,7 +6,8 @@ size whatever the temperature (Hinton et al.). The teacher is the base model; th
 student is the previous step's result, or, when distillation comes first, the
 teacher's evenly spaced layers.
 
-Training runs in fp32: on CPU it is faster than bf16 autocast, and exact. The token
+Training runs on the pod's GPU when it has one (fp32 weights under bf16 autocast, a
+bf16 teacher), else in fp32 on the CPU, where that is faster than bf16 autocast. The token
 embedding (shared with the output head in tied models) stays frozen: it is most of
 a small model's parameters, pruning does not change it, and its gradient would
 cost a vocabulary-sized matmul per token. The learning rate warms up linearly,
@@ -17,6 +18,7 @@ resumed run sees exactly the data the interrupted one would have seen.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelpress.api.steps import DistillStep
 from modelpress.compress.checkpoints import CheckpointStore
-from modelpress.compress.distributed import Group
+from modelpress.compress.distributed import Group, shard_blocks
 from modelpress.compress.progress import Progress
 from modelpress.compress.prune import remove_layers
 from modelpress.sizing.chain import student_layer_indices
@@ -91,10 +93,15 @@ def batch_indices(step: int, batch_size: int, pool: int, seed: int = DATA_SEED) 
     return indices
 
 
-def trainable_parameters(student: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    """Freeze the input embedding; everything else learns."""
+def freeze_embedding(student: torch.nn.Module) -> None:
+    """The input embedding stays as it is; everything else learns."""
     for parameter in student.get_input_embeddings().parameters():
         parameter.requires_grad_(False)
+
+
+def trainable_parameters(student: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """Freeze the input embedding; everything else learns."""
+    freeze_embedding(student)
     return {name: p for name, p in student.named_parameters() if p.requires_grad}
 
 
@@ -108,8 +115,10 @@ def distill(
     ranks: Group | None = None,
 ) -> dict[str, Any]:
     """Train `student` in place toward `teacher` on `windows`; returns numbers for the lineage.
-    With `ranks` of several processes, each trains on its share of every batch and the
-    gradients are averaged (`modelpress.compress.distributed`); only rank 0 checkpoints."""
+    Training runs on the ranks' device (a GPU where the pod has one) and `student` is
+    back in host memory, in fp32, when it returns. With `ranks` of several processes,
+    each trains on its share of every batch and the gradients are averaged
+    (`modelpress.compress.distributed`); only rank 0 checkpoints."""
     import torch
 
     ranks = ranks or Group()
@@ -118,15 +127,22 @@ def distill(
             f"batchSize {step.batch_size} does not split over {ranks.world_size} processes: "
             f"use a multiple of {ranks.world_size}"
         )
-    student.float().train()
-    teacher.float().eval()
-    parameters = trainable_parameters(student)
-    trained = ranks.wrap(student)
+    device = torch.device(ranks.device)
+    student.float()
+    working = _place_teacher_and_student(teacher, student, ranks)
+    working.train()
+    trained = ranks.wrap(working)  # FSDP replaces the parameters: name them after this
+    log.info(
+        "distill: training on %s, %s",
+        ranks.device,
+        f"{ranks.sharding} over {ranks.world_size} processes" if ranks.distributed else "alone",
+    )
+    parameters = {n: p for n, p in working.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(parameters.values(), lr=step.learning_rate, weight_decay=0.0)
     start = 0
     if checkpoints is not None and (found := checkpoints.latest()) is not None:
         start, directory = found
-        _load_state(parameters, optimizer, directory)
+        _load_state(working, optimizer, list(parameters), directory)
         log.info("distill: resuming at step %d of %d from %s", start, step.steps, directory)
     tokens_per_step = step.batch_size * windows.shape[1]
     progress = Progress("distill", total=step.steps, unit="steps", start=start)
@@ -135,10 +151,12 @@ def distill(
     for current in range(start, step.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(current, step.steps, step.learning_rate)
-        batch = windows[ranks.shard(batch_indices(current, step.batch_size, len(windows)))]
+        rows = ranks.shard(batch_indices(current, step.batch_size, len(windows)))
+        batch = windows[rows].to(device)
         with torch.no_grad():
             teacher_logits = teacher(input_ids=batch, use_cache=False).logits
-        student_logits = trained(input_ids=batch, use_cache=False).logits
+        with _mixed_precision(device):
+            student_logits = trained(input_ids=batch, use_cache=False).logits
         loss = kd_loss(student_logits, teacher_logits, step.temperature)
         del teacher_logits
         optimizer.zero_grad(set_to_none=True)
@@ -152,12 +170,11 @@ def distill(
         finished = current + 1 == step.steps
         due = (current + 1) % step.checkpoint_every == 0 or finished
         if checkpoints is not None and due:
+            state = _training_state(working, optimizer, parameters)  # every rank: a gather
             if ranks.leader:
-                checkpoints.save(current + 1, lambda d: _save_state(parameters, optimizer, d))
+                checkpoints.save(current + 1, functools.partial(_save_state, state))
             ranks.barrier()  # no rank runs ahead of a checkpoint it could resume from
-    student.eval()
-    for parameter in student.parameters():
-        parameter.requires_grad_(False)
+    _bring_home(student, working, ranks)
     return {
         "resumedFromStep": start,
         "finalLoss": round(loss_value, 6) if start < step.steps else None,
@@ -165,29 +182,112 @@ def distill(
     }
 
 
-def _save_state(parameters: dict[str, Any], optimizer: Any, directory: Path) -> None:
+def _place_teacher_and_student(
+    teacher: torch.nn.Module, student: torch.nn.Module, ranks: Group
+) -> torch.nn.Module:
+    """Move both onto the training device; returns the module that trains. The teacher
+    only runs forward: in bf16 on a GPU (half the memory), fp32 on a CPU (faster there,
+    and exact). Sharded, both are split over the ranks and the student trains as a copy,
+    gathered back into `student` at the end."""
+    import torch
+
+    on_gpu = ranks.device.startswith("cuda")
+    teacher.eval()
+    teacher.requires_grad_(False)
+    teacher.to(device=ranks.device, dtype=torch.bfloat16 if on_gpu else torch.float32)
+    student.requires_grad_(True)  # an earlier step, or a teacher it was copied from, froze it
+    freeze_embedding(student)
+    if not ranks.sharded:
+        return student.to(ranks.device)
+    shard_blocks(teacher)
+    return copy.deepcopy(student)  # ranks.wrap shards it onto the device
+
+
+def _mixed_precision(device: torch.device) -> Any:
+    """bf16 autocast over fp32 weights on a GPU; plain fp32 on a CPU, where it is faster."""
+    import contextlib
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _bring_home(student: torch.nn.Module, working: torch.nn.Module, ranks: Group) -> None:
+    """Leave the trained weights in `student`, in host memory, frozen. Sharded, every rank
+    gathers each tensor in turn (a later distill step may train again on all of them)."""
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    if working is not student:
+        with torch.no_grad():
+            home = dict(student.named_parameters())
+            for name, parameter in working.named_parameters():
+                value = parameter.full_tensor() if isinstance(parameter, DTensor) else parameter
+                home[name].copy_(value.to("cpu", home[name].dtype))
+        del working
+    student.to("cpu")
+    student.eval()
+    student.requires_grad_(False)
+
+
+def _training_state(
+    model: torch.nn.Module, optimizer: Any, parameters: dict[str, Any]
+) -> dict[str, Any]:
+    """The trained tensors and the optimizer state, whole and keyed by name, in host memory
+    on rank 0 (a collective: every rank calls it). One format, however the run was laid
+    out, so a checkpoint resumes replicated or sharded, on any number of processes."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights, optimizer_state = get_state_dict(model, optimizer, options=options)
+    return {
+        "weights": {name: t for name, t in weights.items() if name in parameters},
+        "optimizer": optimizer_state,
+    }
+
+
+def _save_state(state: dict[str, Any], directory: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
-    save_file(
-        {name: p.detach().contiguous() for name, p in parameters.items()}, directory / WEIGHTS_FILE
-    )
-    torch.save({"optimizer": optimizer.state_dict()}, directory / STATE_FILE)
+    save_file({n: t.contiguous() for n, t in state["weights"].items()}, directory / WEIGHTS_FILE)
+    torch.save({"optimizer": state["optimizer"]}, directory / STATE_FILE)
 
 
-def _load_state(parameters: dict[str, Any], optimizer: Any, directory: Path) -> None:
+def _load_state(model: Any, optimizer: Any, names: list[str], directory: Path) -> None:
+    """Load a checkpoint into the (possibly sharded) model and its optimizer."""
     import torch
     from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-    saved = load_file(directory / WEIGHTS_FILE)
-    missing = sorted(set(parameters) - set(saved))
+    saved: dict[str, Any] = load_file(directory / WEIGHTS_FILE)
+    missing = sorted(set(names) - set(saved))
     if missing:
         raise RuntimeError(
             f"checkpoint {directory} lacks {len(missing)} trained tensors (e.g. {missing[0]}); "
             "delete it to train from the start"
         )
-    with torch.no_grad():
-        for name, parameter in parameters.items():
-            parameter.copy_(saved[name])
     state = torch.load(directory / STATE_FILE, weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
+    set_state_dict(
+        model,
+        optimizer,
+        model_state_dict=saved,
+        optim_state_dict=named_optimizer_state(state["optimizer"], names),
+        options=StateDictOptions(full_state_dict=True, strict=False),
+    )
+
+
+def named_optimizer_state(state: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """Optimizer state keyed by parameter name. Checkpoints of earlier versions keyed it by
+    position in `names` (torch's own `Optimizer.state_dict`); they resume unchanged."""
+    if all(isinstance(n, str) for group in state["param_groups"] for n in group["params"]):
+        return state
+    return {
+        "state": {names[index]: value for index, value in state["state"].items()},
+        "param_groups": [
+            {**group, "params": [names[index] for index in group["params"]]}
+            for group in state["param_groups"]
+        ],
+    }

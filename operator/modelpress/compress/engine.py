@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from modelpress.compress.distributed import Group
     from modelpress.compress.tasks import TaskQuestions
+    from modelpress.sizing.training import Sharding
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def compress_variant(
     checkpoint_dir: str | None = None,
     cache_dir: str | Path | None = None,
     credentials: Any = None,
+    sharding: Sharding = "replicate",
 ) -> CompressionResult:
     """Build, evaluate and publish one variant of `base` at `out`.
 
@@ -74,7 +76,8 @@ def compress_variant(
     (default: inside `work_dir`). `cache_dir`: where the base model's evaluation
     scores and generated calibration text are kept for reuse by other variants: a
     directory, or a store prefix (`<storage.uri>/evaluations/`) shared by every Job of
-    the base (default: none).
+    the base (default: none). `sharding`: how a distillation over several processes
+    lays out its training state (`modelpress.compress.distributed`).
     Raises `CompressionError` for requests that cannot be carried out, before any
     heavy work.
     """
@@ -85,7 +88,7 @@ def compress_variant(
     parsed_variant, parsed_evaluation, parsed_calibration = parse_request(
         variant, evaluation, calibration
     )
-    ranks = join()
+    ranks = join(sharding)
     if ranks.distributed and not any(
         isinstance(s.action, DistillStep) for s in parsed_variant.chain
     ):
@@ -270,8 +273,13 @@ def _distill(
     )
     if ranks is not None and ranks.distributed:
         details["processes"] = ranks.world_size
+        details["sharding"] = ranks.sharding
     del teacher
     gc.collect()
+    if ranks is not None and ranks.device != "cpu":
+        import torch
+
+        torch.cuda.empty_cache()  # quantization onloads layers onto this GPU next
     return student, details
 
 

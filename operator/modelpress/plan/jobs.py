@@ -15,7 +15,7 @@ from modelpress.config import OperatorConfig
 from modelpress.plan import names, pods
 from modelpress.plan.jobset import as_jobset, master_address
 from modelpress.plan.recipes import compress_job_args, source_job_args
-from modelpress.plan.resources import JobResources
+from modelpress.plan.resources import JobResources, training_processes
 
 USAGE_ERROR_EXIT_CODE = 2
 #: torch.distributed's rendezvous port on a distributed distillation's first pod.
@@ -117,8 +117,7 @@ def job_name(
 def distributed(spec: CompressedModelSpec, variant: Variant) -> bool:
     """Whether the variant's Job trains over several processes: it distills, and the spec
     asks for more than one GPU or node."""
-    wanted = spec.compression.nodes > 1 or spec.compression.processes_per_node > 1
-    return wanted and any(step.distill is not None for step in variant.chain)
+    return training_processes(spec, variant) > 1
 
 
 def torchrun_args(spec: CompressedModelSpec, master: str, args: list[str]) -> list[str]:
@@ -233,6 +232,8 @@ def compress_job(
         {"name": "tmp", "mountPath": pods.TMP_DIR},
     ]
     args = compress_job_args(spec, variant, base_uri, out_uri, pods.WORK_DIR)
+    if sized.sharding != "replicate":  # only then: the Jobs of earlier versions keep their names
+        args += ["--sharding", sized.sharding]
     labels = names.labels(model, names.COMPRESS, variant=variant.name, key=key)
     prefix = f"{model}-{variant.name}"
     spread = distributed(spec, variant)

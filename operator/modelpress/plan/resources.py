@@ -5,13 +5,13 @@ Estimates from the base model (its config.json and weight bytes), not guesses:
   quarter for the compressed copy being written, plus headroom;
 - gptq, awq and pruning cache calibration activations for one layer at a time
   (samples x sequence length x hidden size, in and out);
-- distillation trains an fp32 student with AdamW next to a bf16 teacher:
-  2 + 4 (weights) + 4 (gradients) + 8 (optimizer) = 18 bytes per parameter;
 - on a GPU, llmcompressor moves one decoder layer at a time onto the device, so
   the GPU must hold the largest layer, its Hessians and the activations;
-- distillation trains in host memory, where the engine loads the model, on GPU
-  nodes too (`compress.distributed`): its 18 bytes per parameter are host memory,
-  in every process of a gang (data parallel).
+- distillation trains an fp32 student with AdamW beside the teacher, on the pod's
+  GPUs (one process each) or else on its CPU, replicated in every process or, when
+  replicas would not fit a GPU, sharded over all of them (`sizing.training`). On a
+  GPU node each process first loads the model into host memory: the bf16 base, the
+  fp32 student and, sharded, the copy FSDP splits (HOST_BYTES_BEFORE_GPU).
 """
 
 from __future__ import annotations
@@ -26,10 +26,15 @@ from modelpress.api.steps import Variant
 from modelpress.config import OperatorConfig
 from modelpress.plan.progress import Verdict
 from modelpress.sizing import GPU_RESOURCE, ModelShape, SizingError
+from modelpress.sizing.chain import ChainError, ffn_channels_kept, layers_to_drop
+from modelpress.sizing.training import Sharding, TrainingLayout, choose_layout
 from modelpress.sizing.units import GiB, gib, memory_quantity, parse_bytes
 
 BF16_BYTES = 2
 DISTILL_BYTES_PER_PARAMETER = 18
+"""Training state per parameter when the base model's config is missing: a bf16 teacher,
+fp32 student weights, gradients and AdamW moments."""
+HOST_BYTES_BEFORE_GPU: dict[Sharding, int] = {"replicate": 2 + 4, "full": 2 + 4 + 4}
 WRITE_OVERHEAD = 1.25
 SCRATCH_HEADROOM = 2 * GiB
 
@@ -47,6 +52,8 @@ class JobResources:
     gpu_bytes: int = 0
     problem: Verdict | None = None
     """Why the chain cannot run on the requested GPU (with the numbers); None when it can."""
+    sharding: Sharding = "replicate"
+    """How a distillation over several processes lays out its training state."""
 
 
 def parameters(shape: ModelShape | None, weights_bytes: int) -> int:
@@ -110,8 +117,16 @@ def compression_resources(
     headroom = int(config.jobs.memory_headroom_gib * GiB)
     gpu = spec.compression.gpu
 
+    target = config.catalog.get(gpu.product) if gpu is not None else None
+    training = _training_layout(spec, variant, shape, target.memory_bytes if target else None)
     processes = spec.compression.processes_per_node if distill else 1
-    if gpu is None or distill:
+    if training is not None and target is not None:  # trains on the GPUs
+        per_process = params * HOST_BYTES_BEFORE_GPU[training.sharding]
+        host = int(per_process * processes * WRITE_OVERHEAD) + activations + headroom
+    elif training is not None:  # trains in host memory
+        per_process = training.bytes_per_process
+        host = int(per_process * processes * WRITE_OVERHEAD) + activations + headroom
+    elif gpu is None or distill:
         model = params * (DISTILL_BYTES_PER_PARAMETER * processes if distill else BF16_BYTES)
         host = int(model * WRITE_OVERHEAD) + activations + headroom
     else:
@@ -131,7 +146,6 @@ def compression_resources(
         count = gpu.count or 1
         requests[GPU_RESOURCE] = str(count)
         limits[GPU_RESOURCE] = str(count)
-        target = config.catalog.get(gpu.product)
         if target is None or target.kind != "gpu":
             known = ", ".join(sorted(n for n, t in config.catalog.items() if t.kind == "gpu"))
             problem = Verdict(
@@ -151,6 +165,15 @@ def compression_resources(
                     f"{count}x {target.name} has {gib(available):.1f} GiB: choose a larger "
                     "spec.compression.gpu, more GPUs, fewer calibration samples, or compress on CPU",
                 )
+            elif training is not None and training.bytes_per_process > target.memory_bytes:
+                problem = Verdict(
+                    Reason.COMPRESSION_DOES_NOT_FIT,
+                    f"distillation needs {gib(training.bytes_per_process):.1f} GiB on each of "
+                    f"its {training.world_size} GPUs ({training.sharding} training state, "
+                    f"activations); a {target.name} has {gib(target.memory_bytes):.1f} GiB: "
+                    "use more GPUs (spec.compression.gpu.count, nodes), a larger GPU, or a "
+                    "smaller batchSize or sequenceLength",
+                )
     if config.jobs.work_dir_size_limit:
         work_dir = config.jobs.work_dir_size_limit
     else:
@@ -165,6 +188,66 @@ def compression_resources(
         node_selector=node_selector,
         tolerations=tolerations,
         host_bytes=host,
-        gpu_bytes=gpu_bytes,
+        gpu_bytes=max(gpu_bytes, training.bytes_per_process if training and target else 0),
         problem=problem,
+        sharding=training.sharding if training is not None else "replicate",
     )
+
+
+def training_processes(spec: CompressedModelSpec, variant: Variant) -> int:
+    """Processes the variant's Job trains on: one per GPU of every node when it distills
+    (one on a node without GPUs), else one."""
+    if not any(step.distill is not None for step in variant.chain):
+        return 1
+    return spec.compression.nodes * spec.compression.processes_per_node
+
+
+def _training_layout(
+    spec: CompressedModelSpec,
+    variant: Variant,
+    shape: ModelShape | None,
+    gpu_memory: int | None,
+) -> TrainingLayout | None:
+    """The layout of the chain's most demanding distill step over the Job's processes;
+    None without a distill step or a model config to size it from."""
+    if shape is None:
+        return None
+    world = training_processes(spec, variant)
+    layouts = []
+    student = shape
+    for index, step in enumerate(variant.chain):
+        calibration = step_calibration(spec, step)
+        if step.distill is not None and calibration is not None:
+            if index == 0 and step.distill.student_layers:
+                student = _with_layers(shape, step.distill.student_layers)
+            layouts.append(
+                choose_layout(
+                    student,
+                    shape,
+                    world_size=world,
+                    batch_size=step.distill.batch_size,
+                    sequence_length=calibration.sequence_length,
+                    device_bytes=gpu_memory,
+                )
+            )
+        elif step.prune is not None:
+            student = _pruned(student, step.prune.method, step.prune.fraction)
+    return max(layouts, key=lambda t: (t.sharding == "full", t.bytes_per_process), default=None)
+
+
+def _with_layers(shape: ModelShape, layers: int) -> ModelShape:
+    sliding = min(shape.sliding_window_layers, layers)
+    return shape.model_copy(update={"num_hidden_layers": layers, "sliding_window_layers": sliding})
+
+
+def _pruned(shape: ModelShape, method: str, fraction: float) -> ModelShape:
+    """The shape a prune step leaves (as the compressor computes it); unchanged when the
+    step cannot apply, which the recipe checks report on their own."""
+    try:
+        if method == "layer-drop":
+            layers = shape.num_hidden_layers
+            return _with_layers(shape, layers - layers_to_drop(layers, fraction))
+        kept = ffn_channels_kept(shape.intermediate_size, fraction)
+        return shape.model_copy(update={"intermediate_size": kept})
+    except ChainError:
+        return shape

@@ -1,0 +1,115 @@
+"""Memory a distillation's training needs on each process's device, and whether the
+student is replicated in every process or sharded over them (FSDP).
+
+Per parameter:
+- of the student (the shape the chain's earlier steps leave): fp32 weights, gradients
+  and two AdamW moments, 16 bytes;
+- of the teacher (the base model), forward only: 2 bytes in bf16 on a GPU, 4 in fp32
+  on a CPU.
+Replicated (DistributedDataParallel), every process holds all of it. Sharded (FSDP,
+one unit per decoder block), each holds its 1/world share, plus one block gathered
+whole for the student and one for the teacher while they compute.
+
+Activations: each process's rows of a batch keep, per token, the inputs of every
+block for the backward pass (ACTIVATION_WIDTHS x hidden size in bf16 per layer), and
+the student's and teacher's logits with the loss's fp32 copies and gradient
+(LOGIT_COPIES x vocabulary x 4 bytes).
+
+Pure arithmetic: the operator sizes the pod and chooses the layout from it, and the
+compressor carries out the layout it is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from modelpress.sizing.shape import ModelShape
+
+Sharding = Literal["replicate", "full"]
+SHARDINGS: tuple[Sharding, ...] = ("replicate", "full")
+
+STUDENT_BYTES_PER_PARAMETER = 16
+TEACHER_BYTES_ON_GPU = 2
+TEACHER_BYTES_ON_CPU = 4
+ACTIVATION_WIDTHS = 34
+"""Hidden-size-wide bf16 tensors a decoder block keeps per token for its backward pass
+(attention and MLP inputs, projections, norms): Korthikanti et al.'s 34 per layer."""
+LOGIT_COPIES = 4
+"""fp32 vocabulary-wide rows per token: student and teacher logits, the loss's
+log-softmax, and the gradient of the student's logits."""
+FRAGMENTATION = 1.1
+"""Allocator slack over what the tensors themselves take."""
+
+
+@dataclass(frozen=True)
+class TrainingLayout:
+    """How the training state is laid out, and what one process then needs."""
+
+    sharding: Sharding
+    bytes_per_process: int
+    """On the process's device: its GPU's memory, or host memory when on CPU."""
+    world_size: int
+
+
+def training_bytes(
+    student: ModelShape,
+    teacher: ModelShape,
+    *,
+    world_size: int,
+    sharded: bool,
+    rows_per_process: int,
+    sequence_length: int,
+    on_gpu: bool,
+) -> int:
+    """Bytes one training process holds on its device (see the module's docstring)."""
+    teacher_bytes = TEACHER_BYTES_ON_GPU if on_gpu else TEACHER_BYTES_ON_CPU
+    state = (
+        student.parameter_count() * STUDENT_BYTES_PER_PARAMETER
+        + teacher.parameter_count() * teacher_bytes
+    )
+    if sharded:  # each keeps its share, and gathers one block of each model at a time
+        gathered = _block(student) * 4 + _block(teacher) * teacher_bytes
+        state = state // world_size + gathered
+    tokens = rows_per_process * sequence_length
+    per_token = (
+        student.num_hidden_layers * student.hidden_size * ACTIVATION_WIDTHS * 2
+        + student.vocab_size * 4 * LOGIT_COPIES
+    )
+    return int((state + tokens * per_token) * FRAGMENTATION)
+
+
+def _block(shape: ModelShape) -> int:
+    """Parameters of one decoder block."""
+    return (shape.parameter_count() - shape.embedding_parameters()) // shape.num_hidden_layers
+
+
+def choose_layout(
+    student: ModelShape,
+    teacher: ModelShape,
+    *,
+    world_size: int,
+    batch_size: int,
+    sequence_length: int,
+    device_bytes: int | None,
+) -> TrainingLayout:
+    """Replicas while they fit the device (`device_bytes` of GPU memory; None: the CPU,
+    whose host memory is requested to fit), else the student sharded over the ranks."""
+    rows = max(1, batch_size // world_size)
+
+    def layout(sharding: Sharding) -> TrainingLayout:
+        needed = training_bytes(
+            student,
+            teacher,
+            world_size=world_size,
+            sharded=sharding == "full",
+            rows_per_process=rows,
+            sequence_length=sequence_length,
+            on_gpu=device_bytes is not None,
+        )
+        return TrainingLayout(sharding, needed, world_size)
+
+    replicated = layout("replicate")
+    if device_bytes is None or world_size == 1 or replicated.bytes_per_process <= device_bytes:
+        return replicated
+    return layout("full")
