@@ -9,6 +9,8 @@ to the API server's documented behaviour):
   (`modelpress.api.apiserver`): nulls and unknown fields pruned (refused with
   `fieldValidation=Strict`, as kubectl apply asks), CRD defaults applied, schema,
   CEL and metadata validated; a refusal is a 422 naming the field;
+- JobSets and LeaderWorkerSets the operator writes are admitted through their
+  published CRD schemas (`tests.crds`): a write their API would refuse is a 422;
 - the status subresource: a write to the object ignores `status`, a write to
   `/status` changes only `status`;
 - optimistic concurrency: a write carrying a stale `metadata.resourceVersion` is a
@@ -49,6 +51,7 @@ import attrs
 import kmock
 import yaml
 from kmock._internal import dicts as kmock_dicts
+from tests import crds
 
 from modelpress.api.apiserver import admit, status_problems
 from modelpress.api.crd import crd
@@ -300,7 +303,14 @@ class Cluster(kmock.KubernetesEmulator, _DirectDispatch):
                 refusal = self._server_side_apply(request, current)
                 if refusal is not None:
                     return refusal
-        if not self.admission or _resource_name(request.resource) != GROUP_VERSION_PLURAL:
+        if not self.admission:
+            return None
+        data = request.data
+        if isinstance(data, dict) and data.get("kind") in crds.FILES and "spec" in data:
+            problems = crds.problems(data)
+            if problems:
+                return _refusal(422, "Invalid", "; ".join(str(p) for p in problems))
+        if _resource_name(request.resource) != GROUP_VERSION_PLURAL:
             return None
         return self._admit_model(request, current)
 

@@ -80,6 +80,23 @@ async def test_a_schema_or_cel_violation_is_a_422_naming_the_field() -> None:
     assert answer["reason"] == "Invalid" and "spec.variants[0].quantize" in answer["message"]
 
 
+async def test_a_jobset_its_published_schema_refuses_is_a_422() -> None:
+    """Custom resources of other projects are validated by their own CRDs: a JobSet with
+    a misspelt field (or a string restart count) is refused, naming the field."""
+    jobset = {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2",
+        "kind": "JobSet",
+        "metadata": {"name": "gang", "namespace": NS},
+        "spec": {"replicatedJob": [], "failurePolicy": {"maxRestarts": "2"}},
+    }
+    path = f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{NS}/jobsets"
+    async with running_cluster(jobset=True) as (cluster, _):
+        status, answer = await _send(cluster, "post", path, jobset)
+    assert status == 422, answer
+    assert "spec.replicatedJob" in answer["message"]
+    assert "spec.failurePolicy.maxRestarts" in answer["message"]
+
+
 async def test_generation_moves_with_the_spec_only() -> None:
     """metadata.generation: incremented on spec changes, not on metadata or status."""
     async with running_cluster() as (cluster, _):

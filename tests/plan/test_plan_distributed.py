@@ -11,6 +11,7 @@ from typing import Any
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
+from tests import crds
 from tests.plan.conftest import SOURCE, make_spec, spec_dict, variant_artifact
 from tests.plan.test_plan_reconcile import plan, with_base
 
@@ -152,8 +153,27 @@ def test_with_jobset_the_gang_is_one_jobset_restarted_as_a_whole() -> None:
     assert args[args.index("--master-addr") + 1] == f"{name}-node-0-0.{name}"
     assert args[args.index("--node-rank") + 1] == "$(JOB_COMPLETION_INDEX)"
     valid({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}, "spec": job})
+    assert crds.problems(gang) == [], "as JobSet's published schema admits it"
     assert not [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == name]
     assert not [o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == name]
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (lambda g: g["spec"].update(replicatedJob=g["spec"].pop("replicatedJobs")),
+         "spec.replicatedJob"),
+        (lambda g: g["spec"]["failurePolicy"].update(maxRestarts="2"),
+         "spec.failurePolicy.maxRestarts"),
+        (lambda g: g["spec"]["failurePolicy"]["rules"][0].update(action="Restart"),
+         "spec.failurePolicy.rules[0].action"),
+    ],
+)  # fmt: skip
+def test_the_published_jobset_schema_catches_what_the_api_server_would(edit, where) -> None:
+    """The check above can fail: a misspelt field, a wrong type, an unknown action."""
+    gang = jobset_of(created(jobset=True))
+    edit(gang)
+    assert where in [p.path for p in crds.problems(gang)]
 
 
 def test_with_jobset_one_node_stays_a_plain_job() -> None:

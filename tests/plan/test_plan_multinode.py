@@ -13,6 +13,7 @@ from typing import Any
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
+from tests import crds
 from tests.plan.conftest import BASE, SOURCE, make_spec, variant_artifact
 from tests.plan.test_plan_reconcile import OWNER, conditions, plan, service_state
 
@@ -102,6 +103,7 @@ def test_a_variant_no_node_holds_is_served_by_a_leader_worker_set() -> None:
         assert pull["args"][0] == "pull", "every pod verifies the artifact"
         _cached_schemas()
         kubernetes_validate.validate(as_pod(template), "1.35.0", strict=True)
+    assert crds.problems(lws) == [], "as LeaderWorkerSet's published schema admits it"
     service = child(result, "Service")
     assert service["spec"]["selector"][WORKER_INDEX_LABEL] == "0", "requests go to leaders"
     policy = child(result, "NetworkPolicy")

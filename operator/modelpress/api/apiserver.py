@@ -50,13 +50,17 @@ def schema() -> dict[str, Any]:
     return openapi_schema()
 
 
-def admit(manifest: dict[str, Any], *, strict: bool = True) -> Admission:
+def admit(
+    manifest: dict[str, Any], *, strict: bool = True, root: dict[str, Any] | None = None
+) -> Admission:
     """The object the API server would store for `manifest`, and why it would refuse it.
 
     `strict`: unknown fields are problems (kubectl apply's default); otherwise they are
-    only pruned, as with `--validate=false`.
+    only pruned, as with `--validate=false`. `root`: another CRD's openAPIV3Schema
+    (the tests admit the JobSets and LeaderWorkerSets the operator creates through
+    their published schemas); by default the CompressedModel's.
     """
-    root = schema()
+    root = root or schema()
     problems = metadata_problems(manifest.get("metadata"))
     without_nulls = _prune_nulls(manifest, root)
     if strict:
