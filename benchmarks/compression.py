@@ -53,6 +53,8 @@ CLOZE_QUESTIONS = 96
 #: Text from another domain than calibration and distillation (both license text).
 OUT_OF_DOMAIN = EVALUATION | {"dataset": {"uri": f"file://{DATA / 'eval-docs.txt'}"}}
 PRUNE = {"method": "layer-drop", "fraction": 0.25, "calibration": CALIBRATION | {"samples": 12}}
+#: MLP width pruning removing as many bytes as PRUNE's 8 of 30 layers (depth against width).
+PRUNE_WIDTH = PRUNE | {"method": "ffn-width", "fraction": 0.36}
 # Few, small steps at a high rate: healing a pruned model gains most in its first updates.
 DISTILL = {
     "steps": 24,
@@ -93,6 +95,12 @@ VARIANTS: list[dict[str, Any]] = [
     {
         "name": "prune25-kd-w4",
         "steps": [{"prune": PRUNE}, {"distill": DISTILL}, {"quantize": GPTQ_W4}],
+    },
+    {"name": "ffn36", "prune": PRUNE_WIDTH},
+    {"name": "ffn36-kd", "steps": [{"prune": PRUNE_WIDTH}, {"distill": DISTILL}]},
+    {
+        "name": "ffn36-kd-w4",
+        "steps": [{"prune": PRUNE_WIDTH}, {"distill": DISTILL}, {"quantize": GPTQ_W4}],
     },
 ]
 
