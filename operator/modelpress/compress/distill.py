@@ -194,12 +194,13 @@ def _place_teacher_and_student(
     on_gpu = ranks.device.startswith("cuda")
     teacher.eval()
     teacher.requires_grad_(False)
-    teacher.to(device=ranks.device, dtype=torch.bfloat16 if on_gpu else torch.float32)
+    teacher.to(dtype=torch.bfloat16 if on_gpu else torch.float32)
     student.requires_grad_(True)  # an earlier step, or a teacher it was copied from, froze it
     freeze_embedding(student)
     if not ranks.sharded:
+        teacher.to(ranks.device)
         return student.to(ranks.device)
-    shard_blocks(teacher)
+    shard_blocks(teacher)  # onto the device one block at a time, never the whole model
     return copy.deepcopy(student)  # ranks.wrap shards it onto the device
 
 
