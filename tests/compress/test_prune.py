@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen3Config
 
@@ -80,3 +81,55 @@ def test_dropping_layers_rewrites_layer_types_and_the_model_still_generates(tmp_
     prompt = torch.tensor([[1, 2, 3, 4]])
     generated = reloaded.generate(prompt, max_new_tokens=5, do_sample=False)  # uses the KV cache
     assert generated.shape == (1, 9)
+
+
+def test_the_refit_is_least_squares_pulled_toward_the_sliced_weights():
+    """refit_down_proj solves min ||A_K X^T - A W^T||^2 + lambda ||X - W_K||^2 exactly:
+    the same X as a least-squares solve on the stacked system, and never a larger
+    output error than the sliced weights."""
+    from modelpress.compress.prune import REFIT_PULL, refit_down_proj
+
+    generator = torch.Generator().manual_seed(0)
+    activations = torch.randn(500, 16, generator=generator, dtype=torch.float64)
+    activations[:, 1] = activations[:, 0] + 0.1 * activations[:, 1]  # correlated channels
+    weight = torch.randn(8, 16, generator=generator, dtype=torch.float64)
+    channels = torch.tensor([0, 2, 3, 5, 8, 9, 12, 15])
+    gram = activations.T @ activations
+    down = torch.nn.Linear(8, 8, bias=False, dtype=torch.float64)
+    before, after = refit_down_proj(down, weight, gram.float(), channels)
+
+    kept = activations[:, channels]
+    pull = REFIT_PULL * gram[channels][:, channels].diagonal().mean()
+    stacked = torch.cat([kept, pull.sqrt() * torch.eye(8, dtype=torch.float64)])
+    targets = torch.cat([activations @ weight.T, pull.sqrt() * weight[:, channels].T])
+    expected = torch.linalg.lstsq(stacked, targets).solution.T
+    torch.testing.assert_close(down.weight.detach(), expected, atol=1e-4, rtol=1e-4)
+
+    def error(x: torch.Tensor) -> float:
+        full = activations @ weight.T
+        return float((kept @ x.T - full).pow(2).sum() / full.pow(2).sum())
+
+    assert before == pytest.approx(error(weight[:, channels]), rel=1e-4)
+    assert after == pytest.approx(error(expected), rel=1e-3) and after < before
+
+
+def test_ffn_width_refit_lets_kept_channels_stand_in_for_their_twins(tiny_model):
+    """Every odd channel is a weaker twin of the even one before it (half its activation,
+    always): slicing the odd ones away loses their share of each MLP's output, and the
+    refit gives it back through the kept twins."""
+    model = load_model(tiny_model).float()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.gate_proj.weight[1::2] = layer.mlp.gate_proj.weight[::2]
+            layer.mlp.up_proj.weight[1::2] = 0.5 * layer.mlp.up_proj.weight[::2]
+    windows = calibration(model.config.vocab_size, count=8)
+    with torch.no_grad():
+        before = model(input_ids=windows).logits
+    details = prune(model, PruneStep(method="ffn-width", fraction=0.5), windows)
+    error = details["mlpOutputError"]
+    assert error["sliced"] > 0.1 and error["refit"] < 0.1 * error["sliced"]
+    for layer in model.model.layers:  # the even channels, every one
+        assert layer.mlp.up_proj.weight.shape[0] == 128
+    with torch.no_grad():
+        after = model(input_ids=windows).logits
+    torch.testing.assert_close(after, before, atol=0.05, rtol=0.05)

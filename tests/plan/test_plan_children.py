@@ -114,6 +114,17 @@ def test_distillation_needs_far_more_memory(config: OperatorConfig) -> None:
     assert distill.host_bytes > 6 * plain.host_bytes - 12 * GiB
 
 
+def test_an_ffn_width_prune_also_asks_for_its_refit_statistics(config: OperatorConfig) -> None:
+    """The refit keeps a 1536 x 1536 fp32 Gram matrix per block of SmolLM2 (30 x 9 MiB)
+    and solves one block at a time in float64 (3 x 18 MiB)."""
+    width = make_spec(variants=[{"name": "w", "prune": {"method": "ffn-width", "fraction": 0.25}}])
+    depth = make_spec(variants=[{"name": "d", "prune": {"method": "layer-drop", "fraction": 0.25}}])
+    narrow = compression_resources(width, width.variants[0], BASE.weights_bytes, SMOLLM2, config)
+    short = compression_resources(depth, depth.variants[0], BASE.weights_bytes, SMOLLM2, config)
+    refit = 30 * 1536 * 1536 * 4 + 3 * 1536 * 1536 * 8
+    assert narrow.host_bytes - short.host_bytes == refit
+
+
 def test_the_memory_override_wins(config: OperatorConfig) -> None:
     spec = make_spec(compression={"memory": "40Gi"})
     sized = compression_resources(spec, spec.variants[0], BASE.weights_bytes, SMOLLM2, config)

@@ -5,13 +5,16 @@ layer-drop scores each decoder block by how much it turns the hidden state
 calibration tokens: ShortGPT's block influence in its angular form) and removes
 the blocks that turn it least. ffn-width ranks each MLP channel by the
 root-mean-square of its activation (the input of down_proj) on calibration text,
-Minitron-style, and keeps the strongest channels in every block. Both rewrite the
-config (num_hidden_layers, layer_types; intermediate_size), so the saved model is
-an ordinary, smaller checkpoint.
+Minitron-style, and keeps the strongest channels in every block; then it refits
+down_proj by least squares so the kept channels rebuild the block's whole MLP
+output on that text (`refit_down_proj`). Both rewrite the config
+(num_hidden_layers, layer_types; intermediate_size), so the saved model is an
+ordinary, smaller checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import TYPE_CHECKING, Any
@@ -25,7 +28,7 @@ from modelpress.compress.architecture import (
 )
 from modelpress.compress.preflight import keep_layers_in_config
 from modelpress.compress.progress import Progress
-from modelpress.sizing.chain import ffn_channels_kept, layers_to_drop
+from modelpress.sizing.chain import FFN_GRAM_BUDGET, ffn_channels_kept, layers_to_drop
 
 if TYPE_CHECKING:
     import torch
@@ -112,37 +115,121 @@ def score_windows(
     return tokens
 
 
+#: The refit's pull toward the original weights, as a share of the kept channels' mean
+#: activation energy. Measured on SmolLM2-135M, ffn-width 0.36 on 70 x 512 license
+#: tokens: 0.02 and 0.1 gave the same perplexity, 0.5 slightly worse; without the pull
+#: (plain ridge) the refit overfits the calibration text and loses out of its domain.
+REFIT_PULL = 0.1
+
+
+class _Enough(Exception):
+    """Stops a forward pass once the last block a pass watches has run."""
+
+
 def _narrow_ffn(model: torch.nn.Module, fraction: float, windows: torch.Tensor) -> dict[str, Any]:
     width = check_ffn_width(model)
     kept = ffn_channels_kept(width, fraction)
-    importance = ffn_channel_importance(model, windows)
     layers = decoder_layers(model, purpose="ffn-width pruning")
-    for index, layer in enumerate(layers):
-        channels = importance[index].topk(kept).indices.sort().values
-        narrow_mlp(layer, index, channels)
+    per_pass = max(1, FFN_GRAM_BUDGET // (width * width * 4))
+    errors: list[tuple[float, float]] = []
+    for first in range(0, len(layers), per_pass):
+        indices = list(range(first, min(first + per_pass, len(layers))))
+        for index, gram in zip(indices, ffn_grams(model, windows, indices), strict=True):
+            down = mlp_projections(layers[index], index)[2].weight.detach().clone()
+            # importance: the channel's root-mean-square activation (the Gram's diagonal)
+            channels = gram.diagonal().topk(kept).indices.sort().values
+            narrow_mlp(layers[index], index, channels)
+            sliced = mlp_projections(layers[index], index)[2]
+            errors.append(refit_down_proj(sliced, down, gram, channels))
     model.config.intermediate_size = kept
-    log.info("ffn-width: kept %d of %d MLP channels in each of %d blocks", kept, width, len(layers))
-    return {"intermediateSize": {"before": width, "after": kept}}
+    before = sum(e[0] for e in errors) / len(errors)
+    after = sum(e[1] for e in errors) / len(errors)
+    log.info(
+        "ffn-width: kept %d of %d MLP channels in each of %d blocks; refit down_proj: "
+        "relative error of the MLP output %.4f -> %.4f",
+        kept,
+        width,
+        len(layers),
+        before,
+        after,
+    )
+    return {
+        "intermediateSize": {"before": width, "after": kept},
+        "mlpOutputError": {"sliced": round(before, 5), "refit": round(after, 5)},
+    }
 
 
-def ffn_channel_importance(model: torch.nn.Module, windows: torch.Tensor) -> list[torch.Tensor]:
-    """Per block, the root-mean-square activation of each MLP channel over calibration tokens."""
+def ffn_grams(
+    model: torch.nn.Module, windows: torch.Tensor, indices: list[int]
+) -> list[torch.Tensor]:
+    """For the blocks at `indices`, the Gram matrix (A^T A) of the MLP activations A (the
+    input of down_proj) over the calibration tokens, in fp32. The forward pass stops
+    after the last of these blocks."""
     import torch
 
     layers = decoder_layers(model, purpose="ffn-width pruning")
-    downs = [mlp_projections(layer, index)[2] for index, layer in enumerate(layers)]
-    squares = [torch.zeros(down.in_features, dtype=torch.float64) for down in downs]
+    downs = [mlp_projections(layers[index], index)[2] for index in indices]
+    grams = [torch.zeros(d.in_features, d.in_features, dtype=torch.float32) for d in downs]
 
-    def hook_for(index: int) -> Any:
+    def hook_for(position: int) -> Any:
         def hook(module: Any, args: tuple) -> None:
-            activation = args[0].detach().double()
-            squares[index] += activation.pow(2).reshape(-1, activation.shape[-1]).sum(0)
+            activation = args[0].detach().float().reshape(-1, args[0].shape[-1])
+            grams[position].addmm_(activation.T, activation)
 
         return hook
 
-    handles = [down.register_forward_pre_hook(hook_for(index)) for index, down in enumerate(downs)]
-    tokens = score_windows(model, windows, handles, "ffn-width scoring")
-    return [(total / tokens).sqrt().float() for total in squares]
+    def stop(module: Any, args: tuple, output: Any) -> None:
+        raise _Enough
+
+    handles = [down.register_forward_pre_hook(hook_for(p)) for p, down in enumerate(downs)]
+    if indices[-1] < len(layers) - 1:
+        handles.append(layers[indices[-1]].register_forward_hook(stop))
+    what = f"ffn-width statistics, blocks {indices[0]}-{indices[-1]} of {len(layers)}"
+    progress = Progress(what, total=len(windows), unit="windows")
+    try:
+        with torch.no_grad():
+            for window in windows:
+                with contextlib.suppress(_Enough):
+                    model.model(input_ids=window.unsqueeze(0), use_cache=False)
+                progress.advance(1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return grams
+
+
+def refit_down_proj(
+    down: torch.nn.Linear, original: torch.Tensor, gram: torch.Tensor, channels: torch.Tensor
+) -> tuple[float, float]:
+    """Set `down` (the sliced down_proj) to the weights through which the kept `channels`
+    best rebuild the original MLP output A W^T on the calibration activations A:
+
+        min ||A_K X^T - A W^T||^2 + lambda ||X - W_K||^2,
+        X^T = (G_KK + lambda I)^-1 (G_K: W^T + lambda W_K^T),  G = A^T A,
+
+    pulled toward the sliced weights W_K (lambda = REFIT_PULL x the mean of G_KK's
+    diagonal) so that it stays general beyond the calibration text. Returns the output's
+    relative squared error before and after, for the lineage."""
+    import torch
+
+    g = gram.double()
+    w = original.double()  # [hidden, width]
+    kk = g[channels][:, channels]
+    pull = REFIT_PULL * kk.diagonal().mean().clamp_min(1e-12)
+    sliced = w[:, channels]
+    rhs = g[channels] @ w.T + pull * sliced.T
+    system = kk + pull * torch.eye(len(channels), dtype=torch.float64)
+    refit = torch.linalg.solve(system, rhs).T  # [hidden, kept]
+    energy = torch.einsum("hi,ij,hj->", w, g, w)
+
+    def error(x: torch.Tensor) -> float:
+        cross = torch.einsum("hi,ij,hj->", x, g[channels], w)
+        own = torch.einsum("hi,ij,hj->", x, kk, x)
+        return float((own - 2 * cross + energy) / energy.clamp_min(1e-12))
+
+    with torch.no_grad():
+        down.weight.copy_(refit.to(down.weight.dtype))
+    return error(sliced), error(refit)
 
 
 def narrow_mlp(layer: torch.nn.Module, index: int, channels: torch.Tensor) -> None:

@@ -4,7 +4,8 @@ Estimates from the base model (its config.json and weight bytes), not guesses:
 - the chain holds the model in bf16 on the host (2 bytes per parameter), plus a
   quarter for the compressed copy being written, plus headroom;
 - gptq, awq and pruning cache calibration activations for one layer at a time
-  (samples x sequence length x hidden size, in and out);
+  (samples x sequence length x hidden size, in and out); an ffn-width prune also
+  keeps the Gram matrices of MLP activations its refit solves from (up to 4 GiB);
 - on a GPU, llmcompressor moves one decoder layer at a time onto the device, so
   the GPU must hold the largest layer, its Hessians and the activations;
 - distillation trains an fp32 student with AdamW beside the teacher, on the pod's
@@ -26,7 +27,12 @@ from modelpress.api.steps import Variant
 from modelpress.config import OperatorConfig
 from modelpress.plan.progress import Verdict
 from modelpress.sizing import GPU_RESOURCE, ModelShape, SizingError
-from modelpress.sizing.chain import ChainError, ffn_channels_kept, layers_to_drop
+from modelpress.sizing.chain import (
+    ChainError,
+    ffn_channels_kept,
+    ffn_refit_bytes,
+    layers_to_drop,
+)
 from modelpress.sizing.training import Sharding, TrainingLayout, choose_layout
 from modelpress.sizing.units import GiB, gib, memory_quantity, parse_bytes
 
@@ -74,6 +80,8 @@ def shape_of(config: Any) -> ModelShape | None:
 
 
 def _activation_bytes(spec: CompressedModelSpec, variant: Variant, shape: ModelShape | None) -> int:
+    """The largest working set a step keeps beside the model: calibration activations, and
+    for an ffn-width prune the statistics of its refit."""
     if shape is None:
         return 0
     largest = 0
@@ -82,7 +90,10 @@ def _activation_bytes(spec: CompressedModelSpec, variant: Variant, shape: ModelS
         if calibration is None:
             continue
         tokens = calibration.samples * calibration.sequence_length
-        largest = max(largest, 2 * tokens * shape.hidden_size * BF16_BYTES)
+        working = 2 * tokens * shape.hidden_size * BF16_BYTES
+        if step.prune is not None and step.prune.method == "ffn-width":
+            working += ffn_refit_bytes(shape.intermediate_size, shape.num_hidden_layers)
+        largest = max(largest, working)
     return largest
 
 

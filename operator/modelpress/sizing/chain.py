@@ -50,6 +50,18 @@ def ffn_channels_kept(width: int, fraction: float) -> int:
     return kept
 
 
+FFN_GRAM_BUDGET = 4 * 2**30
+"""Bytes of MLP-activation Gram matrices an ffn-width prune holds at once (fp32, one
+width x width matrix per block); blocks beyond it wait for another calibration pass."""
+
+
+def ffn_refit_bytes(width: int, layers: int) -> int:
+    """Host memory an ffn-width prune's refit needs beyond the model: the Gram matrices
+    of one pass, and one block's solve in float64 (the Gram, the system, its factor)."""
+    grams = min(layers, max(1, FFN_GRAM_BUDGET // (width * width * 4))) * width * width * 4
+    return grams + 3 * width * width * 8
+
+
 def student_layer_indices(teacher_layers: int, student_layers: int) -> list[int]:
     """The teacher's evenly spaced layers a student keeps, first and last included."""
     if student_layers >= teacher_layers:
