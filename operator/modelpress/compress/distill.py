@@ -99,12 +99,6 @@ def freeze_embedding(student: torch.nn.Module) -> None:
         parameter.requires_grad_(False)
 
 
-def trainable_parameters(student: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    """Freeze the input embedding; everything else learns."""
-    freeze_embedding(student)
-    return {name: p for name, p in student.named_parameters() if p.requires_grad}
-
-
 def distill(
     student: torch.nn.Module,
     teacher: torch.nn.Module,
