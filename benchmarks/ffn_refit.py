@@ -1,0 +1,144 @@
+"""Ablation of the ffn-width refit on SmolLM2-135M-Instruct: the same cut without a
+refit, with a plain ridge refit (pulled toward zero) and with modelpress's (pulled
+toward the sliced weights), for two amounts of calibration text.
+
+    python benchmarks/ffn_refit.py --json results/ffn-refit.json
+
+Calibration: license text (examples/data/calib.txt); judged in domain on held-out
+license text and out of domain on this project's documentation (eval-docs.txt),
+which no step sees. Uses the compression benchmark's base model and store
+(`--work-dir`, made by benchmarks/compression.py if missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+FRACTION = 0.36
+SEQUENCE = 512
+EVALUATION_SAMPLES = 12
+
+
+def ridge(down: Any, original: Any, gram: Any, channels: Any) -> None:
+    """Least squares pulled toward zero: (G_KK + lambda I)^-1 G_K: W^T."""
+    import torch
+
+    from modelpress.compress.prune import REFIT_PULL
+
+    g = gram.double()
+    kk = g[channels][:, channels]
+    pull = REFIT_PULL * kk.diagonal().mean()
+    system = kk + pull * torch.eye(len(channels), dtype=torch.float64)
+    solved = torch.linalg.solve(system, g[channels] @ original.double().T).T
+    with torch.no_grad():
+        down.weight.copy_(solved.to(down.weight.dtype))
+
+
+def cut(model: Any, windows: Any, refit: str) -> None:
+    """ffn-width FRACTION with the given refit: none, ridge, or modelpress's own."""
+    from modelpress.api.steps import PruneStep
+    from modelpress.compress.architecture import decoder_layers, mlp_projections
+    from modelpress.compress.prune import ffn_grams, narrow_mlp, prune
+    from modelpress.sizing.chain import ffn_channels_kept
+
+    if refit == "pulled":
+        prune(model, PruneStep(method="ffn-width", fraction=FRACTION), windows)
+        return
+    layers = decoder_layers(model, purpose="ablation")
+    width = mlp_projections(layers[0], 0)[2].in_features
+    kept = ffn_channels_kept(width, FRACTION)
+    grams = ffn_grams(model, windows, list(range(len(layers))))
+    for index, (layer, gram) in enumerate(zip(layers, grams, strict=True)):
+        original = mlp_projections(layer, index)[2].weight.detach().clone()
+        channels = gram.diagonal().topk(kept).indices.sort().values
+        narrow_mlp(layer, index, channels)
+        if refit == "ridge":
+            ridge(mlp_projections(layer, index)[2], original, gram, channels)
+    model.config.intermediate_size = kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "results" / "compression-bench")
+    parser.add_argument("--samples", type=int, action="append", help="calibration windows")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    import compression as bench
+    from modelpress.compress.checkpoint import load_model, load_tokenizer
+    from modelpress.compress.evaluate import score
+    from modelpress.compress.text import read_text, tokenize, windows
+    from modelpress.storage import fetch
+
+    torch.set_num_threads(2)
+    work = args.work_dir.resolve()
+    base_files = work / "base-files"
+    if not base_files.is_dir():
+        fetch(bench.prepare_base(f"file://{work}/store/"), base_files)
+    tokenizer = load_tokenizer(base_files)
+
+    def cut_text(name: str, samples: int) -> Any:
+        text = read_text(f"file://{bench.DATA / name}")
+        return windows(tokenize(tokenizer, text), samples, SEQUENCE, what=name)
+
+    judged = {
+        "in domain": cut_text("eval.txt", EVALUATION_SAMPLES),
+        "out of domain": cut_text("eval-docs.txt", EVALUATION_SAMPLES),
+    }
+
+    def perplexities(model: Any) -> dict[str, float]:
+        found = {}
+        for where, text in judged.items():
+            scores = score(model, text, what=where)
+            found[where] = math.exp(scores.nll_sum / scores.tokens)
+        return found
+
+    base = perplexities(load_model(base_files).float())
+    rows = []
+    for samples in args.samples or [12, 70]:
+        calibration = cut_text("calib.txt", samples)
+        for refit in ("none", "ridge", "pulled"):
+            model = load_model(base_files).float()
+            started = time.monotonic()
+            cut(model, calibration, refit)
+            seconds = time.monotonic() - started
+            found = perplexities(model)
+            rows.append(
+                {
+                    "samples": samples,
+                    "refit": refit,
+                    "seconds": round(seconds, 1),
+                    **{
+                        f"{where} increase": round(found[where] / base[where] - 1, 4)
+                        for where in judged
+                    },
+                }
+            )
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    print(f"\nffn-width {FRACTION}, calibration x {SEQUENCE} tokens of license text")
+    print(f"{'samples':>7}  {'refit':<7} {'seconds':>7}  {'Δppl in':>9}  {'Δppl ood':>9}")
+    for row in rows:
+        print(
+            f"{row['samples']:>7}  {row['refit']:<7} {row['seconds']:>7.1f}  "
+            f"{row['in domain increase']:>+9.2%}  {row['out of domain increase']:>+9.2%}"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"base": base, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
