@@ -3,6 +3,9 @@ refit, with a plain ridge refit (pulled toward zero) and with modelpress's (pull
 toward the sliced weights), for two amounts of calibration text.
 
     python benchmarks/ffn_refit.py --json results/ffn-refit.json
+    python benchmarks/ffn_refit.py --samples 70 --pull 0.02 --pull 0.1 --pull 0.5
+
+(`--pull` sets the refit's pull, REFIT_PULL, for the pulled rows.)
 
 Calibration: license text (examples/data/calib.txt); judged in domain on held-out
 license text and out of domain on this project's documentation (eval-docs.txt),
@@ -29,15 +32,18 @@ SEQUENCE = 512
 EVALUATION_SAMPLES = 12
 
 
+#: The ridge rows' pull toward zero, as a share of the mean activation energy (the
+#: default pull of modelpress's refit, toward the sliced weights).
+RIDGE_PULL = 0.1
+
+
 def ridge(down: Any, original: Any, gram: Any, channels: Any) -> None:
     """Least squares pulled toward zero: (G_KK + lambda I)^-1 G_K: W^T."""
     import torch
 
-    from modelpress.compress.prune import REFIT_PULL
-
     g = gram.double()
     kk = g[channels][:, channels]
-    pull = REFIT_PULL * kk.diagonal().mean()
+    pull = RIDGE_PULL * kk.diagonal().mean()
     system = kk + pull * torch.eye(len(channels), dtype=torch.float64)
     solved = torch.linalg.solve(system, g[channels] @ original.double().T).T
     with torch.no_grad():
@@ -72,11 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--work-dir", type=Path, default=REPO / "results" / "compression-bench")
     parser.add_argument("--samples", type=int, action="append", help="calibration windows")
+    parser.add_argument("--pull", type=float, action="append", help="REFIT_PULL values to try")
     args = parser.parse_args(argv)
 
     import torch
 
     import compression as bench
+    import modelpress.compress.prune as pruning
     from modelpress.compress.checkpoint import load_model, load_tokenizer
     from modelpress.compress.evaluate import score
     from modelpress.compress.text import read_text, tokenize, windows
@@ -109,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for samples in args.samples or [12, 70]:
         calibration = cut_text("calib.txt", samples)
-        for refit in ("none", "ridge", "pulled"):
+        trials = [("none", None), ("ridge", None)]
+        trials += [("pulled", pull) for pull in args.pull or [pruning.REFIT_PULL]]
+        for refit, pull in trials:
+            if pull is not None:
+                pruning.REFIT_PULL = pull
             model = load_model(base_files).float()
             started = time.monotonic()
             cut(model, calibration, refit)
@@ -118,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(
                 {
                     "samples": samples,
-                    "refit": refit,
+                    "refit": refit if pull is None else f"pulled {pull}",
                     "seconds": round(seconds, 1),
                     **{
                         f"{where} increase": round(found[where] / base[where] - 1, 4)
@@ -128,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(f"\nffn-width {FRACTION}, calibration x {SEQUENCE} tokens of license text")
-    print(f"{'samples':>7}  {'refit':<7} {'seconds':>7}  {'Δppl in':>9}  {'Δppl ood':>9}")
+    print(f"{'samples':>7}  {'refit':<12} {'seconds':>7}  {'Δppl in':>9}  {'Δppl ood':>9}")
     for row in rows:
         print(
-            f"{row['samples']:>7}  {row['refit']:<7} {row['seconds']:>7.1f}  "
+            f"{row['samples']:>7}  {row['refit']:<12} {row['seconds']:>7.1f}  "
             f"{row['in domain increase']:>+9.2%}  {row['out of domain increase']:>+9.2%}"
         )
     if args.json:

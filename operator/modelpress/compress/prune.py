@@ -115,10 +115,11 @@ def score_windows(
     return tokens
 
 
-#: The refit's pull toward the original weights, as a share of the kept channels' mean
-#: activation energy. Measured on SmolLM2-135M, ffn-width 0.36 on 70 x 512 license
-#: tokens: 0.02 and 0.1 gave the same perplexity, 0.5 slightly worse; without the pull
-#: (plain ridge) the refit overfits the calibration text and loses out of its domain.
+#: The refit's pull toward the sliced weights, as a share of the kept channels' mean
+#: activation energy. On SmolLM2-135M, ffn-width 0.36 on 70 x 512 license tokens,
+#: 0.02 and 0.1 gave about the same perplexity and 0.5 a little worse; pulled toward
+#: zero instead (plain ridge), the refit learns the calibration text by heart and
+#: loses out of its domain (docs/compression.md, `benchmarks/ffn_refit.py --pull`).
 REFIT_PULL = 0.1
 
 
