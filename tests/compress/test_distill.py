@@ -80,7 +80,30 @@ class CrashingStore(CheckpointStore):
             raise Crash
 
 
-def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model, tmp_path):
+def as_positional(saved: Path) -> None:
+    """Rewrite a checkpoint's optimizer state as earlier versions saved it: torch's own
+    `Optimizer.state_dict()`, keyed by position instead of parameter name."""
+    named = torch.load(saved, weights_only=True)["optimizer"]
+    order = [name for group in named["param_groups"] for name in group["params"]]
+    assert all(isinstance(name, str) for name in order) and set(named["state"]) == set(order)
+    positional = {
+        "state": {order.index(name): value for name, value in named["state"].items()},
+        "param_groups": [
+            {**group, "params": [order.index(n) for n in group["params"]]}
+            for group in named["param_groups"]
+        ],
+    }
+    torch.save({"optimizer": positional}, saved)
+
+
+@pytest.mark.parametrize("earlier_format", [False, True], ids=["current", "earlier-version"])
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(
+    tiny_model, tmp_path, earlier_format
+):
+    """Resuming from a checkpoint, also one an earlier version wrote, ends where the
+    uninterrupted run ends."""
+    from modelpress.compress.distill import STATE_FILE
+
     teacher = load_model(tiny_model)
     data = windows(teacher.config.vocab_size)
     step = DistillStep(steps=4, batch_size=2, learning_rate=1e-3, checkpoint_every=2)
@@ -93,6 +116,8 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_model, 
     crashing = CrashingStore(root, "run", scratch=tmp_path)
     with pytest.raises(Crash):
         distill(interrupted, teacher, step, data, checkpoints=crashing)
+    if earlier_format:
+        as_positional(tmp_path / "ckpt" / "run" / "step-00000002" / STATE_FILE)
     resumed = build_student(teacher, 2)  # a new process rebuilds the student from scratch
     details = distill(
         resumed, teacher, step, data, checkpoints=CheckpointStore(root, "run", scratch=tmp_path)
@@ -130,48 +155,3 @@ def test_checkpoints_in_a_store_uri(tiny_model, tmp_path, store):
     files = {p.relative_to(stored).as_posix() for p in stored.rglob("*") if p.is_file()}
     assert "latest.json" in files and "step-00000002/manifest.json" in files
     assert not any(name.startswith("step-00000001/") for name in files)  # the older one is gone
-
-
-def test_a_checkpoint_of_an_earlier_version_resumes_where_it_left_off(tiny_model, tmp_path):
-    """Earlier versions saved torch's positional `Optimizer.state_dict()`; checkpoints now
-    key optimizer state by parameter name (one format for replicated and sharded runs).
-    A checkpoint in the old format still resumes to the uninterrupted run's weights."""
-    from modelpress.compress.distill import STATE_FILE
-
-    teacher = load_model(tiny_model)
-    data = windows(teacher.config.vocab_size)
-    step = DistillStep(steps=4, batch_size=2, learning_rate=1e-3, checkpoint_every=2)
-    straight = build_student(teacher, 2)
-    distill(straight, teacher, step, data)
-
-    root = str(tmp_path / "ckpt")
-    with pytest.raises(Crash):
-        distill(
-            build_student(teacher, 2),
-            teacher,
-            step,
-            data,
-            checkpoints=CrashingStore(root, "run", scratch=tmp_path),
-        )
-    saved = tmp_path / "ckpt" / "run" / "step-00000002" / STATE_FILE
-    named = torch.load(saved, weights_only=True)["optimizer"]
-    order = [name for group in named["param_groups"] for name in group["params"]]
-    assert all(isinstance(name, str) for name in order) and set(named["state"]) == set(order)
-    positional = {
-        "state": {order.index(name): value for name, value in named["state"].items()},
-        "param_groups": [
-            {**group, "params": [order.index(n) for n in group["params"]]}
-            for group in named["param_groups"]
-        ],
-    }
-    torch.save({"optimizer": positional}, saved)
-
-    resumed = build_student(teacher, 2)
-    details = distill(
-        resumed, teacher, step, data, checkpoints=CheckpointStore(root, "run", scratch=tmp_path)
-    )
-    assert details["resumedFromStep"] == 2
-    for (name, a), b in zip(
-        straight.state_dict().items(), resumed.state_dict().values(), strict=True
-    ):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
