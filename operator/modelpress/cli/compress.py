@@ -141,11 +141,23 @@ def report_failure(message: str, reason: str, exit_code: int) -> int:
     return exit_code
 
 
+def _make_directory(path: str, flag: str) -> None:
+    """Scratch space is made when missing; one that cannot be is a usage error."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(
+            f"{flag} {path}: cannot create it ({error.strerror}): give a writable directory"
+        ) from None
+
+
 def run_compress(args: argparse.Namespace) -> int:
     variant = read_json_argument(args.variant, "--variant")
     evaluation = read_json_argument(args.evaluation, "--evaluation")
     calibration = read_json_argument(args.calibration, "--calibration")
     _setup(args.threads)
+    if args.work_dir:
+        _make_directory(args.work_dir, "--work-dir")
     from modelpress.compress import CompressionError, compress_variant, validate_variant
 
     try:
