@@ -1,7 +1,7 @@
 """The side-by-side rows: W4A16 GPTQ group 64 run by plain llmcompressor `oneshot`,
 outside modelpress, on the same calibration windows, in a fresh process (so its time and
 peak RSS are its own). Two ways: the same recipe modelpress runs (the model loaded in
-fp32, the rounding-error-minimising weight observer), which measures what modelpress
+fp32, the activation-weighted rounding-error-minimising observer), which measures what modelpress
 adds around llmcompressor; and llmcompressor's own defaults (the model in bf16, its
 min-max observer), which measures what modelpress's choices buy."""
 
@@ -43,9 +43,11 @@ def run(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-    from modelpress.compress.quantize import WEIGHT_OBSERVER
+    from modelpress.api.steps import QuantizeStep
+    from modelpress.compress.quantize import weight_observer
     from modelpress.compress.text import read_text, tokenize, windows
 
+    step = QuantizeStep(scheme="W4A16", algorithm="gptq", group_size=64)
     tokenizer = AutoTokenizer.from_pretrained(base_files)
     dtype = torch.float32 if same_recipe else torch.bfloat16
     model = AutoModelForCausalLM.from_pretrained(base_files, dtype=dtype)
@@ -62,7 +64,7 @@ def run(
         symmetric=True,
         strategy=QuantizationStrategy.GROUP,
         group_size=64,
-        **({"observer": WEIGHT_OBSERVER} if same_recipe else {}),
+        **({"observer": weight_observer(step)} if same_recipe else {}),
     )
     recipe = GPTQModifier(
         config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},

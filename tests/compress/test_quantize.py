@@ -28,6 +28,7 @@ def test_weight_only_schemes_use_the_requested_group_or_channel_scales():
     assert weights(w4).symmetric and weights(w4).observer == "memoryless_mse"
     w4_default = build_recipe(QuantizeStep(scheme="W4A16", algorithm="gptq"))
     assert names(w4_default) == ["GPTQModifier"] and weights(w4_default).group_size == 128
+    assert weights(w4_default).observer == "imatrix_mse", "scales weighted by activations"
     w8 = build_recipe(QuantizeStep(scheme="W8A16", algorithm="gptq"))
     assert weights(w8).num_bits == 8 and weights(w8).strategy == QuantizationStrategy.CHANNEL
 

@@ -3,7 +3,8 @@
 Schemes (weights symmetric, scales in the base model's dtype):
 - W8A16, W4A16: integer weights, one scale per group of `groupSize` input weights
   (or per output channel when W8A16 has no group size), chosen to minimize the
-  rounding error (`WEIGHT_OBSERVER`); activations stay 16-bit.
+  rounding error, weighted by the inputs' activations when the step has calibration
+  text (`weight_observer`); activations stay 16-bit.
 - W8A8: int8 weights per output channel, int8 activations per token at run time;
   with gptq the activation outliers are first moved into the weights (SmoothQuant).
 - FP8_DYNAMIC: fp8 weights per output channel, fp8 activations per token.
@@ -41,6 +42,20 @@ error, not from the group's min/max: a single outlier then no longer coarsens th
 whole group's grid. On SmolLM2-135M (W4A16, group 64, GPTQ) this halves the
 perplexity increase, for a few seconds more per model."""
 
+DATA_WEIGHT_OBSERVER = "imatrix_mse"
+"""Under gptq, the same search weighs each input's rounding error by its mean squared
+activation on the calibration text (llama.cpp's importance matrix), so the grid fits
+the weights that matter for real inputs. On SmolLM2-135M, W4A16 GPTQ g64 on
+32 x 512 license tokens: +14.89 % -> +11.38 % perplexity on held-out license text and
++20.70 % -> +16.88 % on this project's docs (KL divergence 0.149 -> 0.121 there)."""
+
+
+def weight_observer(step: QuantizeStep) -> str:
+    """The integer scales' observer: importance-weighted for gptq, which runs the
+    calibration text through every layer; rtn sees no text, and awq (GPU only) is not
+    measured with it yet."""
+    return DATA_WEIGHT_OBSERVER if step.effective_algorithm == "gptq" else WEIGHT_OBSERVER
+
 
 def check_scheme(step: QuantizeStep) -> None:
     """Group sizes only exist for the integer weight-only schemes."""
@@ -74,7 +89,7 @@ def scheme_config(step: QuantizeStep, precise: tuple[str, ...] = ()) -> dict[str
         dynamic=False,
         strategy=QuantizationStrategy.GROUP if group else QuantizationStrategy.CHANNEL,
         group_size=group,
-        observer=WEIGHT_OBSERVER,
+        observer=weight_observer(step),
     )
     groups = {"group_0": QuantizationScheme(targets=["Linear"], weights=weights)}
     if precise and _sensitive_scheme(step) == "W8A16":
