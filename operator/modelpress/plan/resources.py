@@ -129,9 +129,11 @@ def compression_resources(
     gpu = spec.compression.gpu
 
     target = config.catalog.get(gpu.product) if gpu is not None else None
-    training = _training_layout(spec, variant, shape, target.memory_bytes if target else None)
+    on_gpus = target is not None and target.kind == "gpu"
+    gpu_memory = target.memory_bytes if target is not None and on_gpus else None
+    training = _training_layout(spec, variant, shape, gpu_memory)
     processes = spec.compression.processes_per_node if distill else 1
-    if training is not None and target is not None:  # trains on the GPUs
+    if training is not None and on_gpus:  # trains on the GPUs
         per_process = params * HOST_BYTES_BEFORE_GPU[training.sharding]
         host = int(per_process * processes * WRITE_OVERHEAD) + activations + headroom
     elif training is not None:  # trains in host memory
@@ -199,7 +201,7 @@ def compression_resources(
         node_selector=node_selector,
         tolerations=tolerations,
         host_bytes=host,
-        gpu_bytes=max(gpu_bytes, training.bytes_per_process if training and target else 0),
+        gpu_bytes=max(gpu_bytes, training.bytes_per_process if training and on_gpus else 0),
         problem=problem,
         sharding=training.sharding if training is not None else "replicate",
     )
