@@ -133,3 +133,23 @@ def test_ffn_width_refit_lets_kept_channels_stand_in_for_their_twins(tiny_model)
     with torch.no_grad():
         after = model(input_ids=windows).logits
     torch.testing.assert_close(after, before, atol=0.05, rtol=0.05)
+
+
+def test_grams_over_the_budget_take_one_pass_per_group_of_blocks(tiny_model, monkeypatch):
+    """With room for one block's statistics at a time, each pass stops after its block,
+    and every block is still cut and refit."""
+    import modelpress.compress.prune as pruning
+
+    model = load_model(tiny_model).float()
+    width = model.config.intermediate_size
+    monkeypatch.setattr(pruning, "FFN_GRAM_BUDGET", width * width * 4)
+    reached: list[int] = []
+    for index, layer in enumerate(model.model.layers):
+        layer.register_forward_pre_hook(lambda *_, i=index: reached.append(i))
+    windows = calibration(model.config.vocab_size, count=2)
+    details = prune(model, PruneStep(method="ffn-width", fraction=0.5), windows)
+    layers = len(model.model.layers)
+    # pass k runs blocks 0..k for each of the two windows: 2 + 4 + 6 + 8 forwards
+    assert len(reached) == 2 * layers * (layers + 1) // 2
+    assert details["mlpOutputError"]["refit"] < details["mlpOutputError"]["sliced"]
+    assert all(layer.mlp.down_proj.weight.shape[1] == width // 2 for layer in model.model.layers)

@@ -132,6 +132,8 @@ def _narrow_ffn(model: torch.nn.Module, fraction: float, windows: torch.Tensor) 
     width = check_ffn_width(model)
     kept = ffn_channels_kept(width, fraction)
     layers = decoder_layers(model, purpose="ffn-width pruning")
+    # Blocks of a later pass see the earlier ones already cut and refit, so they are
+    # refit to what the pruned model feeds them, as sequential GPTQ does.
     per_pass = max(1, FFN_GRAM_BUDGET // (width * width * 4))
     errors: list[tuple[float, float]] = []
     for first in range(0, len(layers), per_pass):
