@@ -173,6 +173,7 @@ def distill(
         "resumedFromStep": start,
         "finalLoss": round(loss_value, 6) if start < step.steps else None,
         "trainedTokens": (step.steps - start) * tokens_per_step,
+        "device": device.type,
     }
 
 
