@@ -98,7 +98,8 @@ def score_windows(
     model: torch.nn.Module, windows: torch.Tensor, handles: list[Any], what: str
 ) -> int:
     """Run the calibration windows through the model while scoring hooks watch; the
-    hooks are removed whatever happens. Returns the number of tokens seen."""
+    hooks are removed whatever happens. A hook may end a window's pass early by raising
+    `_Enough`. Returns the number of tokens seen."""
     import torch
 
     tokens = 0
@@ -106,13 +107,18 @@ def score_windows(
         progress = Progress(what, total=len(windows), unit="windows")
         with torch.no_grad():
             for window in windows:
-                model.model(input_ids=window.unsqueeze(0), use_cache=False)
+                with contextlib.suppress(_Enough):
+                    model.model(input_ids=window.unsqueeze(0), use_cache=False)
                 tokens += window.numel()
                 progress.advance(1)
     finally:
         for handle in handles:
             handle.remove()
     return tokens
+
+
+class _Enough(Exception):
+    """Stops a forward pass once the last block a pass watches has run."""
 
 
 #: The refit's pull toward the sliced weights, as a share of the kept channels' mean
@@ -122,10 +128,6 @@ def score_windows(
 #: +78.6 % on other text. Pulled toward zero instead (plain ridge), the refit learns
 #: the calibration text by heart and loses out of its domain (docs/compression.md).
 REFIT_PULL = 0.1
-
-
-class _Enough(Exception):
-    """Stops a forward pass once the last block a pass watches has run."""
 
 
 def _narrow_ffn(model: torch.nn.Module, fraction: float, windows: torch.Tensor) -> dict[str, Any]:
@@ -189,16 +191,7 @@ def ffn_grams(
     if indices[-1] < len(layers) - 1:
         handles.append(layers[indices[-1]].register_forward_hook(stop))
     what = f"ffn-width statistics, blocks {indices[0]}-{indices[-1]} of {len(layers)}"
-    progress = Progress(what, total=len(windows), unit="windows")
-    try:
-        with torch.no_grad():
-            for window in windows:
-                with contextlib.suppress(_Enough):
-                    model.model(input_ids=window.unsqueeze(0), use_cache=False)
-                progress.advance(1)
-    finally:
-        for handle in handles:
-            handle.remove()
+    score_windows(model, windows, handles, what)
     return grams
 
 

@@ -133,11 +133,12 @@ def compression_resources(
     gpu_memory = target.memory_bytes if target is not None and on_gpus else None
     training = _training_layout(spec, variant, shape, gpu_memory)
     processes = spec.compression.processes_per_node if distill else 1
-    if training is not None and on_gpus:  # trains on the GPUs
-        per_process = params * HOST_BYTES_BEFORE_GPU[training.sharding]
-        host = int(per_process * processes * WRITE_OVERHEAD) + activations + headroom
-    elif training is not None:  # trains in host memory
-        per_process = training.bytes_per_process
+    if training is not None:  # on GPUs each process loads the model first; on CPU it trains
+        per_process = (
+            params * HOST_BYTES_BEFORE_GPU[training.sharding]
+            if on_gpus
+            else training.bytes_per_process
+        )
         host = int(per_process * processes * WRITE_OVERHEAD) + activations + headroom
     elif gpu is None or distill:
         model = params * (DISTILL_BYTES_PER_PARAMETER * processes if distill else BF16_BYTES)
