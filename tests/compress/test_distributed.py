@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from safetensors.torch import load_file
@@ -50,13 +51,18 @@ def pair_command(base, variant, evaluation, calibration, out: str, work: Path) -
     ]  # fmt: skip
 
 
+def alone(base, variant, evaluation, calibration, tmp_path) -> Any:
+    """The variant compressed by one process, as the gang's reference."""
+    return compress_variant(
+        str(base), variant, evaluation, f"file://{tmp_path}/single/artifacts/slim/",
+        calibration=calibration, work_dir=tmp_path, checkpoint_dir=str(tmp_path / "ck1"),
+    )  # fmt: skip
+
+
 def test_two_processes_train_what_one_trains(tiny_model, texts, tmp_path) -> None:
     evaluation, calibration = request(texts)
     single_out = f"file://{tmp_path}/single/artifacts/slim/"
-    single = compress_variant(
-        str(tiny_model), VARIANT, evaluation, single_out,
-        calibration=calibration, work_dir=tmp_path, checkpoint_dir=str(tmp_path / "ck1"),
-    )  # fmt: skip
+    single = alone(tiny_model, VARIANT, evaluation, calibration, tmp_path)
 
     out = f"file://{tmp_path}/pair/artifacts/slim/"
     published = f"file://{tmp_path}/pair/models/tiny/"  # the gang downloads it: once
@@ -128,10 +134,7 @@ def test_a_gang_killed_mid_training_resumes_from_rank_0s_checkpoint(
     evaluation, calibration = request(texts)
     long = {**VARIANT, "steps": [VARIANT["steps"][0], {"distill": {
         "steps": 200, "batchSize": 4, "checkpointEvery": 10, "learningRate": 0.001}}]}  # fmt: skip
-    single = compress_variant(
-        str(tiny_model), long, evaluation, f"file://{tmp_path}/single/artifacts/slim/",
-        calibration=calibration, work_dir=tmp_path, checkpoint_dir=str(tmp_path / "ck1"),
-    )  # fmt: skip
+    single = alone(tiny_model, long, evaluation, calibration, tmp_path)
 
     out = f"file://{tmp_path}/pair/artifacts/slim/"
     command = pair_command(tiny_model, long, evaluation, calibration, out, tmp_path)
@@ -208,10 +211,7 @@ def test_a_sharded_gang_trains_what_one_process_trains(tiny_model, texts, tmp_pa
     """FSDP over two processes: each keeps half of the student and of its optimizer
     state, and the result is the single process's, within float tolerance."""
     evaluation, calibration = request(texts)
-    single = compress_variant(
-        str(tiny_model), VARIANT, evaluation, f"file://{tmp_path}/single/artifacts/slim/",
-        calibration=calibration, work_dir=tmp_path, checkpoint_dir=str(tmp_path / "ck1"),
-    )  # fmt: skip
+    single = alone(tiny_model, VARIANT, evaluation, calibration, tmp_path)
     out = f"file://{tmp_path}/pair/artifacts/slim/"
     command = pair_command(tiny_model, VARIANT, evaluation, calibration, out, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
