@@ -88,6 +88,21 @@ CASES: list[tuple[str, str, str, str]] = [
         "",
     ),
     (
+        "distill after quantize tunes its scales",
+        variant(
+            {
+                "steps": [
+                    {"prune": {"method": "ffn-width", "fraction": 0.25}},
+                    {"quantize": {"scheme": "W4A16", "groupSize": 64}},
+                    {"distill": {"steps": 10}},
+                    {"distill": {"steps": 10, "learningRate": 0.0005}},
+                ]
+            }
+        ),
+        OK,
+        "",
+    ),
+    (
         "round trip of kubectl get -o yaml (defaults and status present)",
         text(
             "  evaluation:",
@@ -251,7 +266,47 @@ CASES: list[tuple[str, str, str, str]] = [
             }
         ),
         "spec.variants[0]",
-        "quantize must be the last step",
+        "only distill may follow it",
+    ),
+    (
+        "distill after a quantize step that quantizes activations",
+        variant(
+            {
+                "steps": [
+                    {"quantize": {"scheme": "W8A8"}},
+                    {"distill": {"steps": 10}},
+                ]
+            }
+        ),
+        "spec.variants[0]",
+        "tunes weight scales only",
+    ),
+    (
+        "distill after a quantize step with an fp8 KV cache",
+        variant(
+            {
+                "steps": [
+                    {"quantize": {"scheme": "W4A16", "kvCacheScheme": "fp8"}},
+                    {"distill": {"steps": 10}},
+                ]
+            }
+        ),
+        "spec.variants[0]",
+        "without kvCacheScheme",
+    ),
+    (
+        "prune after quantize and distill",
+        variant(
+            {
+                "steps": [
+                    {"quantize": {"scheme": "W4A16"}},
+                    {"distill": {"steps": 10}},
+                    {"prune": {"method": "layer-drop", "fraction": 0.25}},
+                ]
+            }
+        ),
+        "spec.variants[0]",
+        "only distill may follow it",
     ),
     (
         "2:4 sparsity",

@@ -416,6 +416,20 @@ def test_a_student_larger_than_its_gpus_replicas_trains_sharded(config: Operator
     assert "use more GPUs" in alone.problem.message
 
 
+def test_distillation_after_quantization_trains_replicated(config: OperatorConfig) -> None:
+    """Tuning the scales of Llama-3.1-8B after W4A16 on 8 H100s: the quantized student
+    needs a third of a trained one's state, fits one GPU, and trains replicated."""
+    variants = [{"name": "w4-tuned", "steps": [
+        {"quantize": {"scheme": "W4A16"}},
+        {"distill": {"steps": 100, "batchSize": 8}},
+    ]}]  # fmt: skip
+    spec = make_spec(variants=variants, compression={"gpu": {"product": "nvidia-h100-80gb",
+                                                              "count": 8}})  # fmt: skip
+    sized = compression_resources(spec, spec.variants[0], 16 * GiB, LLAMA_8B, config)
+    assert sized.problem is None and sized.sharding == "replicate"
+    assert 50 * GiB < sized.gpu_bytes < 79 * GiB
+
+
 def test_a_replicated_distillation_keeps_its_job_name(config: OperatorConfig) -> None:
     """No `--sharding` argument unless sharded: Jobs planned before it existed are found
     again after an upgrade, not started anew."""

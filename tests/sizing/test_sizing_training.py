@@ -71,3 +71,19 @@ def test_sharding_divides_the_state_and_gathers_one_block_of_each_model() -> Non
     block = blocks // SMOLLM2.num_hidden_layers
     # a quarter of the state, plus one gathered block: fp32 student (4) and bf16 teacher (2)
     assert split == pytest.approx(one / 4 + block * 6 * 1.1, rel=1e-6)
+
+
+def test_a_quantized_student_tunes_its_scales_replicated() -> None:
+    """Tuning a W4A16 70B's scales on 8 H100s: 6 bytes per Linear parameter (codes and
+    the rebuilt fp32 weight) and 4 per frozen embedding parameter instead of 16, plus a
+    bf16 teacher: over one GPU, and still replicated, since its scale gains cannot be
+    sharded; the bytes say by how much it is too large."""
+    args = {"world_size": 8, "batch_size": 8, "sequence_length": 512, "device_bytes": H100}
+    tuned = choose_layout(LLAMA_70B, LLAMA_70B, quantized=True, **args)
+    trained = choose_layout(LLAMA_70B, LLAMA_70B, **args)
+    assert tuned.sharding == "replicate" and trained.sharding == "full"
+    linear = LLAMA_70B.parameter_count() - LLAMA_70B.embedding_parameters()
+    state = linear * 6 + LLAMA_70B.embedding_parameters() * 4 + LLAMA_70B.parameter_count() * 2
+    assert state < tuned.bytes_per_process < 1.3 * state
+    small = choose_layout(SMOLLM2, SMOLLM2, quantized=True, **args)
+    assert small.sharding == "replicate" and small.bytes_per_process < H100

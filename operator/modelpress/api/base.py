@@ -64,6 +64,8 @@ DNS_LABEL = described(
 # Child objects are named `<model>-<variant>-<key8>`; Kubernetes labels cap at 63.
 MAX_MODEL_NAME = 32
 MAX_VARIANT_NAME = 20
+#: Steps in one variant's chain.
+MAX_CHAIN_STEPS = 8
 
 DNS_1123_LABEL = described(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",

@@ -7,10 +7,12 @@ pydantic model they attach to, ROOT_RULES on the whole object.
 
 from __future__ import annotations
 
-from modelpress.api.base import MAX_MODEL_NAME
+from modelpress.api.base import MAX_CHAIN_STEPS, MAX_MODEL_NAME
 
 _EXACTLY_ONE_ACTION = "[has(self.quantize), has(self.prune), has(self.distill)]"
 _ACTIONS = ("quantize", "prune", "distill")
+#: Every index a chain can have: CEL has no macros over indices.
+_POSITIONS = str(list(range(MAX_CHAIN_STEPS)))
 
 
 def _calibrated_on(x: str) -> str:
@@ -82,10 +84,18 @@ RULES: dict[str, list[dict[str, str]]] = {
             "message": "studentLayers applies only when distill is the first step: remove it",
         },
         {
-            "rule": "!has(self.steps) || self.steps.filter(s, has(s.quantize)).size() == 0 || "
-            "(self.steps.filter(s, has(s.quantize)).size() == 1 && "
-            "has(self.steps[self.steps.size() - 1].quantize))",
-            "message": "quantize must be the last step of a chain, and only once",
+            "rule": "!has(self.steps) || (self.steps.filter(s, has(s.quantize)).size() <= 1 && "
+            f"{_POSITIONS}.all(i, i >= self.steps.size() || has(self.steps[i].distill) || "
+            f"{_POSITIONS}.all(j, j >= i || !has(self.steps[j].quantize))))",
+            "message": "quantize may come once in a chain, and only distill may follow it",
+        },
+        {
+            "rule": f"!has(self.steps) || {_POSITIONS}.all(i, i + 1 >= self.steps.size() || "
+            "!has(self.steps[i].quantize) || !has(self.steps[i + 1].distill) || "
+            "(self.steps[i].quantize.scheme in ['W4A16', 'W8A16'] && "
+            "!has(self.steps[i].quantize.kvCacheScheme)))",
+            "message": "distill after quantize tunes weight scales only: the quantize step "
+            "must be W4A16 or W8A16 without kvCacheScheme",
         },
     ],
     "QuantizeStep": [

@@ -6,10 +6,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from modelpress.api.base import ApiModel, VariantName, cel
+from modelpress.api.base import MAX_CHAIN_STEPS, ApiModel, VariantName, cel
 from modelpress.api.inputs import Calibration
 
 QuantScheme = Literal["W8A16", "W4A16", "W8A8", "FP8_DYNAMIC"]
+WEIGHT_ONLY = ("W4A16", "W8A16")
 QuantAlgorithm = Literal["rtn", "gptq", "awq"]
 
 
@@ -154,7 +155,9 @@ class PruneStep(ApiModel):
 
 class DistillStep(ApiModel):
     """Logit knowledge distillation from the base model (the teacher) into the model
-    produced by the previous steps (the student)."""
+    produced by the previous steps (the student). After a quantize step it tunes only
+    what the quantized checkpoint can change: each group's scale and the norm weights,
+    every integer weight kept, so the artifact's size and format stay the same."""
 
     steps: int = Field(default=400, ge=1, le=1_000_000)
     """Optimizer steps."""
@@ -224,7 +227,7 @@ class Variant(ApiModel):
     quantize: QuantizeStep | None = None
     prune: PruneStep | None = None
     distill: DistillStep | None = None
-    steps: list[Step] | None = Field(default=None, min_length=1, max_length=8)
+    steps: list[Step] | None = Field(default=None, min_length=1, max_length=MAX_CHAIN_STEPS)
     """An ordered chain, each step feeding the next (e.g. prune, distill, quantize)."""
 
     @model_validator(mode="after")
@@ -237,10 +240,21 @@ class Variant(ApiModel):
             )
         chain = self.chain
         quant_positions = [i for i, s in enumerate(chain) if s.quantize is not None]
-        if len(quant_positions) > 1 or (quant_positions and quant_positions[0] != len(chain) - 1):
+        after = chain[quant_positions[0] + 1 :] if quant_positions else []
+        if len(quant_positions) > 1 or any(s.distill is None for s in after):
             raise ValueError(
-                f"variant {self.name!r}: quantize must be the last step, and only once "
-                "(a quantized model cannot be pruned or trained further)"
+                f"variant {self.name!r}: quantize may come once, and only distill may follow "
+                "it (distillation then tunes the quantization scales; a quantized model "
+                "cannot be pruned)"
+            )
+        tuned = chain[quant_positions[0]].quantize if after else None
+        if tuned is not None and (tuned.scheme not in WEIGHT_ONLY or tuned.kv_cache_scheme):
+            raise ValueError(
+                f"variant {self.name!r}: distill after quantize tunes weight scales only, "
+                f"so the quantize step must be weight-only (W4A16 or W8A16) without "
+                f"kvCacheScheme; it is {tuned.scheme}"
+                + (" with kvCacheScheme" if tuned.kv_cache_scheme else "")
+                + ": change the scheme or drop the distill step after it"
             )
         first = chain[0].distill
         if first is not None and first.student_layers is None:

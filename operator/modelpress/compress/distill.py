@@ -30,6 +30,8 @@ from modelpress.compress.checkpoints import CheckpointStore
 from modelpress.compress.distributed import Group, shard_blocks
 from modelpress.compress.progress import Progress
 from modelpress.compress.prune import remove_layers
+from modelpress.compress.scale_tuning import is_quantized
+from modelpress.compress.scale_tuning import trainable as scales_and_norms_only
 from modelpress.sizing.chain import student_layer_indices
 
 if TYPE_CHECKING:
@@ -190,8 +192,13 @@ def _place_teacher_and_student(
     teacher.eval()
     teacher.requires_grad_(False)
     teacher.to(dtype=torch.bfloat16 if on_gpu else torch.float32)
-    student.requires_grad_(True)  # an earlier step, or a teacher it was copied from, froze it
-    freeze_embedding(student)
+    if is_quantized(student):
+        if ranks.sharded:
+            raise ValueError("distillation after quantization trains replicated, not sharded")
+        scales_and_norms_only(student)
+    else:
+        student.requires_grad_(True)  # an earlier step, or a teacher it was copied from, froze it
+        freeze_embedding(student)
     if not ranks.sharded:
         teacher.to(ranks.device)
         return student.to(ranks.device)

@@ -245,9 +245,10 @@ def _distill(
     credentials: Any,
     ranks: Group | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    from modelpress.compress.checkpoint import load_model
+    from modelpress.compress.checkpoint import base_dtype, load_model
     from modelpress.compress.checkpoints import CheckpointStore
     from modelpress.compress.distill import build_student, distill
+    from modelpress.compress.scale_tuning import scales_tuned_if_quantized
 
     action = planned.action
     assert isinstance(action, DistillStep)
@@ -263,14 +264,15 @@ def _distill(
         scratch=scratch,
         credentials=credentials,
     )
-    details = distill(
-        student,
-        teacher,
-        action,
-        prepared.step_windows[planned.index],
-        checkpoints=store,
-        ranks=ranks,
-    )
+    with scales_tuned_if_quantized(student, base_dtype(prepared.config)):
+        details = distill(
+            student,
+            teacher,
+            action,
+            prepared.step_windows[planned.index],
+            checkpoints=store,
+            ranks=ranks,
+        )
     if ranks is not None and ranks.distributed:
         details["processes"] = ranks.world_size
         details["sharding"] = ranks.sharding

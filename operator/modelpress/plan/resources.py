@@ -229,6 +229,7 @@ def _training_layout(
     world = training_processes(spec, variant)
     layouts = []
     student = shape
+    quantized = False  # a quantized student trains replicated (compress.scale_tuning)
     for index, step in enumerate(variant.chain):
         calibration = step_calibration(spec, step)
         if step.distill is not None and calibration is not None:
@@ -242,10 +243,12 @@ def _training_layout(
                     batch_size=step.distill.batch_size,
                     sequence_length=calibration.sequence_length,
                     device_bytes=gpu_memory,
+                    quantized=quantized,
                 )
             )
         elif step.prune is not None:
             student = _pruned(student, step.prune.method, step.prune.fraction)
+        quantized = quantized or step.quantize is not None
     return max(layouts, key=lambda t: (t.sharding == "full", t.bytes_per_process), default=None)
 
 

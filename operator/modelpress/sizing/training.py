@@ -6,6 +6,10 @@ Per parameter:
   and two AdamW moments, 16 bytes;
 - of the teacher (the base model), forward only: 2 bytes in bf16 on a GPU, 4 in fp32
   on a CPU.
+After quantization (scale tuning, `compress.scale_tuning`) the student's Linears hold
+int8 codes and rebuild their fp32 weights for the backward pass, and only the scale
+gains and norms train: 6 bytes per Linear parameter, 4 per (frozen, fp32) embedding
+parameter. Such a student always trains replicated.
 Replicated (DistributedDataParallel), every process holds all of it. Sharded (FSDP,
 one unit per decoder block), each holds its 1/world share, plus one block gathered
 whole for the student and one for the teacher while they compute.
@@ -30,6 +34,8 @@ Sharding = Literal["replicate", "full"]
 SHARDINGS: tuple[Sharding, ...] = ("replicate", "full")
 
 STUDENT_BYTES_PER_PARAMETER = 16
+QUANTIZED_STUDENT_BYTES_PER_PARAMETER = 6
+FROZEN_BYTES_PER_PARAMETER = 4
 TEACHER_BYTES_ON_GPU = 2
 TEACHER_BYTES_ON_CPU = 4
 ACTIVATION_WIDTHS = 34
@@ -61,13 +67,11 @@ def training_bytes(
     rows_per_process: int,
     sequence_length: int,
     on_gpu: bool,
+    quantized: bool = False,
 ) -> int:
     """Bytes one training process holds on its device (see the module's docstring)."""
     teacher_bytes = TEACHER_BYTES_ON_GPU if on_gpu else TEACHER_BYTES_ON_CPU
-    state = (
-        student.parameter_count() * STUDENT_BYTES_PER_PARAMETER
-        + teacher.parameter_count() * teacher_bytes
-    )
+    state = _student_bytes(student, quantized) + teacher.parameter_count() * teacher_bytes
     if sharded:  # each keeps its share, and gathers one block of each model at a time
         gathered = _block(student) * 4 + _block(teacher) * teacher_bytes
         state = state // world_size + gathered
@@ -77,6 +81,15 @@ def training_bytes(
         + student.vocab_size * 4 * LOGIT_COPIES
     )
     return int((state + tokens * per_token) * FRAGMENTATION)
+
+
+def _student_bytes(student: ModelShape, quantized: bool) -> int:
+    if not quantized:
+        return student.parameter_count() * STUDENT_BYTES_PER_PARAMETER
+    embedding = student.embedding_parameters()
+    return (student.parameter_count() - embedding) * QUANTIZED_STUDENT_BYTES_PER_PARAMETER + (
+        embedding * FROZEN_BYTES_PER_PARAMETER
+    )
 
 
 def _block(shape: ModelShape) -> int:
@@ -92,9 +105,11 @@ def choose_layout(
     batch_size: int,
     sequence_length: int,
     device_bytes: int | None,
+    quantized: bool = False,
 ) -> TrainingLayout:
     """Replicas while they fit the device (`device_bytes` of GPU memory; None: the CPU,
-    whose host memory is requested to fit), else the student sharded over the ranks."""
+    whose host memory is requested to fit), else the student sharded over the ranks
+    (never a `quantized` one)."""
     rows = max(1, batch_size // world_size)
 
     def layout(sharding: Sharding) -> TrainingLayout:
@@ -106,10 +121,12 @@ def choose_layout(
             rows_per_process=rows,
             sequence_length=sequence_length,
             on_gpu=device_bytes is not None,
+            quantized=quantized,
         )
         return TrainingLayout(sharding, needed, world_size)
 
     replicated = layout("replicate")
-    if device_bytes is None or world_size == 1 or replicated.bytes_per_process <= device_bytes:
+    fits = device_bytes is None or replicated.bytes_per_process <= device_bytes
+    if fits or world_size == 1 or quantized:
         return replicated
     return layout("full")
