@@ -15,7 +15,9 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,6 +115,38 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class Served:
+    """One variant run, served and answered by `modelpress run --once`."""
+
+    stderr: str
+    metadata: dict[str, Any]
+    quantization: dict[str, Any]
+
+
+def serve_one(name: str, variant: str, vllm_python: str, smollm2: Path, tmp_path: Path) -> Served:
+    """Compress the one `variant` of a spec named `name` (calibrated on the license text),
+    serve it with the real vLLM CPU server and check that it answers."""
+    from modelpress.storage import read_manifest
+
+    spec = spec_file(tmp_path, smollm2, name, variant, calibration=CALIB_TEXT)
+    env = {**os.environ, "MODELPRESS_VLLM": vllm_python}
+    done = modelpress(
+        "run", str(spec), "--once", "--port", "0", "--work-dir", str(tmp_path / "work"),
+        "--max-tokens", "24", env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    answer = re.search(rf"^A \({name}, (/v1/\S+)\): (.+)$", done.stdout, re.MULTILINE)
+    assert answer is not None and answer.group(2).strip(), done.stdout
+    status = json.loads((tmp_path / "work" / name / "status.json").read_text())
+    (entry,) = status["variants"]
+    manifest = read_manifest(entry["artifactUri"])
+    assert manifest is not None
+    served = tmp_path / "work" / name / "serving" / "models" / entry["key"]
+    config = json.loads((served / "config.json").read_text())
+    return Served(done.stderr, dict(manifest.metadata), config["quantization_config"])
+
+
 def test_compress_serve_answer_then_reuse(vllm_python: str, smollm2: Path, tmp_path: Path) -> None:
     from modelpress.storage import read_manifest
 
@@ -169,35 +203,37 @@ def test_a_mixed_precision_artifact_stays_in_its_budget_and_vllm_serves_it(
     checkpoint, part int4 and part bf16, which the real vLLM CPU server loads and answers
     from. (vLLM's CPU kernels take int4 weights only, so W8A16 blocks serve on GPUs.)"""
     from modelpress.compress.checkpoint import weights_bytes
-    from modelpress.storage import read_manifest
 
     variant = (
         "{name: mixed, quantize: {scheme: W4A16, algorithm: rtn, groupSize: 64, "
         "mixedPrecision: {budget: 0.5, sensitiveScheme: none}}}"
     )
-    spec = spec_file(tmp_path, smollm2, "mixed", variant, calibration=CALIB_TEXT)
-    env = {**os.environ, "MODELPRESS_VLLM": vllm_python}
-    done = modelpress(
-        "run", str(spec), "--once", "--port", "0", "--work-dir", str(tmp_path / "work"),
-        "--max-tokens", "24", env=env,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "mixed precision: sensitivity" in done.stderr
-    answer = re.search(r"^A \(mixed, (/v1/\S+)\): (.+)$", done.stdout, re.MULTILINE)
-    assert answer is not None and answer.group(2).strip(), done.stdout
-
-    status = json.loads((tmp_path / "work" / "mixed" / "status.json").read_text())
-    (variant,) = status["variants"]
-    manifest = read_manifest(variant["artifactUri"])
-    assert manifest is not None
-    chosen = manifest.metadata["lineage"][0]["details"]["mixedPrecision"]
+    served = serve_one("mixed", variant, vllm_python, smollm2, tmp_path)
+    assert "mixed precision: sensitivity" in served.stderr
+    chosen = served.metadata["lineage"][0]["details"]["mixedPrecision"]
     assert chosen["smallestSize"] < chosen["predictedSize"] <= 0.5 < chosen["largestSize"]
     assert chosen["precise"] and len(chosen["sensitivity"]) == 60  # 30 layers x (attn, MLP)
-    assert manifest.metadata["weightsBytes"] <= 0.5 * weights_bytes(smollm2)
-    served = tmp_path / "work" / "mixed" / "serving" / "models" / variant["key"]
-    quantization = json.loads((served / "config.json").read_text())["quantization_config"]
+    assert served.metadata["weightsBytes"] <= 0.5 * weights_bytes(smollm2)
+    quantization = served.quantization
     (group,) = quantization["config_groups"].values()
     assert group["weights"]["num_bits"] == 4
     kept = [name for block in chosen["precise"] for name in quantization["ignore"]
             if name.startswith(block + ".")]  # fmt: skip
     assert len(kept) >= len(chosen["precise"]) and "lm_head" in quantization["ignore"]
+
+
+@pytest.mark.slow
+def test_a_scale_tuned_artifact_keeps_its_format_and_vllm_serves_it(
+    vllm_python: str, smollm2: Path, tmp_path: Path
+) -> None:
+    """W4A16 then distillation that tunes only the scales and norms: the same packed int4
+    checkpoint format, loaded by the real vLLM CPU server, which answers."""
+    variant = (
+        "{name: tuned, steps: [{quantize: {scheme: W4A16, algorithm: rtn, groupSize: 64}}, "
+        "{distill: {steps: 4, batchSize: 2, learningRate: 0.001, temperature: 1.0}}]}"
+    )
+    served = serve_one("tuned", variant, vllm_python, smollm2, tmp_path)
+    assert [step["kind"] for step in served.metadata["lineage"]] == ["quantize", "distill"]
+    assert served.quantization["format"] == "pack-quantized"
+    (group,) = served.quantization["config_groups"].values()
+    assert group["weights"]["num_bits"] == 4 and group["weights"]["group_size"] == 64
