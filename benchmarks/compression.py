@@ -66,6 +66,13 @@ DISTILL = {
 }
 DISTILL_LONG = DISTILL | {"steps": 280, "learningRate": 2e-4, "checkpointEvery": 40}
 GPTQ_W4 = {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 64}
+#: Distillation after quantization: the scales and norms tuned, every 4-bit code kept.
+TUNE_SCALES = DISTILL | {
+    "steps": 120,
+    "learningRate": 1e-3,
+    "temperature": 1.0,
+    "checkpointEvery": 40,
+}
 #: Text the base model writes itself (calibration.generated): no dataset at all.
 GENERATED = {"generated": {}, "samples": 32, "sequenceLength": 512}
 
@@ -74,6 +81,7 @@ VARIANTS: list[dict[str, Any]] = [
     {"name": "w4a16-rtn", "quantize": {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 64}},
     {"name": "w4a16-gptq", "quantize": GPTQ_W4},
     {"name": "w4a16-gptq-generated", "quantize": GPTQ_W4 | {"calibration": GENERATED}},
+    {"name": "w4a16-gptq-kd", "steps": [{"quantize": GPTQ_W4}, {"distill": TUNE_SCALES}]},
     # Mixed precision within half the bf16 size: the most sensitive blocks kept at W8A16
     # (served by vLLM's GPU kernels) or unquantized (served on CPU too).
     {"name": "w4-mixed-w8-50", "quantize": GPTQ_W4 | {"mixedPrecision": {"budget": 0.5}}},
@@ -104,6 +112,15 @@ VARIANTS: list[dict[str, Any]] = [
     {
         "name": "ffn36-kd-long-w4",
         "steps": [{"prune": PRUNE_WIDTH}, {"distill": DISTILL_LONG}, {"quantize": GPTQ_W4}],
+    },
+    {
+        "name": "ffn36-kd-long-w4-kd",
+        "steps": [
+            {"prune": PRUNE_WIDTH},
+            {"distill": DISTILL_LONG},
+            {"quantize": GPTQ_W4},
+            {"distill": TUNE_SCALES},
+        ],
     },
     {"name": "ffn36-kd", "steps": [{"prune": PRUNE_WIDTH}, {"distill": DISTILL}]},
     {
@@ -260,6 +277,11 @@ def targets(
         ood.get("perplexityIncrease"),
         0.10,
     )
+    tuned = "w4a16-gptq-kd"
+    check(f"{tuned} bytes ratio", get(tuned, "ratio"), 0.42)
+    check(f"{tuned} perplexity increase", get(tuned, "deltaPerplexity"), 0.06)
+    check(f"{tuned} perplexity increase, out of domain",
+          (rows.get(tuned) or {}).get("outOfDomain", {}).get("perplexityIncrease"), 0.10)  # fmt: skip
     gptq, rtn = get("w4a16-gptq", "perplexity"), get("w4a16-rtn", "perplexity")
     check(
         "w4a16-gptq perplexity / rtn perplexity",
