@@ -13,6 +13,8 @@ a small model's parameters, pruning does not change it, and its gradient would
 cost a vocabulary-sized matmul per token. The learning rate warms up linearly,
 then decays along a cosine. Batches are a pure function of the step number, so a
 resumed run sees exactly the data the interrupted one would have seen.
+After a quantize step the student is quantized: only its scales and norm weights
+train (`compress.scale_tuning`), replicated.
 """
 
 from __future__ import annotations
