@@ -89,6 +89,13 @@ VARIANTS: list[dict[str, Any]] = [
         "name": "w4-mixed-bf16-50",
         "quantize": GPTQ_W4 | {"mixedPrecision": {"budget": 0.5, "sensitiveScheme": "none"}},
     },
+    {
+        "name": "w4-mixed-w8-50-kd",
+        "steps": [
+            {"quantize": GPTQ_W4 | {"mixedPrecision": {"budget": 0.5}}},
+            {"distill": TUNE_SCALES},
+        ],
+    },
     {"name": "prune25", "prune": PRUNE},
     {"name": "prune25-kd", "steps": [{"prune": PRUNE}, {"distill": DISTILL}]},
     {
