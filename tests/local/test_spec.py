@@ -129,3 +129,24 @@ def test_unreadable_files_say_why(tmp_path: Path, spec_file: Callable[..., Path]
     with pytest.raises(SpecError, match="choose one with --name"):
         load_model(twice)
     assert load_model(twice, "other").metadata.name == "other"
+
+
+def test_a_chain_that_tunes_its_scales_is_judged_by_its_quantize_step() -> None:
+    """A distill step after quantize leaves the artifact in the quantize step's format:
+    W8A16 stays unservable on CPU, W4A16 serves."""
+
+    def tuned(scheme: str) -> CompressedModelSpec:
+        return spec(
+            variants=[
+                {
+                    "name": "t",
+                    "steps": [{"quantize": {"scheme": scheme}}, {"distill": {"steps": 10}}],
+                }
+            ],
+            calibration={"dataset": {"uri": "file:///data/calib.txt"}},
+            serving={"variant": "t"},
+        )
+
+    with pytest.raises(SpecError, match="W8A16"):
+        check_named_variant(tuned("W8A16"))
+    assert cpu_serving_problem(tuned("W4A16").variants[0]) is None

@@ -277,6 +277,12 @@ class Variant(ApiModel):
             return list(self.steps)
         return [Step(quantize=self.quantize, prune=self.prune, distill=self.distill)]
 
+    @property
+    def quantized_by(self) -> QuantizeStep | None:
+        """The chain's one quantize step, last or followed only by scale-tuning distills:
+        it decides the artifact's format."""
+        return next((s.quantize for s in self.chain if s.quantize is not None), None)
+
     def describe(self) -> str:
         """A short recipe: 'layer-drop 25% → distill 40 steps → W4A16 gptq g64'."""
         parts = []

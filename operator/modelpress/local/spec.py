@@ -57,15 +57,15 @@ def load_model(path: Path, name: str | None = None) -> CompressedModel:
 
 
 def final_scheme(variant: Variant) -> str | None:
-    """The quantization scheme of the variant's last step; None when it is not quantized."""
-    last = variant.chain[-1]
-    return last.quantize.scheme if last.quantize is not None else None
+    """The scheme the variant's artifact is quantized to; None when it is not quantized."""
+    step = variant.quantized_by
+    return step.scheme if step is not None else None
 
 
 def cpu_serving_problem(variant: Variant) -> str | None:
     """Why vLLM on CPU cannot serve `variant`, or None when it can."""
     scheme = final_scheme(variant)
-    mixed = variant.chain[-1].quantize.mixed_precision if variant.chain[-1].quantize else None
+    mixed = variant.quantized_by.mixed_precision if variant.quantized_by else None
     if scheme is not None and mixed is not None and mixed.sensitive_for(scheme) == "W8A16":
         return (
             f"variant {variant.name!r} keeps its sensitive blocks at W8A16 (mixedPrecision), "
