@@ -123,6 +123,42 @@ def test_an_interrupted_tuning_resumes_where_an_uninterrupted_one_ends(tiny_mode
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
 
 
+def test_a_checkpoint_tuned_for_other_codes_starts_over(tiny_model, tmp_path):
+    """A resumed Job quantizes again; where that gives other codes (other hardware), the
+    gains tuned for the old ones are not applied to them: the tuning starts over."""
+    teacher = load_model(tiny_model)
+    data = windows(teacher.config.vocab_size)
+    step = DistillStep(steps=4, batch_size=2, learning_rate=1e-2, checkpoint_every=2)
+
+    def tuned(student, checkpoints=None) -> tuple[torch.nn.Module, dict]:
+        with tuned_scales(student, torch.float32):
+            details = distill(student, teacher, step, data, checkpoints=checkpoints)
+        return student, details
+
+    def requantized() -> torch.nn.Module:
+        model = load_model(tiny_model)
+        with torch.no_grad():
+            model.model.layers[0].mlp.down_proj.weight.mul_(1.01)
+        quantize(model, QuantizeStep.model_validate(W4), None, base_parameters=1, dtype_bytes=4)
+        return model
+
+    other = requantized()
+    assert any(
+        not torch.equal(codes, codes_and_scales(quantized(tiny_model, W4))[name][0])
+        for name, (codes, _) in codes_and_scales(other).items()
+    ), "the nudged model quantizes to other codes"
+    root = str(tmp_path / "ckpt")
+    with pytest.raises(Crash):
+        tuned(quantized(tiny_model, W4), CrashingStore(root, "run", scratch=tmp_path))
+    resumed, details = tuned(other, CheckpointStore(root, "run", scratch=tmp_path))
+    assert details["resumedFromStep"] == 0 and details["discardedCheckpointStep"] == 2
+    straight, _ = tuned(requantized())
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+
+
 def packed(directory) -> dict[str, torch.Tensor]:
     with safe_open(str(directory / "model.safetensors"), "pt") as f:
         return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import math
 import time
@@ -45,6 +46,8 @@ GRADIENT_CLIP = 1.0
 DATA_SEED = 1234
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "training-state.pt"
+#: The digest of the tensors that did not train, which the checkpoint's trained ones fit.
+FROZEN_FILE = "frozen.json"
 
 
 def build_student(teacher: torch.nn.Module, student_layers: int) -> torch.nn.Module:
@@ -137,11 +140,21 @@ def distill(
     )
     parameters = {n: p for n, p in working.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(parameters.values(), lr=step.learning_rate, weight_decay=0.0)
-    start = 0
+    frozen = frozen_digest(student, set(parameters))
+    start, discarded = 0, None
     if checkpoints is not None and (found := checkpoints.latest()) is not None:
-        start, directory = found
-        _load_state(working, optimizer, list(parameters), directory)
-        log.info("distill: resuming at step %d of %d from %s", start, step.steps, directory)
+        if ranks.mean(float(_fits(found[1], frozen))) == 1.0:
+            start, directory = found
+            _load_state(working, optimizer, list(parameters), directory)
+            log.info("distill: resuming at step %d of %d from %s", start, step.steps, directory)
+        else:
+            discarded = found[0]
+            log.warning(
+                "distill: the checkpoint at step %d trained against other frozen weights than "
+                "this run has (the step before gave another result here): training from the "
+                "start",
+                discarded,
+            )
     tokens_per_step = step.batch_size * windows.shape[1]
     progress = Progress("distill", total=step.steps, unit="steps", start=start)
     started = time.monotonic()
@@ -170,11 +183,12 @@ def distill(
         if checkpoints is not None and due:
             state = _training_state(working, optimizer, parameters)  # every rank: a gather
             if ranks.leader:
-                checkpoints.save(current + 1, functools.partial(_save_state, state))
+                checkpoints.save(current + 1, functools.partial(_save_state, state, frozen))
             ranks.barrier()  # no rank runs ahead of a checkpoint it could resume from
     _bring_home(student, working, ranks)
     return {
         "resumedFromStep": start,
+        **({"discardedCheckpointStep": discarded} if discarded is not None else {}),
         "finalLoss": round(loss_value, 6) if start < step.steps else None,
         "trainedTokens": (step.steps - start) * tokens_per_step,
         "device": device.type,
@@ -253,12 +267,39 @@ def _training_state(
     }
 
 
-def _save_state(state: dict[str, Any], directory: Path) -> None:
+def frozen_digest(model: torch.nn.Module, trained: set[str]) -> str:
+    """sha256 of every tensor that does not train: what a checkpoint's trained tensors were
+    fitted to. A quantized student's integer weights and scales come from a quantize step
+    run again on resume; on other hardware it may choose other codes, and gains tuned for
+    the old ones must not be applied to them."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if name in trained:
+            continue
+        host = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{host.dtype}:{tuple(host.shape)}\n".encode())
+        digest.update(host.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _fits(directory: Path, frozen: str) -> bool:
+    """Whether the checkpoint was trained against these frozen tensors. Checkpoints of
+    earlier versions did not record them and are trusted as before."""
+    record = directory / FROZEN_FILE
+    return not record.is_file() or json.loads(record.read_text()).get("sha256") == frozen
+
+
+def _save_state(state: dict[str, Any], frozen: str, directory: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
     save_file({n: t.contiguous() for n, t in state["weights"].items()}, directory / WEIGHTS_FILE)
     torch.save({"optimizer": state["optimizer"]}, directory / STATE_FILE)
+    (directory / FROZEN_FILE).write_text(json.dumps({"sha256": frozen}))
 
 
 def _load_state(model: Any, optimizer: Any, names: list[str], directory: Path) -> None:
