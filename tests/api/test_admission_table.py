@@ -327,16 +327,22 @@ CASES: list[tuple[str, str, str, str]] = [
         "",
     ),
     (
-        "calibration from a dataset and generated at once",
+        "calibration from a dataset and generated at once mixes them",
         edit(lambda m: m["spec"]["calibration"].__setitem__("generated", {"seed": 1})),
+        OK,
+        "",
+    ),
+    (
+        "one window cannot be half dataset, half generated",
+        edit(lambda m: m["spec"]["calibration"].update(generated={}, samples=1)),
         "spec.calibration",
-        "exactly one of calibration.dataset",
+        "set samples to at least 2",
     ),
     (
         "calibration from nowhere",
         edit(lambda m: m["spec"]["calibration"].pop("dataset")),
         "spec.calibration",
-        "exactly one of calibration.dataset",
+        "set calibration.dataset (your own text), calibration.generated",
     ),
     # --- legitimate input that must be accepted ---------------------------------------------
     (

@@ -151,8 +151,11 @@ INVALID = [
         "spec.variants[1]",
     ),
     (
-        "calibration from both a dataset and generated text",
-        mutate("spec.calibration.generated", {}),
+        "one window that would be half dataset, half generated text",
+        mutate(
+            "spec.calibration",
+            {"dataset": {"uri": "s3://data/calib.txt"}, "generated": {}, "samples": 1},
+        ),
         "spec.calibration",
     ),
     (

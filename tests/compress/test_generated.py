@@ -151,6 +151,57 @@ def test_a_step_given_no_calibration_at_all_learns_from_generated_text(
     assert used == {"generated": {"seed": 0}, "samples": 4, "sequenceLength": 16}
 
 
+def test_alternate_takes_rows_in_turn_and_the_longer_one_s_rest_last():
+    import torch
+
+    first, second = torch.arange(3).unsqueeze(1), 10 + torch.arange(2).unsqueeze(1)
+    assert generated_module.alternate(first, second).flatten().tolist() == [0, 10, 1, 11, 2]
+
+
+def test_a_step_given_a_dataset_and_generated_text_learns_from_both_in_turn(
+    published_base, tiny_model, store, texts, tmp_path, monkeypatch
+):
+    """Half the windows from each, alternating; the generated half is the text a
+    generated-only calibration of that size names, so it is written once for both."""
+    import modelpress.compress.prune as prune_module
+    from modelpress.compress.text import read_text, tokenize, windows
+
+    seen = []
+    original = prune_module.prune
+    monkeypatch.setattr(prune_module, "prune", lambda m, s, w: seen.append(w) or original(m, s, w))
+    evaluation = {"dataset": {"uri": f"file://{texts['evaluation']}"}, **EVALUATION}
+    calibration = {
+        "dataset": {"uri": f"file://{texts['calibration']}"},
+        "generated": {},
+        "samples": 5,
+        "sequenceLength": 32,
+    }
+    variant = {"name": "slim", "prune": {"method": "layer-drop", "fraction": 0.25}}
+    result = compress_variant(
+        published_base,
+        variant,
+        evaluation,
+        f"{store}artifacts/slim/",
+        calibration=calibration,
+        work_dir=tmp_path,
+        cache_dir=store + "evaluations/",
+    )
+    (learned,) = seen
+    tokenizer = load_tokenizer(tiny_model)
+    own = windows(tokenize(tokenizer, read_text(f"file://{texts['calibration']}")), 3, 32,
+                  what="test")  # fmt: skip
+    for manifest in Path(store.removeprefix("file://")).glob("evaluations/*/manifest.json"):
+        key = manifest.parent.name
+        fetch(f"{store}evaluations/{key}/", tmp_path / "kept" / key)
+    (kept,) = (tmp_path / "kept").glob("*/calibration.json")
+    assert learned.shape == (5, 32)
+    assert learned[0::2].tolist() == own.tolist()
+    assert learned[1::2].tolist() == json.loads(kept.read_text())["tokens"]
+    assert result.metadata["lineage"][0]["params"]["calibration"] == calibration | {
+        "generated": {"seed": 0}
+    }
+
+
 def test_kept_text_that_is_not_what_its_key_names_is_refused(tiny_model, tmp_path):
     import json as json_module
 

@@ -8,6 +8,7 @@ pydantic model they attach to, ROOT_RULES on the whole object.
 from __future__ import annotations
 
 from modelpress.api.base import MAX_CHAIN_STEPS, MAX_MODEL_NAME
+from modelpress.api.inputs import NO_SOURCE, TOO_FEW_TO_MIX
 
 _EXACTLY_ONE_ACTION = "[has(self.quantize), has(self.prune), has(self.distill)]"
 _ACTIONS = ("quantize", "prune", "distill")
@@ -46,11 +47,12 @@ def _splits(x: str) -> str:
 
 RULES: dict[str, list[dict[str, str]]] = {
     "Calibration": [
+        {"rule": "has(self.dataset) || has(self.generated)", "message": NO_SOURCE},
         {
-            "rule": "has(self.dataset) != has(self.generated)",
-            "message": "set exactly one of calibration.dataset (your own text) or "
-            "calibration.generated (text the base model writes: generated: {})",
-        }
+            "rule": "!has(self.dataset) || !has(self.generated) || !has(self.samples) "
+            "|| self.samples >= 2",
+            "message": TOO_FEW_TO_MIX,
+        },
     ],
     "Source": [
         {

@@ -180,9 +180,10 @@ class GeneratedText(ApiModel):
 
 class Calibration(ApiModel):
     """Text the compression steps learn from (calibration, importance, distillation):
-    exactly one of `dataset` (your own text, best when it resembles what you serve) or
-    `generated` (text the base model writes). Steps that need text and have none use
-    generated text."""
+    `dataset` (your own text, best when it resembles what you serve), `generated` (text
+    the base model writes), or both: then half the windows come from each, alternating,
+    so a step learns your domain without unlearning the rest. Steps that need text and
+    have none use generated text."""
 
     dataset: Dataset | None = None
     """Must differ from the evaluation dataset, so quality is measured on unseen text."""
@@ -191,20 +192,41 @@ class Calibration(ApiModel):
     """Text the base model writes itself: `generated: {}`."""
 
     samples: int = Field(default=256, ge=1, le=65536)
-    """Number of text sequences to use."""
+    """Number of text sequences to use (with both sources, half from each; the dataset
+    gives the odd one)."""
 
     sequence_length: int = Field(default=512, ge=16, le=131072)
     """Tokens per sequence."""
 
     @model_validator(mode="after")
-    def _exactly_one_source(self) -> Calibration:
-        if (self.dataset is None) == (self.generated is None):
-            raise ValueError(
-                "set exactly one of calibration.dataset (your own text) or "
-                "calibration.generated (text the base model writes: generated: {})"
-            )
+    def _some_source(self) -> Calibration:
+        if self.dataset is None and self.generated is None:
+            raise ValueError(NO_SOURCE)
+        if self.dataset is not None and self.generated is not None and self.samples < 2:
+            raise ValueError(TOO_FEW_TO_MIX)
         return self
 
+    @property
+    def dataset_samples(self) -> int:
+        """Windows taken from the dataset."""
+        return self.samples if self.generated is None else (self.samples + 1) // 2
+
+    def generated_part(self) -> Calibration:
+        """The windows the base model writes, as a calibration of their own (which names
+        the text in the store, so a mix reuses text another variant had written)."""
+        if self.dataset is None:
+            return self
+        return self.model_copy(update={"dataset": None, "samples": self.samples // 2})
+
+
+NO_SOURCE = (
+    "set calibration.dataset (your own text), calibration.generated (text the base model "
+    "writes: generated: {}), or both (half the windows from each)"
+)
+TOO_FEW_TO_MIX = (
+    "calibration with both dataset and generated takes half its samples from each: "
+    "set samples to at least 2"
+)
 
 GENERATED_CALIBRATION = Calibration(generated=GeneratedText())
 """What steps that need text learn from when the spec gives none."""

@@ -139,15 +139,29 @@ def fill_generated_windows(
     prepared: Prepared, model: torch.nn.Module, cache: Any, credentials: Any = None
 ) -> None:
     """Give every step that learns from generated text its windows, written by `model`
-    (the base model, before any step changes it); each distinct setting is written once."""
+    (the base model, before any step changes it); each distinct setting is written once.
+    A step that also has a dataset gets both, alternating."""
     written: dict[str, torch.Tensor] = {}
     for planned in prepared.steps:
-        calibration = planned.calibration
-        if calibration is None or calibration.generated is None:
+        if planned.calibration is None or planned.calibration.generated is None:
             continue
+        calibration = planned.calibration.generated_part()
         key = generated_key(prepared.base.identity, calibration)
         if key not in written:
             written[key] = generated_windows(
                 model, prepared.tokenizer, calibration, prepared.base.identity, cache, credentials
             )
-        prepared.step_windows[planned.index] = written[key]
+        own = prepared.step_windows.get(planned.index)
+        prepared.step_windows[planned.index] = (
+            written[key] if own is None else alternate(own, written[key])
+        )
+
+
+def alternate(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Rows of `first` and `second` taken in turn (first's extra rows at the end), so any
+    run of consecutive windows holds both kinds of text."""
+    import torch
+
+    both = min(len(first), len(second))
+    paired = torch.stack([first[:both], second[:both]], dim=1).flatten(0, 1)
+    return torch.cat([paired, first[both:], second[both:]])

@@ -119,14 +119,14 @@ def prepare(
         evaluation.sequence_length,
         what=f"evaluation dataset {held_out.uri}",
     )
-    step_windows = {}  # generated text is written once the base model is loaded
+    step_windows = {}  # generated text is written, or mixed in, once the base model is loaded
     for planned in steps:
         calib = planned.calibration
         if calib is None or calib.dataset is None:
             continue
         step_windows[planned.index] = windows(
             tokens[calib.dataset.uri],
-            calib.samples,
+            calib.dataset_samples,
             calib.sequence_length,
             what=f"{planned.label} calibration dataset {calib.dataset.uri}",
         )
