@@ -152,6 +152,10 @@ def test_a_checkpoint_tuned_for_other_codes_starts_over(tiny_model, tmp_path):
         tuned(quantized(tiny_model, W4), CrashingStore(root, "run", scratch=tmp_path))
     resumed, details = tuned(other, CheckpointStore(root, "run", scratch=tmp_path))
     assert details["resumedFromStep"] == 0 and details["discardedCheckpointStep"] == 2
+    record = tmp_path / "ckpt" / "run" / "step-00000004" / "frozen.json"
+    record.write_text("[not the record")  # damaged on the volume: not trusted, not a crash
+    _, again = tuned(requantized(), CheckpointStore(root, "run", scratch=tmp_path))
+    assert again["resumedFromStep"] == 0 and again["discardedCheckpointStep"] == 4
     straight, _ = tuned(requantized())
     for (name, a), b in zip(
         straight.state_dict().items(), resumed.state_dict().values(), strict=True

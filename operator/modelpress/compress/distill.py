@@ -140,7 +140,8 @@ def distill(
     )
     parameters = {n: p for n, p in working.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(parameters.values(), lr=step.learning_rate, weight_decay=0.0)
-    frozen = frozen_digest(student, set(parameters))
+    # what the checkpoints' trained tensors fit; hashing it costs a pass over the model
+    frozen = frozen_digest(student, set(parameters)) if checkpoints is not None else ""
     start, discarded = 0, None
     if checkpoints is not None and (found := checkpoints.latest()) is not None:
         if ranks.mean(float(_fits(found[1], frozen))) == 1.0:
@@ -288,9 +289,15 @@ def frozen_digest(model: torch.nn.Module, trained: set[str]) -> str:
 
 def _fits(directory: Path, frozen: str) -> bool:
     """Whether the checkpoint was trained against these frozen tensors. Checkpoints of
-    earlier versions did not record them and are trusted as before."""
+    earlier versions did not record them and are trusted as before; an unreadable record
+    is not trusted."""
     record = directory / FROZEN_FILE
-    return not record.is_file() or json.loads(record.read_text()).get("sha256") == frozen
+    if not record.is_file():
+        return True
+    try:
+        return json.loads(record.read_text()).get("sha256") == frozen
+    except (ValueError, AttributeError):
+        return False
 
 
 def _save_state(state: dict[str, Any], frozen: str, directory: Path) -> None:
