@@ -58,6 +58,10 @@ PRUNE_WIDTH = PRUNE | {"method": "ffn-width", "fraction": 0.36}
 #: The smallest width cut that takes W4A16 below 0.37x (1,024 of 1,536 channels kept),
 #: its down_proj refit on all the calibration text.
 PRUNE_WIDTH_33 = PRUNE_WIDTH | {"fraction": 0.33, "calibration": CALIBRATION | {"samples": 70}}
+#: That cut chosen and refit on license text and as much text the base model wrote.
+PRUNE_WIDTH_33_MIXED = PRUNE_WIDTH_33 | {
+    "calibration": PRUNE_WIDTH_33["calibration"] | {"generated": {}, "samples": 140}
+}
 # Few, small steps at a high rate: healing a pruned model gains most in its first updates.
 DISTILL = {
     "steps": 24,
@@ -86,6 +90,10 @@ DISTILL_LONG_GENERATED = DISTILL_LONG | {
 #: base model wrote (those of DISTILL_LONG_GENERATED).
 DISTILL_LONG_MIXED = DISTILL_LONG | {
     "calibration": DISTILL_LONG["calibration"] | {"generated": {}, "samples": 296}
+}
+#: The long healing on text the base model wrote, each window seen once: 560 of them.
+DISTILL_LONG_WIDE = DISTILL_LONG | {
+    "calibration": GENERATED | {"samples": 560, "sequenceLength": 256}
 }
 #: GPTQ's calibration windows and, alternating with them, as many the base model wrote.
 CALIBRATION_MIXED = CALIBRATION | {"generated": {}, "samples": 64}
@@ -146,6 +154,20 @@ VARIANTS: list[dict[str, Any]] = [
         ],
     },
     {"name": "ffn33", "prune": PRUNE_WIDTH_33},
+    {"name": "ffn33m", "prune": PRUNE_WIDTH_33_MIXED},
+    {
+        "name": "ffn33m-kdg",
+        "steps": [{"prune": PRUNE_WIDTH_33_MIXED}, {"distill": DISTILL_LONG_GENERATED}],
+    },
+    {
+        "name": "ffn33m-kdg-w4-kdm",
+        "steps": [
+            {"prune": PRUNE_WIDTH_33_MIXED},
+            {"distill": DISTILL_LONG_GENERATED},
+            {"quantize": GPTQ_W4},
+            {"distill": TUNE_SCALES_MIXED},
+        ],
+    },
     {"name": "ffn33-kd-long", "steps": [{"prune": PRUNE_WIDTH_33}, {"distill": DISTILL_LONG}]},
     {
         "name": "ffn33-kdg",
@@ -188,6 +210,7 @@ VARIANTS: list[dict[str, Any]] = [
             {"distill": TUNE_SCALES_MIXED},
         ],
     },
+    {"name": "ffn33-kdw", "steps": [{"prune": PRUNE_WIDTH_33}, {"distill": DISTILL_LONG_WIDE}]},
     {
         "name": "ffn33-kd-long-w4",
         "steps": [{"prune": PRUNE_WIDTH_33}, {"distill": DISTILL_LONG}, {"quantize": GPTQ_W4}],
@@ -209,9 +232,10 @@ VARIANTS: list[dict[str, Any]] = [
 ]
 
 KD_BUDGET_SECONDS = 15 * 60
-#: The hybrid chain judged against the targets (the best out of domain): prune, heal on
-#: text the base model wrote, quantize, tune the scales on that and license text.
-CHAIN = "ffn33-kdg-w4-kdm"
+#: The hybrid chain judged against the targets (the best out of domain): prune (the cut
+#: chosen on license and generated text), heal on generated text, quantize, tune the
+#: scales on both.
+CHAIN = "ffn33m-kdg-w4-kdm"
 
 
 def run_variant(
