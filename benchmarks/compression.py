@@ -238,6 +238,15 @@ KD_BUDGET_SECONDS = 15 * 60
 CHAIN = "ffn33m-kdg-w4-kdm"
 
 
+def check_variants(variants: list[dict[str, Any]]) -> None:
+    """Parse every variant as a Job would before anything runs: a name or field the API
+    refuses fails the benchmark in a second, not an hour into the run."""
+    from modelpress.compress.request import parse_request
+
+    for variant in variants:
+        parse_request(variant, EVALUATION, CALIBRATION)
+
+
 def run_variant(
     base: str, variant: dict[str, Any], out: str, work: str, checkpoints: str, threads: int
 ) -> None:
@@ -548,6 +557,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    wanted = [v for v in VARIANTS if not args.only or v["name"] in args.only]
+    unknown = sorted(set(args.only or ()) - {v["name"] for v in VARIANTS})
+    if unknown:
+        parser.error(f"no variant named {', '.join(unknown)}: see VARIANTS in {__file__}")
+    check_variants(wanted)
 
     from modelpress.compress.checkpoint import weights_bytes
     from modelpress.storage import fetch, read_manifest
@@ -560,7 +574,6 @@ def main(argv: list[str] | None = None) -> int:
     base_files = work / "base-files"  # artifacts keep content-addressed blobs: fetch by path
     fetch(base, base_files)
     base_bytes = weights_bytes(base_files)
-    wanted = [v for v in VARIANTS if not args.only or v["name"] in args.only]
     context = multiprocessing.get_context("spawn")
     rows: list[dict[str, Any]] = []
     for variant in wanted:
