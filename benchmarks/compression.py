@@ -99,6 +99,10 @@ DISTILL_LONG_WIDE = DISTILL_LONG | {
 CALIBRATION_MIXED = CALIBRATION | {"generated": {}, "samples": 64}
 #: Scale tuning on that mix.
 TUNE_SCALES_MIXED = TUNE_SCALES | {"calibration": DISTILL_LONG_MIXED["calibration"]}
+#: Scale tuning on the healing's own windows, text the base model wrote.
+TUNE_SCALES_GENERATED = TUNE_SCALES | {"calibration": DISTILL_LONG_GENERATED["calibration"]}
+#: Scale tuning on both texts, twice as long (each window seen about 1.6 times).
+TUNE_SCALES_MIXED_LONG = TUNE_SCALES_MIXED | {"steps": 240}
 
 VARIANTS: list[dict[str, Any]] = [
     {"name": "w8a16", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}},
@@ -166,6 +170,24 @@ VARIANTS: list[dict[str, Any]] = [
             {"distill": DISTILL_LONG_GENERATED},
             {"quantize": GPTQ_W4},
             {"distill": TUNE_SCALES_MIXED},
+        ],
+    },
+    {
+        "name": "ffn33m-kdg-w4-kdg",
+        "steps": [
+            {"prune": PRUNE_WIDTH_33_MIXED},
+            {"distill": DISTILL_LONG_GENERATED},
+            {"quantize": GPTQ_W4},
+            {"distill": TUNE_SCALES_GENERATED},
+        ],
+    },
+    {
+        "name": "ffn33m-kdg-w4-kdm240",
+        "steps": [
+            {"prune": PRUNE_WIDTH_33_MIXED},
+            {"distill": DISTILL_LONG_GENERATED},
+            {"quantize": GPTQ_W4},
+            {"distill": TUNE_SCALES_MIXED_LONG},
         ],
     },
     {"name": "ffn33-kd-long", "steps": [{"prune": PRUNE_WIDTH_33}, {"distill": DISTILL_LONG}]},
