@@ -108,7 +108,7 @@ def test_replaying_earlier_layers_measures_what_a_full_forward_pass_measures(tin
     with torch.no_grad():
         reference = torch.log_softmax(model(input_ids=windows).logits[:, :-1].float(), -1)
         top = reference.topk(64, dim=-1)
-        with rounded(dict(model.named_modules()), late.linears, 4, 32):
+        with rounded(dict(model.named_modules()), late.linears, STEP):
             perturbed = torch.log_softmax(model(input_ids=windows).logits[:, :-1].float(), -1)
     full = float(kl_to_reference(perturbed, top.indices, top.values).mean())
     assert measured[late.name] == pytest.approx(full, rel=1e-4)

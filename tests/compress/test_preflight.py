@@ -71,9 +71,14 @@ def test_group_size_that_does_not_divide_the_hidden_size_names_a_divisor():
         CompressionError,
         match=r"groupSize 128 does not divide the input width 576.*use groupSize 64",
     ) as caught:
-        check(llama(hidden=576, intermediate=1536), {"quantize": {"scheme": "W4A16"}})
+        check(
+            llama(hidden=576, intermediate=1536),
+            {"quantize": {"scheme": "W4A16", "groupSize": 128}},
+        )
     assert caught.value.reason == "InvalidGroupSize"
     check(llama(hidden=576, intermediate=1536), {"quantize": {"scheme": "W4A16", "groupSize": 64}})
+    # unset, every layer gets a group size that divides it
+    check(llama(hidden=576, intermediate=1536), {"quantize": {"scheme": "W4A16"}})
 
 
 def test_group_size_is_checked_against_the_pruned_width():

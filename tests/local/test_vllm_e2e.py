@@ -237,3 +237,24 @@ def test_a_scale_tuned_artifact_keeps_its_format_and_vllm_serves_it(
     assert served.quantization["format"] == "pack-quantized"
     (group,) = served.quantization["config_groups"].values()
     assert group["weights"]["num_bits"] == 4 and group["weights"]["group_size"] == 64
+
+
+@pytest.mark.slow
+def test_default_w4a16_groups_per_layer_and_vllm_serves_both_sizes(
+    vllm_python: str, smollm2: Path, tmp_path: Path
+) -> None:
+    """W4A16 with groupSize unset on SmolLM2 (576 wide, MLP 1,536): groups of 64 on the
+    576-wide inputs and of 128 on down_proj, in one checkpoint, scale-tuned after; the
+    real vLLM CPU server loads both group sizes and answers."""
+    variant = (
+        "{name: w4, steps: [{quantize: {scheme: W4A16, algorithm: rtn}}, "
+        "{distill: {steps: 4, batchSize: 2, learningRate: 0.001, temperature: 1.0}}]}"
+    )
+    served = serve_one("groups", variant, vllm_python, smollm2, tmp_path)
+    groups = served.quantization["config_groups"]
+    sizes = {key: (g["targets"][:1], g["weights"]["group_size"]) for key, g in groups.items()}
+    assert sizes == {
+        "group_0": (["Linear"], 64),
+        "group_1": (["model.layers.0.mlp.down_proj"], 128),
+    }
+    assert len(groups["group_1"]["targets"]) == 30

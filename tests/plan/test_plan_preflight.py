@@ -25,7 +25,7 @@ def problem(variant: dict, **spec: object) -> str | None:
     ("variant", "expected"),
     [
         (
-            {"name": "w4", "quantize": {"scheme": "W4A16"}},
+            {"name": "w4", "quantize": {"scheme": "W4A16", "groupSize": 128}},
             "spec.variants[0].quantize: groupSize 128 does not divide the input width 576 of "
             "q_proj, o_proj, up_proj: use groupSize 64",
         ),
@@ -72,6 +72,7 @@ def test_a_recipe_the_model_cannot_take_is_named_with_the_fix(variant: dict, exp
     "variant",
     [
         {"name": "w4", "quantize": {"scheme": "W4A16", "groupSize": 64}},
+        {"name": "w4-default", "quantize": {"scheme": "W4A16"}},  # 64 on 576, 128 on 1,536
         {"name": "w8", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}},
         {"name": "fp8", "quantize": {"scheme": "FP8_DYNAMIC"}},
         {"name": "kd", "distill": {"studentLayers": 20}},
@@ -87,6 +88,10 @@ def test_a_recipe_the_model_cannot_take_is_named_with_the_fix(variant: dict, exp
         {
             "name": "mixed",
             "quantize": {"scheme": "W4A16", "groupSize": 64, "mixedPrecision": {"budget": 0.5}},
+        },
+        {  # below 0.420 (every layer at group 64): the MLP input's groups of 128 save it
+            "name": "mixed-default",
+            "quantize": {"scheme": "W4A16", "mixedPrecision": {"budget": 0.4195}},
         },
         {  # a quarter of the layers gone: W4A16 of what is left is below 0.37
             "name": "slim-mixed",
@@ -121,7 +126,7 @@ def test_a_sequence_longer_than_the_model_is_named_by_its_field() -> None:
 def test_the_planner_starts_no_job_for_a_recipe_the_model_cannot_take() -> None:
     spec = make_spec(
         variants=[
-            {"name": "w4", "quantize": {"scheme": "W4A16"}},
+            {"name": "w4", "quantize": {"scheme": "W4A16", "groupSize": 128}},
             {"name": "w8", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}},
         ]
     )

@@ -10,7 +10,7 @@ import pytest
 from tests.sizing.known_models import PUBLISHED_PARAMETERS, shape_of
 
 from modelpress.sizing import ModelShape, SizingError, predict_weights_bytes
-from modelpress.sizing.schemes import SCHEMES, linear_weight_bytes
+from modelpress.sizing.schemes import SCHEMES, linear_weight_bytes, weight_group_sizes
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
@@ -64,10 +64,20 @@ def test_group_size_on_per_channel_scheme_rejected() -> None:
 def test_group_size_must_divide_every_input_width() -> None:
     smol = shape_of("SmolLM2-135M")  # hidden size 576 = 4.5 groups of 128
     with pytest.raises(SizingError, match=r"does not divide the Linear input widths \[576\]"):
-        predict_weights_bytes(smol, "W4A16")
+        predict_weights_bytes(smol, "W4A16", group_size=128)
     assert predict_weights_bytes(smol, "W4A16", group_size=64) < predict_weights_bytes(
         smol, "W8A16", group_size=-1
     )
+
+
+def test_unset_group_size_takes_128_where_it_divides_a_width_and_64_elsewhere() -> None:
+    smol = shape_of("SmolLM2-135M")
+    assert weight_group_sizes(smol, SCHEMES["W4A16"]) == {576: 64, 1536: 128}
+    default, g64 = predict_weights_bytes(smol, "W4A16"), predict_weights_bytes(smol, "W4A16", 64)
+    down_proj_weights = 30 * 576 * 1536
+    # groups of 128 on down_proj halve its scales: one bf16 scale saved per 128 weights
+    assert g64 - default == down_proj_weights // 128 * 2
+    assert weight_group_sizes(smol, SCHEMES["W4A16"], -1) == {576: None, 1536: None}
 
 
 def test_nonpositive_group_size_rejected() -> None:

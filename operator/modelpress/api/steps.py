@@ -13,6 +13,18 @@ QuantScheme = Literal["W8A16", "W4A16", "W8A8", "FP8_DYNAMIC"]
 WEIGHT_ONLY = ("W4A16", "W8A16")
 QuantAlgorithm = Literal["rtn", "gptq", "awq"]
 
+DEFAULT_GROUP_SIZES = (128, 64, 32)
+"""W4A16's group sizes when groupSize is unset, in order of preference: llmcompressor's
+128, then the smaller sizes vLLM's int4 GPU kernels also take."""
+
+
+def default_group_size(in_features: int) -> int | None:
+    """W4A16's group size for a Linear with `in_features` inputs when groupSize is unset:
+    the first of DEFAULT_GROUP_SIZES that divides them, else one scale per output channel
+    (None). A model whose widths 128 does not divide (SmolLM2's 576) keeps 128 where it
+    can (its 1,536-wide MLP input) and 64 elsewhere, rather than being refused."""
+    return next((size for size in DEFAULT_GROUP_SIZES if in_features % size == 0), None)
+
 
 class MixedPrecision(ApiModel):
     """Keep the layers that quantization hurts most at a higher precision, within a size
@@ -53,8 +65,10 @@ class QuantizeStep(ApiModel):
     would store it, and FP8_DYNAMIC would then read as a request for gptq."""
 
     group_size: int | None = Field(default=None, ge=16, le=1024)
-    """Weights per scale. Unset: 128 for W4A16, per output channel otherwise. Must divide
-    the hidden and intermediate sizes (e.g. 64 for hidden size 576)."""
+    """Weights per scale, for every quantized layer; it must divide each one's input
+    width (e.g. 64 for hidden size 576). Unset: for W4A16, per layer, 128 where it divides
+    the layer's input width, else 64, else 32, else one scale per output channel; per
+    output channel for W8A16."""
 
     kv_cache_scheme: Literal["fp8"] | None = None
     """Also calibrate an fp8 KV cache (serve with kvCacheDtype fp8)."""
@@ -98,11 +112,14 @@ class QuantizeStep(ApiModel):
             return "rtn"
         return self.algorithm or "gptq"
 
-    @property
-    def effective_group_size(self) -> int | None:
+    def group_size_for(self, in_features: int) -> int | None:
+        """Weights per scale in a Linear with `in_features` inputs; None: one scale per
+        output channel (and for W8A8 and FP8_DYNAMIC, which take no group size)."""
+        if self.scheme not in WEIGHT_ONLY:
+            return None
         if self.group_size is not None:
             return self.group_size
-        return 128 if self.scheme == "W4A16" else None
+        return default_group_size(in_features) if self.scheme == "W4A16" else None
 
     @property
     def needs_data(self) -> bool:
@@ -289,10 +306,9 @@ class Variant(ApiModel):
         for step in self.chain:
             if step.quantize is not None:
                 q = step.quantize
-                group = q.effective_group_size
                 parts.append(
                     f"{q.scheme} {q.effective_algorithm}"
-                    + (f" g{group}" if group else "")
+                    + (f" g{q.group_size}" if q.group_size else "")
                     + (f" mixed ≤{q.mixed_precision.budget:.2f}x" if q.mixed_precision else "")
                 )
             elif step.prune is not None:

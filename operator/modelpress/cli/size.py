@@ -35,7 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--scheme", help="with --config: W4A16, W8A16, W8A8, FP8_DYNAMIC, BF16, ..."
     )
-    parser.add_argument("--group-size", type=int, metavar="N", help="W4A16/W8A16 group size")
+    parser.add_argument(
+        "--group-size",
+        type=int,
+        metavar="N",
+        help="W4A16/W8A16 group size (default: 128 where it divides a layer's inputs, "
+        "else 64, else 32; -1: per output channel)",
+    )
     parser.add_argument(
         "--gpu", required=True, metavar="PRODUCT", help="GPU product (e.g. nvidia-l4) or cpu"
     )
@@ -123,11 +129,12 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError("--config needs --scheme (e.g. W4A16, W8A16, BF16) to predict weights")
         shape = ModelShape.from_config(_read_json(args.config, "model config"))
         weights_bytes = predict_weights_bytes(shape, args.scheme, args.group_size)
-        from modelpress.sizing.schemes import effective_group_size, resolve_scheme
+        from modelpress.sizing.schemes import resolve_scheme, weight_group_sizes
 
-        group = effective_group_size(resolve_scheme(args.scheme), args.group_size)
-        if group:
-            shape = shape.model_copy(update={"weight_group_size": group})
+        groups = weight_group_sizes(shape, resolve_scheme(args.scheme), args.group_size)
+        largest = max((group for group in groups.values() if group), default=None)
+        if largest:  # tensor parallelism must not split any group
+            shape = shape.model_copy(update={"weight_group_size": largest})
         weights_from = f"predicted for {resolve_scheme(args.scheme).name}"
 
     result = size_variant(

@@ -5,7 +5,7 @@ layers: vLLM fuses q/k/v and gate/up into single layers that must share one sche
 so the choice is made per block, never per projection. Each block's sensitivity is
 the mean KL divergence of the model's next-token distribution from the unquantized
 model's when that block alone is rounded to the low scheme (round to nearest,
-symmetric, the step's group size), on a slice of the step's calibration text.
+symmetric, each Linear's group size), on a slice of the step's calibration text.
 Blocks are then kept precise greedily, most sensitivity per extra byte first,
 while the whole checkpoint stays within the budget.
 
@@ -123,10 +123,10 @@ def find_blocks(
     low = resolve_scheme(step.scheme)
     sensitive = mixed.sensitive_for(step.scheme)
     high = resolve_scheme("BF16" if sensitive == "none" else sensitive)
-    low_group = step.effective_group_size
 
-    def weight_bytes(module: torch.nn.Linear, scheme: Any, group: int | None) -> int:
+    def weight_bytes(module: torch.nn.Linear, scheme: Any, *, low: bool) -> int:
         out_features, in_features = module.weight.shape
+        group = step.group_size_for(in_features) if low else None
         return linear_weight_bytes(
             out_features, in_features, scheme, group, scale_bytes=dtype_bytes
         )
@@ -146,8 +146,8 @@ def find_blocks(
             name=parent,
             layer=layer_index,
             linears=tuple(name for name, _ in members),
-            low_bytes=sum(weight_bytes(m, low, low_group) for _, m in members),
-            high_bytes=sum(weight_bytes(m, high, None) for _, m in members),
+            low_bytes=sum(weight_bytes(m, low, low=True) for _, m in members),
+            high_bytes=sum(weight_bytes(m, high, low=False) for _, m in members),
         )
         for parent, (layer_index, members) in grouped.items()
     ]
@@ -156,7 +156,7 @@ def find_blocks(
     for name, module in model.named_modules():
         loose = isinstance(module, torch.nn.Linear) and id(module.weight) not in in_blocks
         if loose and not ignored(name, step.ignore):
-            fixed += weight_bytes(module, low, low_group)
+            fixed += weight_bytes(module, low, low=True)
             in_blocks.add(id(module.weight))
     seen: set[int] = set()
     for parameter in model.parameters():
@@ -184,8 +184,6 @@ def measure_sensitivity(
 
     layers = decoder_layers(model, purpose="mixedPrecision")
     sample = sensitivity_sample(windows)
-    bits = resolve_scheme(step.scheme).bits
-    group = step.effective_group_size
     modules = dict(model.named_modules())
     model.eval()
     with torch.no_grad():
@@ -203,7 +201,7 @@ def measure_sensitivity(
         progress = Progress("mixed precision: sensitivity", total=len(blocks), unit="blocks")
         sensitivity = {}
         for block in blocks:
-            with rounded(modules, block.linears, bits, group), replayed(layers, outputs, block):
+            with rounded(modules, block.linears, step), replayed(layers, outputs, block):
                 logits = model(input_ids=sample, use_cache=False).logits[:, :-1].float()
                 logprobs = torch.log_softmax(logits, dim=-1)
                 kl = kl_to_reference(logprobs, reference.indices, reference.values)
@@ -220,14 +218,14 @@ def sensitivity_sample(windows: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def rounded(
-    modules: dict[str, Any], names: tuple[str, ...], bits: int, group: int | None
-) -> Iterator[None]:
-    """The named Linears' weights rounded to the low scheme's grid, restored after."""
+def rounded(modules: dict[str, Any], names: tuple[str, ...], step: QuantizeStep) -> Iterator[None]:
+    """The named Linears' weights rounded to the step's grid, restored after."""
+    bits = resolve_scheme(step.scheme).bits
     saved = {name: modules[name].weight.data.clone() for name in names}
     try:
         for name in names:
             weight = modules[name].weight
+            group = step.group_size_for(weight.shape[1])
             weight.data = round_to_grid(weight.data, bits, group)
         yield
     finally:

@@ -15,7 +15,7 @@ from typing import Any
 
 from modelpress.api.inputs import GENERATED_CALIBRATION, Calibration
 from modelpress.api.spec import Evaluation
-from modelpress.api.steps import DistillStep, PruneStep, QuantizeStep, Variant
+from modelpress.api.steps import WEIGHT_ONLY, DistillStep, PruneStep, QuantizeStep, Variant
 from modelpress.compress.architecture import (
     PER_LAYER_CONFIG_LISTS,
     check_ffn_width,
@@ -126,7 +126,7 @@ def _check_distill(config: Any, step: DistillStep, *, first: bool) -> Any:
 
 
 def _check_quantize(config: Any, step: QuantizeStep) -> None:
-    group = step.effective_group_size
+    group = step.group_size if step.scheme in WEIGHT_ONLY else None
     if group is None:
         return
     from compressed_tensors.utils import match_named_modules

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -66,11 +67,16 @@ def check_scheme(step: QuantizeStep) -> None:
         )
 
 
-def scheme_config(step: QuantizeStep, precise: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The compressed-tensors quantization schemes for `step`: every Linear at the step's
-    scheme, except the `precise` ones (by name) at W8A16 per output channel when mixed
-    precision keeps them so. A name is matched before a class, by llmcompressor and by
-    vLLM alike, so the two groups never overlap."""
+def scheme_config(
+    step: QuantizeStep, widths: Mapping[str, int], precise: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The compressed-tensors quantization schemes for `step`, given the input width of
+    every Linear it quantizes (`widths`, by name): each Linear at the step's scheme with
+    its group size (`QuantizeStep.group_size_for`), except the `precise` ones at W8A16
+    per output channel when mixed precision keeps them so. The commonest group size
+    targets the Linear class, the others name their layers: a name is matched before a
+    class, by llmcompressor and by vLLM alike, so the groups never overlap. vLLM fuses
+    q/k/v and gate/up, which share their input and so their group size."""
     from compressed_tensors.quantization import (
         QuantizationArgs,
         QuantizationScheme,
@@ -81,23 +87,60 @@ def scheme_config(step: QuantizeStep, precise: tuple[str, ...] = ()) -> dict[str
 
     if step.scheme in ("W8A8", "FP8_DYNAMIC"):
         return {"group_0": preset_name_to_scheme(step.scheme, ["Linear"])}
-    group = step.effective_group_size
-    weights = QuantizationArgs(
-        num_bits=8 if step.scheme == "W8A16" else 4,
-        type=QuantizationType.INT,
-        symmetric=True,
-        dynamic=False,
-        strategy=QuantizationStrategy.GROUP if group else QuantizationStrategy.CHANNEL,
-        group_size=group,
-        observer=weight_observer(step),
-    )
-    groups = {"group_0": QuantizationScheme(targets=["Linear"], weights=weights)}
-    if precise and _sensitive_scheme(step) == "W8A16":
-        kept = weights.model_copy(
-            update={"num_bits": 8, "strategy": QuantizationStrategy.CHANNEL, "group_size": None}
+
+    def weights(group: int | None) -> QuantizationArgs:
+        return QuantizationArgs(
+            num_bits=8 if step.scheme == "W8A16" else 4,
+            type=QuantizationType.INT,
+            symmetric=True,
+            dynamic=False,
+            strategy=QuantizationStrategy.GROUP if group else QuantizationStrategy.CHANNEL,
+            group_size=group,
+            observer=weight_observer(step),
         )
-        groups["group_1"] = QuantizationScheme(targets=list(precise), weights=kept)
+
+    by_group = layers_by_group_size(step, widths, skip=precise)
+    commonest = max(by_group, key=lambda group: len(by_group[group]), default=None)
+    groups = {"group_0": QuantizationScheme(targets=["Linear"], weights=weights(commonest))}
+    for group, names in by_group.items():
+        if group != commonest:
+            groups[f"group_{len(groups)}"] = QuantizationScheme(
+                targets=names, weights=weights(group)
+            )
+    if precise and _sensitive_scheme(step) == "W8A16":
+        kept = weights(None).model_copy(update={"num_bits": 8})
+        groups[f"group_{len(groups)}"] = QuantizationScheme(targets=list(precise), weights=kept)
     return groups
+
+
+def layers_by_group_size(
+    step: QuantizeStep, widths: Mapping[str, int], skip: tuple[str, ...] = ()
+) -> dict[int | None, list[str]]:
+    """The quantized Linears' names under each group size the step gives them (None: per
+    output channel), in the order `widths` lists them."""
+    by_group: dict[int | None, list[str]] = {}
+    for name, width in widths.items():
+        if name not in skip:
+            by_group.setdefault(step.group_size_for(width), []).append(name)
+    return by_group
+
+
+def linear_widths(model: torch.nn.Module, ignore: list[str]) -> dict[str, int]:
+    """The input width of every Linear llmcompressor quantizes (all but `ignore`), by name."""
+    from compressed_tensors.utils import match_named_modules
+
+    return {
+        name: module.in_features for name, module in match_named_modules(model, ["Linear"], ignore)
+    }
+
+
+def describe_groups(step: QuantizeStep, widths: Mapping[str, int]) -> str:
+    """'group size 64', or 'group size 128 (30 layers), 64 (180 layers)' when they differ."""
+    counts = {group: len(names) for group, names in layers_by_group_size(step, widths).items()}
+    label = {group: str(group) if group else "per channel" for group in counts}
+    if len(counts) == 1:
+        return f"group size {next(iter(label.values()))}"
+    return "group size " + ", ".join(f"{label[g]} ({n} layers)" for g, n in counts.items())
 
 
 def _sensitive_scheme(step: QuantizeStep) -> str | None:
@@ -123,15 +166,18 @@ def kv_cache_args(step: QuantizeStep) -> Any:
     )
 
 
-def build_recipe(step: QuantizeStep, precise: tuple[str, ...] = ()) -> list[Any]:
-    """The llmcompressor modifiers that carry out `step`, in order; `precise` names the
-    Linears mixed precision keeps at the higher precision."""
+def build_recipe(
+    step: QuantizeStep, widths: Mapping[str, int], precise: tuple[str, ...] = ()
+) -> list[Any]:
+    """The llmcompressor modifiers that carry out `step` on Linears of these input
+    `widths` (by name), in order; `precise` names the Linears mixed precision keeps at
+    the higher precision."""
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
     check_scheme(step)
     unquantized = list(precise) if _sensitive_scheme(step) == "none" else []
     common = {
-        "config_groups": scheme_config(step, precise),
+        "config_groups": scheme_config(step, widths, precise),
         "ignore": [*step.ignore, *unquantized],
         "kv_cache_scheme": kv_cache_args(step),
     }
@@ -209,7 +255,8 @@ def _quantize(
 ) -> None:
     from llmcompressor import oneshot
 
-    recipe = build_recipe(step, precise)
+    widths = linear_widths(model, step.ignore)
+    recipe = build_recipe(step, widths, precise)
     arguments: dict[str, Any] = {}
     # Mixed precision alone does not make round-to-nearest calibrate.
     if step.effective_algorithm != "rtn" or step.kv_cache_scheme is not None:
@@ -225,10 +272,10 @@ def _quantize(
             "shuffle_calibration_samples": False,
         }
     log.info(
-        "quantizing: %s %s, group size %s, %s",
+        "quantizing: %s %s, %s, %s",
         step.scheme,
         step.effective_algorithm,
-        step.effective_group_size or "per channel",
+        describe_groups(step, widths),
         f"{len(windows)} calibration windows"
         if windows is not None and arguments
         else "no calibration data",

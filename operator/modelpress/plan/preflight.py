@@ -17,7 +17,7 @@ from typing import Any
 
 from modelpress.api.reasons import Reason
 from modelpress.api.spec import CompressedModelSpec, step_calibration
-from modelpress.api.steps import QuantizeStep, Variant
+from modelpress.api.steps import WEIGHT_ONLY, QuantizeStep, Variant
 from modelpress.plan.progress import Verdict
 from modelpress.plan.resources import shape_of
 from modelpress.sizing import ModelShape
@@ -27,7 +27,11 @@ from modelpress.sizing.chain import (
     layers_to_drop,
     student_layer_indices,
 )
-from modelpress.sizing.schemes import BASE_BYTES_PER_PARAMETER, predict_weights_bytes
+from modelpress.sizing.schemes import (
+    BASE_BYTES_PER_PARAMETER,
+    PER_CHANNEL,
+    predict_weights_bytes,
+)
 
 GROUP_SIZES = (256, 128, 64, 32, 16)
 
@@ -75,9 +79,10 @@ def recipe_problem(
 
 
 def _check_groups(step: QuantizeStep, shape: ModelShape, width: int) -> None:
-    """Every quantized linear layer's input width must be a multiple of the group size."""
-    group = step.effective_group_size
-    if group is None:
+    """Every quantized linear layer's input width must be a multiple of the group size
+    the step asks for (unset, each layer gets one that divides it)."""
+    group = step.group_size
+    if group is None or step.scheme not in WEIGHT_ONLY:
         return
     inputs = {
         "q_proj": shape.hidden_size,
@@ -109,7 +114,8 @@ def _check_budget(step: QuantizeStep, shape: ModelShape, layers: int, width: int
     final = shape.model_copy(update={"num_hidden_layers": layers})
     if not shape.num_experts:
         final = final.model_copy(update={"intermediate_size": width})
-    smallest = predict_weights_bytes(final, step.scheme, step.effective_group_size)
+    fixed = step.group_size or (None if step.scheme == "W4A16" else PER_CHANNEL)
+    smallest = predict_weights_bytes(final, step.scheme, fixed)
     base = shape.parameter_count() * BASE_BYTES_PER_PARAMETER
     budget = step.mixed_precision.budget
     if smallest > budget * base:

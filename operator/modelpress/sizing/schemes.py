@@ -5,8 +5,9 @@ format, one Linear weight at a time:
 
 - W4A16 / W4A16_ASYM / W8A16 (pack-quantized): `weight_packed` int32 holding
   eight 4-bit (or four 8-bit) values along the input dimension, `weight_scale`
-  with one value per group of `g` inputs (g = 128 unless told; -1 means one per
-  output channel), `weight_shape` (two int64), and for the asymmetric variant
+  with one value per group of `g` inputs (unless told: 128 where it divides the
+  Linear's inputs, else 64, else 32, as `api.steps.default_group_size` chooses;
+  -1 means one per output channel), `weight_shape` (two int64), and for the asymmetric variant
   `weight_zero_point` packed into int32 along the output dimension.
 - W8A8 (int-quantized) and FP8_DYNAMIC (float-quantized): one byte per weight, one
   scale per output channel; activations are quantized at run time, so nothing else.
@@ -24,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from modelpress.api.steps import default_group_size
 from modelpress.sizing.errors import SizingError
 from modelpress.sizing.shape import ModelShape
 
@@ -36,8 +38,6 @@ WEIGHT_SHAPE_BYTES = 2 * 8
 #: Bytes per weight of a model at 16 bits: the unit a mixed-precision budget is a share of.
 BASE_BYTES_PER_PARAMETER = 2
 
-#: Group size of llmcompressor's W4A16 and W8A16 presets.
-DEFAULT_GROUP_SIZE = 128
 #: The group size that asks for one scale per output channel instead (GPTQ's convention).
 PER_CHANNEL = -1
 
@@ -137,28 +137,41 @@ def linear_weight_bytes(
     return values + scales + zero_points + input_scale + shape
 
 
-def effective_group_size(
-    scheme: WeightScheme, group_size: int | None, default: int | None = None
-) -> int | None:
-    """The group size `scheme` quantizes with; None means per output channel.
+def weight_group_sizes(
+    shape: ModelShape, scheme: WeightScheme, group_size: int | None = None
+) -> dict[int, int | None]:
+    """The group size of every Linear input width of `shape` under `scheme`; None means
+    one scale per output channel.
 
-    Grouped schemes (W4A16, W8A16) take `group_size`, else `default`, else 128;
-    -1 asks them for per-channel scales. Other schemes take no group size.
+    Grouped schemes (W4A16, W8A16) take `group_size`, else the checkpoint's own
+    (`shape.weight_group_size`), else each width's `default_group_size`; -1 asks for
+    per-channel scales. A given group size must divide every width, as llmcompressor
+    refuses partial groups. Other schemes take no group size.
     """
+    widths = sorted({weight.in_features for weight in shape.linear_weights()})
     if scheme.scales != "group":
         if group_size is not None:
             raise SizingError(
                 f"scheme {scheme.name} has no group size; drop the group size or use W4A16 or W8A16"
             )
-        return None
-    chosen = group_size if group_size is not None else default or DEFAULT_GROUP_SIZE
+        return dict.fromkeys(widths)
+    chosen = group_size if group_size is not None else shape.weight_group_size
+    if chosen is None:
+        return {width: default_group_size(width) for width in widths}
     if chosen == PER_CHANNEL:
-        return None
+        return dict.fromkeys(widths)
     if chosen <= 0:
         raise SizingError(
             f"group size must be a positive integer, or -1 for per-channel scales; got {chosen}"
         )
-    return chosen
+    misfits = [width for width in widths if width % chosen]
+    if misfits:
+        raise SizingError(
+            f"group size {chosen} does not divide the Linear input widths {misfits}, and "
+            "llmcompressor refuses partial groups; choose a group size that divides them "
+            "(e.g. 64 or 32), -1 for per-channel scales, or none for a size per width"
+        )
+    return dict.fromkeys(widths, chosen)
 
 
 def checkpoint_dtype_bytes(shape: ModelShape) -> int:
@@ -167,28 +180,20 @@ def checkpoint_dtype_bytes(shape: ModelShape) -> int:
 
 
 def predict_weights_bytes(shape: ModelShape, scheme: str, group_size: int | None = None) -> int:
-    """Tensor bytes of `shape`'s checkpoint after llmcompressor applies `scheme`.
-
-    `group_size` applies to W4A16 and W8A16: by default the group size of an
-    already quantized config, else 128; -1 means per-channel scales. A group size
-    that does not divide every Linear input width is an error, as in llmcompressor.
-    """
+    """Tensor bytes of `shape`'s checkpoint after llmcompressor applies `scheme`, with the
+    group sizes `weight_group_sizes` chooses."""
     resolved = resolve_scheme(scheme)
-    groups = effective_group_size(resolved, group_size, shape.weight_group_size)
-    if groups:
-        misfits = sorted({w.in_features for w in shape.linear_weights() if w.in_features % groups})
-        if misfits:
-            raise SizingError(
-                f"group size {groups} does not divide the Linear input widths {misfits}, and "
-                "llmcompressor refuses partial groups; choose a group size that divides them "
-                "(e.g. 64 or 32) or -1 for per-channel scales"
-            )
+    groups = weight_group_sizes(shape, resolved, group_size)
     plain = checkpoint_dtype_bytes(shape)
     kept = (shape.embedding_parameters() + shape.other_parameters()) * plain
     return kept + sum(
         weight.count
         * linear_weight_bytes(
-            weight.out_features, weight.in_features, resolved, groups, scale_bytes=plain
+            weight.out_features,
+            weight.in_features,
+            resolved,
+            groups[weight.in_features],
+            scale_bytes=plain,
         )
         for weight in shape.linear_weights()
     )

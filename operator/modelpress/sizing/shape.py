@@ -252,17 +252,19 @@ def _sliding_window(cfg: Mapping[str, Any], model_type: str, layers: int) -> tup
 
 
 def _group_size(quantization_config: Any) -> int | None:
-    """The weight group size of an already quantized checkpoint, if it uses groups."""
+    """The weight group size of an already quantized checkpoint, if it uses groups: the
+    largest, when its layers differ, since no tensor-parallel split may cut a group."""
     if not isinstance(quantization_config, Mapping):
         return None
     groups = quantization_config.get("config_groups")
     if isinstance(groups, Mapping):  # compressed-tensors
+        sizes = []
         for group in groups.values():
             weights = group.get("weights") if isinstance(group, Mapping) else None
             if isinstance(weights, Mapping) and weights.get("strategy") == "group":
                 size = weights.get("group_size")
                 if isinstance(size, int) and size > 0:
-                    return size
-        return None
+                    sizes.append(size)
+        return max(sizes, default=None)
     size = quantization_config.get("group_size")  # GPTQ / AWQ
     return size if isinstance(size, int) and size > 0 else None
