@@ -73,6 +73,8 @@ DISTILL = {
 }
 DISTILL_LONG = DISTILL | {"steps": 280, "learningRate": 2e-4, "checkpointEvery": 40}
 GPTQ_W4 = {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 64}
+#: groupSize left unset: 128 on down_proj (1,536 inputs), 64 on the 576-wide layers.
+GPTQ_W4_G128 = {"scheme": "W4A16", "algorithm": "gptq"}
 #: Distillation after quantization: the scales and norms tuned, every 4-bit code kept.
 TUNE_SCALES = DISTILL | {
     "steps": 120,
@@ -110,6 +112,16 @@ VARIANTS: list[dict[str, Any]] = [
     {"name": "w4a16-gptq", "quantize": GPTQ_W4},
     {"name": "w4a16-gptq-generated", "quantize": GPTQ_W4 | {"calibration": GENERATED}},
     {"name": "w4a16-gptq-kd", "steps": [{"quantize": GPTQ_W4}, {"distill": TUNE_SCALES}]},
+    {"name": "w4a16-gptq-g128", "quantize": GPTQ_W4_G128},
+    {
+        "name": "w4a16-gptq-kd-g128",
+        "steps": [{"quantize": GPTQ_W4_G128}, {"distill": TUNE_SCALES}],
+    },
+    {"name": "w4a16-gptq-kdm", "steps": [{"quantize": GPTQ_W4}, {"distill": TUNE_SCALES_MIXED}]},
+    {
+        "name": "w4a16-kdm-g128",
+        "steps": [{"quantize": GPTQ_W4_G128}, {"distill": TUNE_SCALES_MIXED}],
+    },
     # Mixed precision within half the bf16 size: the most sensitive blocks kept at W8A16
     # (served by vLLM's GPU kernels) or unquantized (served on CPU too).
     {"name": "w4-mixed-w8-50", "quantize": GPTQ_W4 | {"mixedPrecision": {"budget": 0.5}}},
@@ -263,10 +275,16 @@ CHAIN = "ffn33m-kdg-w4-kdm240"
 def check_variants(variants: list[dict[str, Any]]) -> None:
     """Parse every variant as a Job would before anything runs: a name or field the API
     refuses fails the benchmark in a second, not an hour into the run."""
+    from modelpress.compress.errors import CompressionError
     from modelpress.compress.request import parse_request
 
     for variant in variants:
-        parse_request(variant, EVALUATION, CALIBRATION)
+        try:
+            parse_request(variant, EVALUATION, CALIBRATION)
+        except CompressionError as error:
+            raise CompressionError(
+                f"benchmark variant {variant.get('name')!r}: {error}", reason=error.reason
+            ) from error
 
 
 def run_variant(
