@@ -75,6 +75,8 @@ DISTILL_LONG = DISTILL | {"steps": 280, "learningRate": 2e-4, "checkpointEvery":
 GPTQ_W4 = {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 64}
 #: groupSize left unset: 128 on down_proj (1,536 inputs), 64 on the 576-wide layers.
 GPTQ_W4_G128 = {"scheme": "W4A16", "algorithm": "gptq"}
+#: The W4A16 row the targets judge.
+TUNED_W4 = "w4a16-kdm-g128"
 #: Distillation after quantization: the scales and norms tuned, every 4-bit code kept.
 TUNE_SCALES = DISTILL | {
     "steps": 120,
@@ -432,7 +434,9 @@ def targets(
         ood.get("perplexityIncrease"),
         0.10,
     )
-    tuned = "w4a16-gptq-kd"
+    # Groups of 128 where they divide (down_proj) bring W4A16 under 0.42x; scales tuned on
+    # both texts more than make up for them out of domain.
+    tuned = TUNED_W4
     check(f"{tuned} bytes ratio", get(tuned, "ratio"), 0.42)
     check(f"{tuned} perplexity increase", get(tuned, "deltaPerplexity"), 0.06)
     check(f"{tuned} perplexity increase, out of domain",
