@@ -110,6 +110,8 @@ TUNE_SCALES_MIXED = TUNE_SCALES | {"calibration": DISTILL_LONG_MIXED["calibratio
 TUNE_SCALES_GENERATED = TUNE_SCALES | {"calibration": DISTILL_LONG_GENERATED["calibration"]}
 #: Scale tuning on both texts, twice as long (each window seen about 1.6 times).
 TUNE_SCALES_MIXED_LONG = TUNE_SCALES_MIXED | {"steps": 240}
+#: The same at twice the learning rate.
+TUNE_SCALES_MIXED_LONG_2E3 = TUNE_SCALES_MIXED_LONG | {"learningRate": 2e-3}
 
 VARIANTS: list[dict[str, Any]] = [
     {"name": "w8a16", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}},
@@ -218,6 +220,15 @@ VARIANTS: list[dict[str, Any]] = [
             {"distill": DISTILL_LONG_GENERATED_T1},
             {"quantize": GPTQ_W4},
             {"distill": TUNE_SCALES_MIXED_LONG},
+        ],
+    },
+    {
+        "name": "ffn33m-t1-w4-kdm2e3",
+        "steps": [
+            {"prune": PRUNE_WIDTH_33_MIXED},
+            {"distill": DISTILL_LONG_GENERATED_T1},
+            {"quantize": GPTQ_W4},
+            {"distill": TUNE_SCALES_MIXED_LONG_2E3},
         ],
     },
     {"name": "ffn33-kd-long", "steps": [{"prune": PRUNE_WIDTH_33}, {"distill": DISTILL_LONG}]},
