@@ -65,13 +65,16 @@ def vllm_python() -> str:
 def has_int4_kernel(vllm_python: str) -> bool:
     """Whether the vLLM CPU build this CPU loads can run W4A16 weights; every test here
     serves them, and without the kernel vLLM starts and then fails the first request."""
+    absent = 3  # any other failure is a broken environment, which must not read as a skip
     probe = (
         "import sys, torch, vllm._custom_ops; "
-        "sys.exit(0 if hasattr(torch.ops._C, 'cpu_gemm_wna16') else 1)"
+        f"sys.exit(0 if hasattr(torch.ops._C, 'cpu_gemm_wna16') else {absent})"
     )
     result = subprocess.run(
         [vllm_python, "-c", probe], capture_output=True, text=True, timeout=300, check=False
     )
+    if result.returncode not in (0, absent):
+        raise RuntimeError(f"probing {vllm_python} for vLLM's CPU kernels failed: {result.stderr}")
     return result.returncode == 0
 
 
