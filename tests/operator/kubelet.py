@@ -66,6 +66,9 @@ class Outcome:
     """Compression Jobs: artifact weights relative to the base model's."""
     hold: asyncio.Event | None = None
     """When given, the pod keeps running until the event is set."""
+    retry: asyncio.Event | None = None
+    """When given, each retry waits until the event is set: the Job controller's backoff
+    (10 s and more on a real cluster), held until a test has seen the retrying state."""
 
 
 Behaviour = Callable[[dict[str, Any]], Outcome]
@@ -295,6 +298,8 @@ class Kubelet:
         for attempt in range(limit + 1):
             if outcome.hold is not None:
                 await outcome.hold.wait()
+            if attempt > 0 and outcome.retry is not None:
+                await outcome.retry.wait()
             if self.cluster.get(JOBS, job["metadata"]["namespace"], name) is None:
                 return  # deleted while running
             if attempt < outcome.failing_attempts:

@@ -102,17 +102,26 @@ async def test_a_failing_job_is_retried_then_reported_with_its_reason(harness: H
         }
     )
 
+    backoff = asyncio.Event()
+
     def failing(job: dict[str, Any]) -> Outcome:
         outcome = sizes_by_variant(job)
         if job["metadata"]["labels"].get("modelpress.dev/variant") == "w4":
             outcome.failing_attempts = 10
             outcome.message = crash
+            outcome.retry = backoff
         return outcome
 
     harness.kubelet.behaviour = failing
     await harness.start_operator()
     await harness.apply(model_manifest("tiny", harness.store))
 
+    # Between the attempts, as during a real Job's backoff, the retry is reported.
+    retrying = await harness.wait_condition(
+        "tiny", "Compressed", "False", "JobRetrying", variant="w4", timeout=45
+    )
+    assert "retrying" in retrying["message"]
+    backoff.set()
     failed = await harness.wait_condition(
         "tiny", "Compressed", "False", "JobFailed", variant="w4", timeout=45
     )
