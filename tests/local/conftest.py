@@ -80,19 +80,38 @@ ThreadingHTTPServer((args.host, args.port), Handler).serve_forever()
 """
 
 
+#: Stands in for torch beside the fake vLLM, for its kernel probe: the int4 GEMM op is
+#: there unless FAKE_VLLM_NO_INT4 is set (vLLM's AVX2 build).
+FAKE_TORCH = """
+import os, types
+ops = types.SimpleNamespace(_C=types.SimpleNamespace())
+if not os.environ.get("FAKE_VLLM_NO_INT4"):
+    ops._C.cpu_gemm_wna16 = lambda *args: None
+"""
+FAKE_CUSTOM_OPS = """
+import os
+if os.environ.get("FAKE_VLLM_BROKEN_KERNELS"):
+    raise ImportError("libcpu_kernels.so: cannot open shared object file")
+"""
+
+
 @pytest.fixture
 def fake_vllm(tmp_path: Path) -> Path:
     """A virtual-environment-shaped directory whose python imports a stand-in `vllm`:
     `python -m vllm.entrypoints.openai.api_server` answers /health, /v1/models and chat
     like vLLM. FAKE_VLLM_RECORD names a file for its argv and env; FAKE_VLLM_FAIL makes
     it exit at start; FAKE_VLLM_NO_TEMPLATE makes it refuse chat as for a model without
-    a chat template (its completions echo the request)."""
+    a chat template (its completions echo the request). Its kernel probe finds the int4
+    kernel unless FAKE_VLLM_NO_INT4 is set; FAKE_VLLM_BROKEN_KERNELS makes it fail."""
     packages = tmp_path / "fake-vllm-site"
     server = packages / "vllm" / "entrypoints" / "openai"
     server.mkdir(parents=True)
     for package in (packages / "vllm", server.parent, server):
         (package / "__init__.py").write_text("")
     (server / "api_server.py").write_text(FAKE_SERVER)
+    (packages / "vllm" / "_custom_ops.py").write_text(FAKE_CUSTOM_OPS)
+    (packages / "torch").mkdir()
+    (packages / "torch" / "__init__.py").write_text(FAKE_TORCH)
     venv = tmp_path / "fake-vllm-venv"
     (venv / "bin").mkdir(parents=True)
     python = venv / "bin" / "python"

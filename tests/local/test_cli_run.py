@@ -92,6 +92,28 @@ def test_a_variant_cpu_vllm_cannot_serve(
     assert nothing_stored(inputs)
 
 
+def test_w4a16_on_a_cpu_without_the_int4_kernel_is_refused_before_any_work(
+    inputs: Path,
+    spec_file: Callable[..., Path],
+    fake_vllm: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vLLM's AVX2 build would start, report ready, and fail every request."""
+    monkeypatch.setenv("FAKE_VLLM_NO_INT4", "1")
+    path = spec_with(inputs, spec_file)  # one W4A16 variant, serving.variant auto
+    args = [str(path), "--vllm", str(fake_vllm), "--port", "0", "--work-dir", str(inputs / "w")]
+    code, err = run(args, capsys)
+    assert code == 2
+    assert "no variant can be served on this CPU" in err and "no int4 kernel" in err
+    assert "AVX-512" in err and "--no-serve" in err
+    assert nothing_stored(inputs)
+    named = spec_with(inputs, spec_file, serving="  serving: {variant: w4}")
+    code, err = run([str(named), *args[1:]], capsys)
+    assert code == 2 and "serving.variant: variant 'w4' is W4A16" in err
+    assert nothing_stored(inputs)
+
+
 def test_a_port_in_use(
     inputs: Path,
     spec_file: Callable[..., Path],

@@ -46,10 +46,17 @@ def workspace(tmp_path: Path, spec_file: Callable[..., Path]) -> Path:
     return tmp_path
 
 
+INT4_WEIGHT_ONLY = {
+    "quant_method": "compressed-tensors",
+    "config_groups": {"group_0": {"weights": {"type": "int", "num_bits": 4, "group_size": 64}}},
+}
+
+
 def fake_compress(
     real_run_job: Callable[..., JobResult], calls: list[str]
 ) -> Callable[..., JobResult]:
-    """Runs fetch Jobs for real; publishes a compress Job's artifact as the compressor would."""
+    """Runs fetch Jobs for real; publishes a compress Job's artifact as the compressor would:
+    W4A16 except the variant named dense, which fails the gate only when named worse."""
 
     def run_job(job: Mapping[str, Any], mounts: LocalMounts, **kwargs: Any) -> JobResult:
         labels = job["metadata"]["labels"]
@@ -63,7 +70,9 @@ def fake_compress(
         staging.mkdir(parents=True)
         (staging / "model.safetensors").write_bytes(b"\1" * (1024 if variant == "small" else 2048))
         config = json.loads(SMOLLM2_CONFIG.read_text())
-        increase = 0.05 if variant == "small" else 0.5
+        if variant != "dense":  # the others are W4A16, as their config.json says
+            config["quantization_config"] = INT4_WEIGHT_ONLY
+        increase = 0.5 if variant == "worse" else 0.05
         metrics = {
             "perplexity": 10 * (1 + increase),
             "basePerplexity": 10.0,
@@ -225,6 +234,62 @@ def test_the_serving_deployment_runs_locally(
     assert len(temp) + len("/afe3efb3-2b5d-4f48-9911-360d6bd90f1a") < 100
     assert seen["env"]["HOME"] == temp
     assert not Path(temp).exists(), "the server's temp dir is removed when it stops"
+
+
+def test_without_the_int4_kernel_auto_serves_an_unquantized_variant(
+    workspace: Path, fake_vllm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On vLLM's AVX2 build W4A16 would start and then fail every request: the smaller
+    W4A16 variant is reported NoCpuKernel and the unquantized one is served."""
+    monkeypatch.setattr(runner_module, "run_job", fake_compress(runner_module.run_job, []))
+    monkeypatch.setenv("FAKE_VLLM_NO_INT4", "1")
+    serving_workspace(workspace)
+    calib = workspace / "calib.txt"
+    calib.write_text("calibration text\n")
+    text = (
+        (workspace / "model.yaml")
+        .read_text()
+        .replace(
+            "    - {name: worse,",
+            "    - {name: dense, prune: {method: ffn-width, fraction: 0.1}}\n    - {name: worse,",
+        )
+        .replace("  serving:", f"  calibration: {{dataset: {{uri: file://{calib}}}}}\n  serving:")
+    )
+    (workspace / "model.yaml").write_text(text)
+    run = LocalRun(
+        load_model(workspace / "model.yaml"),
+        RunOptions(work_dir=workspace / "work", vllm=str(fake_vllm), port=0),
+        Console(rich=False),
+    )
+    try:
+        run.preflight()
+        result = run.reconcile()
+        status = result.status.to_wire()
+    finally:
+        run.stop()
+    assert status["serving"]["variant"] == "dense", status["conditions"]
+    small = next(v for v in status["variants"] if v["name"] == "small")
+    fits = next(c for c in small["conditions"] if c["type"] == "Fits")
+    assert fits["status"] == "False" and fits["reason"] == "NoCpuKernel"
+    assert "AVX-512" in fits["message"]
+
+
+def test_no_serve_compresses_and_evaluates_without_vllm(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(runner_module, "run_job", fake_compress(runner_module.run_job, []))
+    monkeypatch.setattr(runner_module, "find_vllm", lambda *_: pytest.fail("vLLM looked for"))
+    serving_workspace(workspace)
+    run = LocalRun(
+        load_model(workspace / "model.yaml"),
+        RunOptions(work_dir=workspace / "work", serve=False),
+        Console(rich=False),
+    )
+    run.preflight()
+    result = run.reconcile()
+    assert result.ready and result.server is None
+    assert run.spec.serving.variant == "none"
+    assert "serving.variant auto set aside: --no-serve" in capsys.readouterr().err
 
 
 def test_a_server_that_dies_at_start_is_reported_with_its_log(

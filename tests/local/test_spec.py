@@ -64,7 +64,7 @@ def test_w8a16_named_for_serving_is_refused_before_any_work() -> None:
 
 def test_auto_with_nothing_servable_on_cpu_is_refused() -> None:
     only_w8 = spec(variants=[BASE["variants"][1]])  # type: ignore[index]
-    with pytest.raises(SpecError, match="no variant can be served on CPU"):
+    with pytest.raises(SpecError, match="no variant can be served on this CPU"):
         check_named_variant(only_w8)
 
 

@@ -13,6 +13,7 @@ from modelpress.local.vllm import (
     VLLM_ENV,
     VllmInstall,
     find_vllm,
+    has_int4_kernel,
     interpreter_of,
     replace_option,
     server_argv,
@@ -62,6 +63,18 @@ def test_found_through_each_configuration(fake_vllm: Path, tmp_path: Path) -> No
     assert on_path.python == python and on_path.found_through == "vllm on PATH"
     default = find_vllm(None, {"PATH": str(tmp_path)}, default_venv=fake_vllm)
     assert default.python == python
+
+
+def test_the_int4_kernel_is_asked_of_the_vllm_build_this_cpu_loads(
+    fake_vllm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install = find_vllm(str(fake_vllm), {}, default_venv=NOWHERE)
+    assert has_int4_kernel(install)
+    monkeypatch.setenv("FAKE_VLLM_NO_INT4", "1")  # the AVX2 build: no cpu_gemm_wna16
+    assert not has_int4_kernel(install)
+    monkeypatch.setenv("FAKE_VLLM_BROKEN_KERNELS", "1")
+    with pytest.raises(VllmNotFoundError, match=r"cannot load its CPU kernels.*libcpu_kernels"):
+        has_int4_kernel(install)
 
 
 def test_interpreter_of_a_script_reads_its_shebang(tmp_path: Path) -> None:

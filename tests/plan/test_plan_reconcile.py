@@ -685,23 +685,28 @@ def quantized_config(bits: int, **group: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("bits", "group", "gpu", "fits"),
+    ("bits", "group", "gpu", "int4_kernel", "fits"),
     [
-        (8, {}, None, False),  # W8A16 on CPU: vLLM has no kernel
-        (8, {}, {"product": "nvidia-l4"}, True),  # the same on a GPU
-        (4, {}, None, True),  # W4A16 (and its mixed-precision bf16 blocks) on CPU
-        (8, {"input_activations": {"num_bits": 8, "type": "int"}}, None, True),  # W8A8
+        (8, {}, None, True, False),  # W8A16 on CPU: vLLM has no kernel
+        (8, {}, {"product": "nvidia-l4"}, True, True),  # the same on a GPU
+        (4, {}, None, True, True),  # W4A16 (and its mixed-precision bf16 blocks) on CPU
+        (4, {}, None, False, False),  # ... but not on CPUs without AVX-512
+        (4, {}, {"product": "nvidia-l4"}, False, True),  # which do not matter on a GPU
+        (8, {"input_activations": {"num_bits": 8, "type": "int"}}, None, True, True),  # W8A8
     ],
 )
-def test_a_scheme_vllm_cannot_run_on_cpu_is_never_served_there(bits, group, gpu, fits) -> None:
+def test_a_scheme_vllm_cannot_run_on_cpu_is_never_served_there(
+    bits, group, gpu, int4_kernel, fits
+) -> None:
     serving = {"variant": "w8", "maxModelLen": 2048, "maxNumSeqs": 4}
     spec = make_spec(serving=serving | ({"gpu": gpu} if gpu else {}))
-    locations = variant_locations(spec, SOURCE, OperatorConfig())
+    config = OperatorConfig(cpu_int4_kernel=int4_kernel)
+    locations = variant_locations(spec, SOURCE, config)
     artifacts = {
         key: variant_artifact(uri, 100_000_000, config=quantized_config(bits, **group))
         for key, uri in locations.values()
     }
-    result = plan(spec, with_base(artifacts=artifacts))
+    result = plan(spec, with_base(artifacts=artifacts), config=config)
     verdict = variant_conditions(result.wire_status, "w8")["Fits"]
     if fits:
         assert verdict == ("True", "Fits")
@@ -710,5 +715,6 @@ def test_a_scheme_vllm_cannot_run_on_cpu_is_never_served_there(bits, group, gpu,
     serving_condition = conditions(result.wire_status)["Serving"]
     assert serving_condition == ("False", "NoCpuKernel")
     message = next(c["message"] for c in result.wire_status["conditions"] if c["type"] == "Serving")
-    assert "no vLLM CPU kernel" in message and "spec.serving.gpu" in message
+    expected = "no vLLM CPU kernel" if bits == 8 else "AVX-512 CPUs only"
+    assert expected in message and "spec.serving.gpu" in message
     assert result.apply == []

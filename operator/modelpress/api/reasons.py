@@ -182,7 +182,8 @@ class Reason(StrEnum):
         "NoCpuKernel",
         Severity.FAILURE,
         (ConditionType.FITS, ConditionType.SERVING),
-        "vLLM's CPU kernels cannot run the variant's scheme (int8 weight-only serves on GPUs)",
+        "vLLM's CPU kernels cannot run the variant's scheme (int8 weight-only serves on GPUs; "
+        "int4 weight-only needs AVX-512 CPUs)",
     )
     SIZING_FAILED = (
         "SizingFailed",

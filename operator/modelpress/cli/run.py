@@ -69,6 +69,11 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="how long vLLM may take to become ready (900)",
     )
+    run.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="compress and evaluate only, as with serving.variant none (no vLLM needed)",
+    )
     run.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     run.set_defaults(func=run_model)
 
@@ -127,6 +132,7 @@ def run_model(args: argparse.Namespace) -> int:
             compile=args.compile,
             start_timeout=args.start_timeout,
             max_tokens=args.max_tokens,
+            serve=not args.no_serve,
         )
         run = LocalRun(model, options, console)
     except SpecError as error:

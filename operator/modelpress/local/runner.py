@@ -31,10 +31,11 @@ from modelpress.local.spec import (
     SpecError,
     check_local_inputs,
     check_named_variant,
+    cpu_servable_schemes,
     cpu_serving_problem,
     local_spec,
 )
-from modelpress.local.vllm import VllmInstall, find_vllm
+from modelpress.local.vllm import VllmInstall, find_vllm, has_int4_kernel
 from modelpress.local.world import LocalWorld, deployment_state, service_state
 from modelpress.plan import names
 from modelpress.plan.conditions import is_true, now_rfc3339
@@ -69,6 +70,8 @@ class RunOptions:
     compile: bool = False
     start_timeout: float = 900.0
     max_tokens: int = 64
+    serve: bool = True
+    """False: compress and evaluate only, as with serving.variant none."""
 
 
 @dataclass
@@ -131,7 +134,7 @@ class LocalRun:
         self.options = options
         self.console = console or Console()
         self.name = model.metadata.name
-        prepared = local_spec(model.spec, options.store)
+        prepared = local_spec(model.spec, options.store, serve=options.serve)
         self.spec: CompressedModelSpec = prepared.spec
         self.notes = prepared.notes
         # One machine, one user: their own files, credentials and images.
@@ -154,11 +157,17 @@ class LocalRun:
         """Every check that needs no computation: inputs, the vLLM install, the port."""
         for note in self.notes:
             self.console.say(f"note: {note}")
-        check_named_variant(self.spec)
+        check_named_variant(self.spec)  # what no CPU serves, before looking for vLLM
         check_local_inputs(self.spec, SETUP_HINT)
         if self.spec.serving.variant != "none":
             self.install = find_vllm(self.options.vllm)
-            self.console.say(f"vLLM: {self.install.describe()}")
+            int4 = has_int4_kernel(self.install)
+            kernels = "with" if int4 else "WITHOUT"
+            self.console.say(f"vLLM: {self.install.describe()}, {kernels} the int4 (W4A16) kernel")
+            # The planner then sizes W4A16 variants as NoCpuKernel, and auto passes them by.
+            self.config = self.config.model_copy(update={"cpu_int4_kernel": int4})
+            self.world.config = self.config
+            check_named_variant(self.spec, cpu_servable_schemes(int4))
             if self.options.port == 0:
                 self.options = _replace(self.options, port=http.free_port())
             http.check_port_free(self.options.port)
@@ -288,7 +297,8 @@ class LocalRun:
         labels = (deployment["spec"]["template"]["metadata"] or {}).get("labels") or {}
         name = labels.get(names.LABEL_VARIANT)
         variant = next((v for v in self.spec.variants if v.name == name), None)
-        problem = cpu_serving_problem(variant) if variant else None
+        servable = cpu_servable_schemes(self.config.cpu_int4_kernel)
+        problem = cpu_serving_problem(variant, servable) if variant else None
         if problem:
             raise SpecError(f"the planner chose {name} to serve, but {problem}")
         if self.result.server is not None:

