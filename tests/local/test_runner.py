@@ -20,8 +20,9 @@ from modelpress.local import runner as runner_module
 from modelpress.local.console import Console
 from modelpress.local.jobs import JobResult, LocalMounts
 from modelpress.local.processes import ProcessResult
-from modelpress.local.runner import LocalRun, RunOptions, remove_unpublished, unpublished_prefixes
+from modelpress.local.runner import LocalRun, RunOptions
 from modelpress.local.spec import load_model
+from modelpress.local.uploads import remove_unpublished, unpublished_prefixes
 from modelpress.plan import names
 from modelpress.storage import publish, read_manifest
 

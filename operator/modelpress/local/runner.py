@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from modelpress.local.spec import (
     cpu_serving_problem,
     local_spec,
 )
+from modelpress.local.uploads import remove_unpublished, unpublished_prefixes
 from modelpress.local.vllm import VllmInstall, find_vllm, has_int4_kernel
 from modelpress.local.world import LocalWorld, deployment_state, service_state
 from modelpress.plan import names
@@ -97,32 +97,6 @@ class RunResult:
     @property
     def ready(self) -> bool:
         return is_true(self.status.conditions, ConditionType.READY)
-
-
-def unpublished_prefixes(store: str) -> set[str]:
-    """Artifact prefixes in the store that have files but no manifest."""
-    from modelpress.storage import gc
-
-    report = gc(store, timedelta(0), dry_run=True)
-    return {prefix.uri for prefix in report.removed}
-
-
-def remove_unpublished(store: str, before: set[str]) -> list[str]:
-    """Delete prefixes left without a manifest since `before` was taken; their URIs."""
-    import contextlib
-
-    from modelpress.storage import delete_artifact, parse_uri, read_manifest
-
-    removed = []
-    for uri in sorted(unpublished_prefixes(store) - before):
-        if read_manifest(uri) is None:
-            delete_artifact(uri)
-            location = parse_uri(uri)
-            if location.scheme == "file":
-                with contextlib.suppress(OSError):
-                    Path(location.path).rmdir()  # the now empty artifact directory
-            removed.append(uri)
-    return removed
 
 
 class LocalRun:
