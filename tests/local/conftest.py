@@ -89,9 +89,11 @@ if not os.environ.get("FAKE_VLLM_NO_INT4"):
     ops._C.cpu_gemm_wna16 = lambda *args: None
 """
 FAKE_CUSTOM_OPS = """
-import os
+import os, time
 if os.environ.get("FAKE_VLLM_BROKEN_KERNELS"):
     raise ImportError("libcpu_kernels.so: cannot open shared object file")
+if os.environ.get("FAKE_VLLM_HANGING_KERNELS"):
+    time.sleep(60)
 """
 
 
@@ -102,7 +104,8 @@ def fake_vllm(tmp_path: Path) -> Path:
     like vLLM. FAKE_VLLM_RECORD names a file for its argv and env; FAKE_VLLM_FAIL makes
     it exit at start; FAKE_VLLM_NO_TEMPLATE makes it refuse chat as for a model without
     a chat template (its completions echo the request). Its kernel probe finds the int4
-    kernel unless FAKE_VLLM_NO_INT4 is set; FAKE_VLLM_BROKEN_KERNELS makes it fail."""
+    kernel unless FAKE_VLLM_NO_INT4 is set; FAKE_VLLM_BROKEN_KERNELS makes it fail, and
+    FAKE_VLLM_HANGING_KERNELS makes it hang."""
     packages = tmp_path / "fake-vllm-site"
     server = packages / "vllm" / "entrypoints" / "openai"
     server.mkdir(parents=True)

@@ -57,7 +57,8 @@ def fake_compress(
     real_run_job: Callable[..., JobResult], calls: list[str]
 ) -> Callable[..., JobResult]:
     """Runs fetch Jobs for real; publishes a compress Job's artifact as the compressor would:
-    W4A16 except the variant named dense, which fails the gate only when named worse."""
+    every variant W4A16 except the one named dense, and only the one named worse failing
+    the quality gate."""
 
     def run_job(job: Mapping[str, Any], mounts: LocalMounts, **kwargs: Any) -> JobResult:
         labels = job["metadata"]["labels"]

@@ -77,6 +77,15 @@ def test_the_int4_kernel_is_asked_of_the_vllm_build_this_cpu_loads(
         has_int4_kernel(install)
 
 
+def test_a_hanging_kernel_probe_is_an_error_not_a_wait(
+    fake_vllm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install = find_vllm(str(fake_vllm), {}, default_venv=NOWHERE)
+    monkeypatch.setenv("FAKE_VLLM_HANGING_KERNELS", "1")
+    with pytest.raises(VllmNotFoundError, match=r"could not ask .* for its CPU kernels"):
+        has_int4_kernel(install, timeout=1.0)
+
+
 def test_interpreter_of_a_script_reads_its_shebang(tmp_path: Path) -> None:
     script = tmp_path / "vllm"
     script.write_text("#!/opt/venv/bin/python3 -u\n")

@@ -112,14 +112,19 @@ class LocalRun:
         self.spec: CompressedModelSpec = prepared.spec
         self.notes = prepared.notes
         # One machine, one user: their own files, credentials and images.
-        self.config = OperatorConfig(trust=LOCAL_TRUST)
+        config = OperatorConfig(trust=LOCAL_TRUST)
         self.owner = Owner(name=self.name, namespace=LOCAL_NAMESPACE, generation=1)
         self.work_dir = options.work_dir / self.name
-        self.world = LocalWorld(self.spec, self.config)
+        self.world = LocalWorld(self.spec, config)
         self.install: VllmInstall | None = None
         self.result = RunResult(self.name, CompressedModelStatus(), self.work_dir)
         self._announced: set[str] = set()
         self._built_keys: set[str] = set()
+
+    @property
+    def config(self) -> OperatorConfig:
+        """The operator settings this run plans with, held by its world."""
+        return self.world.config
 
     @property
     def store(self) -> str:
@@ -139,8 +144,7 @@ class LocalRun:
             kernels = "with" if int4 else "WITHOUT"
             self.console.say(f"vLLM: {self.install.describe()}, {kernels} the int4 (W4A16) kernel")
             # The planner then sizes W4A16 variants as NoCpuKernel, and auto passes them by.
-            self.config = self.config.model_copy(update={"cpu_int4_kernel": int4})
-            self.world.config = self.config
+            self.world.config = self.config.model_copy(update={"cpu_int4_kernel": int4})
             check_named_variant(self.spec, cpu_servable_schemes(int4))
             if self.options.port == 0:
                 self.options = _replace(self.options, port=http.free_port())
