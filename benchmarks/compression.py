@@ -84,9 +84,6 @@ TUNE_SCALES = DISTILL | {
     "temperature": 1.0,
     "checkpointEvery": 40,
 }
-#: The same, the 4-bit codes trained too (quantization-aware), at a peak of 0.02 grid
-#: steps per optimizer step.
-TUNE_CODES = TUNE_SCALES | {"codeLearningRate": 2e-2}
 #: Text the base model writes itself (calibration.generated): no dataset at all.
 GENERATED = {"generated": {}, "samples": 32, "sequenceLength": 512}
 #: The long healing on as many tokens the base model wrote.
@@ -125,11 +122,6 @@ VARIANTS: list[dict[str, Any]] = [
     {"name": "w4a16-gptq", "quantize": GPTQ_W4},
     {"name": "w4a16-gptq-generated", "quantize": GPTQ_W4 | {"calibration": GENERATED}},
     {"name": "w4a16-gptq-kd", "steps": [{"quantize": GPTQ_W4}, {"distill": TUNE_SCALES}]},
-    {"name": "w4a16-gptq-kdq", "steps": [{"quantize": GPTQ_W4}, {"distill": TUNE_CODES}]},
-    {
-        "name": "w4a16-gptq-kdq10",
-        "steps": [{"quantize": GPTQ_W4}, {"distill": TUNE_CODES | {"codeLearningRate": 0.1}}],
-    },
     {"name": "w4a16-gptq-g128", "quantize": GPTQ_W4_G128},
     {
         "name": "w4a16-gptq-kd-g128",

@@ -171,39 +171,6 @@ CASES: list[tuple[str, str, str, str]] = [
         "must differ from every calibration dataset",
     ),
     (
-        "codes trained before anything is quantized",
-        variant(
-            {
-                "steps": [
-                    {"prune": {"method": "layer-drop", "fraction": 0.25}},
-                    {"distill": {"codeLearningRate": 0.01}},
-                    {"quantize": {"scheme": "W4A16", "groupSize": 64}},
-                ]
-            }
-        ),
-        "spec.variants[0]",
-        "codeLearningRate trains the integer weights of a quantized model",
-    ),
-    (
-        "codes trained after quantize",
-        variant(
-            {
-                "steps": [
-                    {"quantize": {"scheme": "W4A16", "groupSize": 64}},
-                    {"distill": {"codeLearningRate": 0.01}},
-                ]
-            }
-        ),
-        OK,
-        "",
-    ),
-    (
-        "codes trained in a distill-only variant",
-        variant({"distill": {"studentLayers": 2, "codeLearningRate": 0.01}}),
-        "spec.variants[0]",
-        "applies only to a distill step after quantize",
-    ),
-    (
         "mixed precision on an activation-quantizing scheme",
         variant({"quantize": {"scheme": "W8A8", "mixedPrecision": {"budget": 0.6}}}),
         "spec.variants[0].quantize",

@@ -1,6 +1,5 @@
 """Distillation after quantization: only scales and norms move, every integer weight stays,
-the format is unchanged, and an interrupted run resumes exactly. With codeLearningRate
-the codes train too, and stay on the grid."""
+the format is unchanged, and an interrupted run resumes exactly."""
 
 from __future__ import annotations
 
@@ -13,15 +12,9 @@ from modelpress.api.steps import DistillStep, QuantizeStep
 from modelpress.compress import compress_variant
 from modelpress.compress.checkpoint import load_model, weights_bytes
 from modelpress.compress.checkpoints import CheckpointStore
-from modelpress.compress.distill import distill, kd_loss, parameter_groups
+from modelpress.compress.distill import distill, kd_loss
 from modelpress.compress.quantize import quantize
-from modelpress.compress.scale_tuning import (
-    GAIN,
-    SHADOW,
-    quantized_linears,
-    trainable,
-    tuned_scales,
-)
+from modelpress.compress.scale_tuning import GAIN, quantized_linears, tuned_scales
 from modelpress.storage import fetch
 
 W4 = {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 64}
@@ -81,6 +74,8 @@ def test_tuning_moves_scales_and_norms_and_keeps_every_code(tiny_model, scheme, 
 
 
 def test_only_gains_and_norms_train(tiny_model):
+    from modelpress.compress.scale_tuning import trainable
+
     student = quantized(tiny_model, W4)
     with tuned_scales(student, torch.float32):
         trainable(student)
@@ -88,51 +83,6 @@ def test_only_gains_and_norms_train(tiny_model):
         assert trained and all(n.endswith(GAIN) or "norm" in n for n in trained)
         assert sum(n.endswith(GAIN) for n in trained) == len(quantized_linears(student))
     assert all(not p.requires_grad for p in student.parameters())
-
-
-def test_trained_codes_move_on_the_grid_and_are_what_saving_writes(tiny_model):
-    teacher = load_model(tiny_model)
-    student = quantized(tiny_model, W4)
-    before = codes_and_scales(student)
-    data = windows(teacher.config.vocab_size)
-    untuned = divergence(student, teacher, data)
-    # 48 steps at a peak of 0.04 steps of the grid: the steadiest gradients move their codes
-    step = DistillStep(
-        steps=48, batch_size=3, learning_rate=1e-2, temperature=1.0, code_learning_rate=0.04
-    )
-    with tuned_scales(student, torch.float32, train_codes=True) as report:
-        trainable(student)
-        trained = {n for n, p in student.named_parameters() if p.requires_grad}
-        assert sum(n.endswith(SHADOW) for n in trained) == len(quantized_linears(student))
-        distill(student, teacher, step, data)
-    after = codes_and_scales(student)
-
-    assert divergence(student, teacher, data) < 0.9 * untuned
-    assert not any(SHADOW in n or GAIN in n for n, _ in student.named_parameters())
-    moved = sum(int((after[n][0] != codes).sum()) for n, (codes, _) in before.items())
-    total = sum(codes.numel() for codes, _ in before.values())
-    assert 0 < moved < total / 2, f"{moved} of {total} codes moved"
-    assert report == {"codesChanged": moved, "codes": total}
-    for name, linear in student.named_modules():
-        if name in after:  # each weight is its code times its scale: saving writes that code
-            codes, scale = after[name]
-            wide = scale.float().repeat_interleave(linear.in_features // scale.shape[1], dim=1)
-            assert torch.equal(linear.weight, codes * wide), name
-            assert int(codes.min()) >= -8 and int(codes.max()) <= 7, name
-
-
-def test_shadow_codes_learn_at_their_own_rate(tiny_model):
-    student = quantized(tiny_model, W4)
-    step = DistillStep(learning_rate=1e-3, code_learning_rate=5e-2)
-    with tuned_scales(student, torch.float32, train_codes=True):
-        trainable(student)
-        parameters = {n: p for n, p in student.named_parameters() if p.requires_grad}
-        groups, peaks = parameter_groups(parameters, step)
-    assert peaks == [1e-3, 5e-2]
-    shadows = {id(p) for n, p in parameters.items() if n.endswith(SHADOW)}
-    assert {id(p) for p in groups[1]["params"]} == shadows
-    assert not shadows & {id(p) for p in groups[0]["params"]}
-    assert parameter_groups(parameters, DistillStep(learning_rate=1e-3))[1] == [1e-3, 1e-3]
 
 
 def test_an_untrained_pass_changes_nothing_that_is_saved(tiny_model):
@@ -150,19 +100,14 @@ def test_an_untrained_pass_changes_nothing_that_is_saved(tiny_model):
         torch.testing.assert_close(after[name], tensor, atol=0, rtol=0, msg=name)
 
 
-@pytest.mark.parametrize("code_rate", [None, 0.2], ids=["scales", "scales-and-codes"])
-def test_an_interrupted_tuning_resumes_where_an_uninterrupted_one_ends(
-    tiny_model, tmp_path, code_rate
-):
+def test_an_interrupted_tuning_resumes_where_an_uninterrupted_one_ends(tiny_model, tmp_path):
     teacher = load_model(tiny_model)
     data = windows(teacher.config.vocab_size)
-    step = DistillStep(
-        steps=4, batch_size=2, learning_rate=1e-2, checkpoint_every=2, code_learning_rate=code_rate
-    )
+    step = DistillStep(steps=4, batch_size=2, learning_rate=1e-2, checkpoint_every=2)
 
     def tuned(checkpoints=None) -> tuple[torch.nn.Module, dict]:
         student = quantized(tiny_model, W4)  # a new process quantizes again, identically
-        with tuned_scales(student, torch.float32, train_codes=code_rate is not None):
+        with tuned_scales(student, torch.float32):
             details = distill(student, teacher, step, data, checkpoints=checkpoints)
         return student, details
 
@@ -231,14 +176,15 @@ def test_a_chain_ending_in_distillation_publishes_the_same_codes_with_better_sca
     calibration = {"dataset": {"uri": f"file://{texts['calibration']}"}, "samples": 8,
                    "sequenceLength": 64}  # fmt: skip
     plain = {"name": "w4", "quantize": W4}
-    tuning = {"steps": 16, "batchSize": 2, "learningRate": 0.01, "temperature": 1.0}
-    tuned = {"name": "w4-tuned", "steps": [{"quantize": W4}, {"distill": tuning}]}
-    coded = {
-        "name": "w4-codes",
-        "steps": [{"quantize": W4}, {"distill": tuning | {"codeLearningRate": 0.2}}],
+    tuned = {
+        "name": "w4-tuned",
+        "steps": [
+            {"quantize": W4},
+            {"distill": {"steps": 16, "batchSize": 2, "learningRate": 0.01, "temperature": 1.0}},
+        ],
     }
     results = {}
-    for variant in (plain, tuned, coded):
+    for variant in (plain, tuned):
         out = store + f"artifacts/{variant['name']}/"
         results[variant["name"]] = compress_variant(
             str(tiny_model), variant, evaluation, out, calibration=calibration,
@@ -257,11 +203,3 @@ def test_a_chain_ending_in_distillation_publishes_the_same_codes_with_better_sca
     assert [s["kind"] for s in after["lineage"]] == ["quantize", "distill"]
     assert after["modelConfig"]["quantization_config"]["quant_method"] == "compressed-tensors"
     assert after["metrics"]["klDivergence"] < before["metrics"]["klDivergence"]
-    # trained codes: other packed weights, in the same format and size
-    c = packed(tmp_path / "pulled-w4-codes")
-    assert c.keys() == a.keys()
-    assert all(c[n].shape == a[n].shape and c[n].dtype == a[n].dtype for n in a)
-    assert any(not torch.equal(a[n], c[n]) for n in a if n.endswith("weight_packed"))
-    assert results["w4-codes"]["weightsBytes"] == before["weightsBytes"]
-    assert results["w4-codes"]["lineage"][1]["details"]["codesChanged"] > 0
-    assert load_model(tmp_path / "pulled-w4-codes") is not None  # loads as it was written

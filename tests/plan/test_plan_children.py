@@ -9,7 +9,6 @@ import pytest
 from tests.plan.conftest import BASE, SMOLLM2, make_spec
 from tests.pss import assert_restricted
 
-from modelpress.api.reasons import Reason
 from modelpress.config import OperatorConfig
 from modelpress.plan import jobs, names, serving
 from modelpress.plan.resources import compression_resources
@@ -439,26 +438,3 @@ def test_a_replicated_distillation_keeps_its_job_name(config: OperatorConfig) ->
     job, sized = compress(spec, config, variant_index=0)
     assert sized.sharding == "replicate"
     assert "--sharding" not in job["spec"]["template"]["spec"]["containers"][0]["args"]
-
-
-def test_trained_codes_that_outgrow_the_gpu_are_refused_with_what_to_change(
-    config: OperatorConfig,
-) -> None:
-    """Training Llama-3.1-8B's W4A16 codes as well as its scales needs a shadow and its
-    AdamW state per weight, on every GPU: over an H100, which more GPUs cannot fix."""
-    tuned = {"steps": 100, "batchSize": 8}
-    variants = [
-        {"name": name, "steps": [{"quantize": {"scheme": "W4A16"}}, {"distill": distill}]}
-        for name, distill in [("scales", tuned), ("codes", tuned | {"codeLearningRate": 1e-2})]
-    ]
-    spec = make_spec(variants=variants, compression={"gpu": {"product": "nvidia-h100-80gb",
-                                                              "count": 8}})  # fmt: skip
-    scales, codes = (
-        compression_resources(spec, v, 16 * GiB, LLAMA_8B, config) for v in spec.variants
-    )
-    assert scales.problem is None
-    assert codes.problem is not None and codes.sharding == "replicate"
-    assert codes.problem.reason == Reason.COMPRESSION_DOES_NOT_FIT
-    assert "trains whole on every GPU" in codes.problem.message
-    assert "leave codeLearningRate unset" in codes.problem.message
-    assert "more GPUs" not in codes.problem.message

@@ -87,17 +87,3 @@ def test_a_quantized_student_tunes_its_scales_replicated() -> None:
     assert state < tuned.bytes_per_process < 1.3 * state
     small = choose_layout(SMOLLM2, SMOLLM2, quantized=True, **args)
     assert small.sharding == "replicate" and small.bytes_per_process < H100
-
-
-def test_trained_codes_add_their_shadows_training_state_and_stay_replicated() -> None:
-    """With codeLearningRate each Linear parameter also holds an fp32 shadow, its
-    gradient and two AdamW moments (16 bytes) and the backward pass's rounded codes and
-    spread scales (8): 30 bytes instead of 6."""
-    args = {"world_size": 1, "batch_size": 2, "sequence_length": 256, "device_bytes": None}
-    tuned = choose_layout(SMOLLM2, SMOLLM2, quantized=True, **args)
-    coded = choose_layout(SMOLLM2, SMOLLM2, quantized=True, trained_codes=True, **args)
-    linear = SMOLLM2.parameter_count() - SMOLLM2.embedding_parameters()
-    assert coded.sharding == "replicate"
-    assert coded.bytes_per_process - tuned.bytes_per_process == pytest.approx(
-        linear * 24 * 1.1, rel=1e-6
-    )

@@ -99,15 +99,6 @@ RULES: dict[str, list[dict[str, str]]] = {
             "message": "distill after quantize tunes weight scales only: the quantize step "
             "must be W4A16 or W8A16 without kvCacheScheme",
         },
-        {
-            "rule": "has(self.steps) ? "
-            f"{_POSITIONS}.all(i, i >= self.steps.size() || !has(self.steps[i].distill) || "
-            "!has(self.steps[i].distill.codeLearningRate) || "
-            f"{_POSITIONS}.exists(j, j < i && has(self.steps[j].quantize))) : "
-            "(!has(self.distill) || !has(self.distill.codeLearningRate))",
-            "message": "codeLearningRate trains the integer weights of a quantized model, so "
-            "it applies only to a distill step after quantize: remove it",
-        },
     ],
     "QuantizeStep": [
         {

@@ -174,8 +174,7 @@ class DistillStep(ApiModel):
     """Logit knowledge distillation from the base model (the teacher) into the model
     produced by the previous steps (the student). After a quantize step it tunes only
     what the quantized checkpoint can change: each group's scale and the norm weights,
-    and with codeLearningRate the integer weights, so the artifact's size and format
-    stay the same."""
+    every integer weight kept, so the artifact's size and format stay the same."""
 
     steps: int = Field(default=400, ge=1, le=1_000_000)
     """Optimizer steps."""
@@ -195,14 +194,6 @@ class DistillStep(ApiModel):
     student_layers: int | None = Field(default=None, ge=1, le=1024)
     """When distill is the first step: build the student from the teacher's evenly spaced
     layers, keeping this many. Must be fewer than the teacher's."""
-
-    code_learning_rate: float | None = Field(default=None, gt=0, le=1)
-    """After a quantize step: train the integer weights too, at this peak AdamW learning
-    rate in units of one quantization step (1e-2: a weight that every gradient pushes the
-    same way moves to its neighbouring code in about 50 steps). Each weight then has a
-    full-precision shadow that every forward rounds onto its group's grid
-    (quantization-aware training); the artifact keeps its format and size. Unset, every
-    integer weight stays as quantization chose it and only the scales and norms train."""
 
     calibration: Calibration | None = None
     """Training text; overrides spec.calibration for this step."""
@@ -281,13 +272,6 @@ class Variant(ApiModel):
                 f"kvCacheScheme; it is {tuned.scheme}"
                 + (" with kvCacheScheme" if tuned.kv_cache_scheme else "")
                 + ": change the scheme or drop the distill step after it"
-            )
-        untuned = chain[: quant_positions[0]] if quant_positions else chain
-        if any(s.distill is not None and s.distill.code_learning_rate for s in untuned):
-            raise ValueError(
-                f"variant {self.name!r}: codeLearningRate trains the integer weights of a "
-                "quantized model, so it applies only to a distill step after quantize: "
-                "remove it"
             )
         first = chain[0].distill
         if first is not None and first.student_layers is None:

@@ -14,7 +14,7 @@ cost a vocabulary-sized matmul per token. The learning rate warms up linearly,
 then decays along a cosine. Batches are a pure function of the step number, so a
 resumed run sees exactly the data the interrupted one would have seen.
 After a quantize step the student is quantized: only its scales and norm weights
-train, and its codes with codeLearningRate (`compress.scale_tuning`), replicated.
+train (`compress.scale_tuning`), replicated.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from modelpress.compress.checkpoints import CheckpointStore
 from modelpress.compress.distributed import Group, shard_blocks
 from modelpress.compress.progress import Progress
 from modelpress.compress.prune import remove_layers
-from modelpress.compress.scale_tuning import is_quantized, is_shadow_code
+from modelpress.compress.scale_tuning import is_quantized
 from modelpress.compress.scale_tuning import trainable as scales_and_norms_only
 from modelpress.sizing.chain import student_layer_indices
 
@@ -88,21 +88,6 @@ def learning_rate(step: int, total: int, peak: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def parameter_groups(
-    parameters: dict[str, torch.nn.Parameter], step: DistillStep
-) -> tuple[list[dict[str, Any]], list[float]]:
-    """The optimizer's parameter groups and each one's peak learning rate: shadow codes
-    (`compress.scale_tuning`) at the step's codeLearningRate, the rest at its learningRate.
-    The peaks are kept apart from the groups, which a resumed checkpoint overwrites."""
-    codes = [p for n, p in parameters.items() if is_shadow_code(n)]
-    rest = [p for n, p in parameters.items() if not is_shadow_code(n)]
-    groups, peaks = [{"params": rest}], [step.learning_rate]
-    if codes:
-        groups.append({"params": codes})
-        peaks.append(step.code_learning_rate or step.learning_rate)
-    return groups, peaks
-
-
 def batch_indices(step: int, batch_size: int, pool: int, seed: int = DATA_SEED) -> list[int]:
     """Window indices of the batch at `step`: each epoch a fresh permutation of the pool."""
     import torch
@@ -154,8 +139,7 @@ def distill(
         f"{ranks.sharding} over {ranks.world_size} processes" if ranks.distributed else "alone",
     )
     parameters = {n: p for n, p in working.named_parameters() if p.requires_grad}
-    groups, peaks = parameter_groups(parameters, step)
-    optimizer = torch.optim.AdamW(groups, lr=step.learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(parameters.values(), lr=step.learning_rate, weight_decay=0.0)
     # what the checkpoints' trained tensors fit; hashing it costs a pass over the model
     frozen = frozen_digest(student, set(parameters)) if checkpoints is not None else ""
     start, discarded = 0, None
@@ -177,8 +161,8 @@ def distill(
     started = time.monotonic()
     loss_value = float("nan")
     for current in range(start, step.steps):
-        for group, peak in zip(optimizer.param_groups, peaks, strict=True):
-            group["lr"] = learning_rate(current, step.steps, peak)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(current, step.steps, step.learning_rate)
         rows = ranks.shard(batch_indices(current, step.batch_size, len(windows)))
         batch = windows[rows].to(device)
         with torch.no_grad():

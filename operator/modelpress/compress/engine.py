@@ -264,9 +264,7 @@ def _distill(
         scratch=scratch,
         credentials=credentials,
     )
-    train_codes = action.code_learning_rate is not None
-    dtype = base_dtype(prepared.config)
-    with scales_tuned_if_quantized(student, dtype, train_codes=train_codes) as codes:
+    with scales_tuned_if_quantized(student, base_dtype(prepared.config)):
         details = distill(
             student,
             teacher,
@@ -275,7 +273,6 @@ def _distill(
             checkpoints=store,
             ranks=ranks,
         )
-    details |= codes  # filled on leaving: how many codes the training moved
     if ranks is not None and ranks.distributed:
         details["processes"] = ranks.world_size
         details["sharding"] = ranks.sharding

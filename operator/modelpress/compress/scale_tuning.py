@@ -13,12 +13,6 @@ On SmolLM2-135M, W4A16 GPTQ g64 then 120 steps of 2 x 256 license tokens at lr 1
 (benchmarks/compression.py, w4a16-gptq-kd): +11.4 % -> +2.2 % perplexity on held-out
 license text, +16.9 % -> +9.7 % on this project's docs (KL divergence 0.121 -> 0.101
 there), in about 6 minutes on 2 cores.
-
-With `codeLearningRate` the codes train too (quantization-aware training, as in
-EfficientQAT's block phase, here end to end): each code gets a full-precision shadow,
-starting on the code, that every forward rounds and clips onto the grid, the gradient
-passing through the rounding unchanged (straight-through). A code moves only where the
-gradients push its shadow past half a step; on leaving, the rounded shadows are the codes.
 """
 
 from __future__ import annotations
@@ -33,8 +27,6 @@ if TYPE_CHECKING:
 GAIN = "weight_scale_gain"
 """The trained parameter beside each quantized Linear's `weight_scale`."""
 CODES = "weight_codes"
-SHADOW = "weight_codes_shadow"
-"""The trained full-precision codes, when the codes train."""
 
 
 def quantized_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
@@ -75,38 +67,18 @@ def _codes(linear: torch.nn.Linear, dtype: torch.dtype) -> torch.Tensor:
     return quantize(weight, scale, zero_point, args, dtype=torch.int8)
 
 
-def _grid(linear: torch.nn.Linear) -> tuple[float, float]:
-    """The smallest and largest code of the Linear's integer type (-8 and 7 at 4 bits)."""
-    bits = linear.quantization_scheme.weights.num_bits  # type: ignore[union-attr]
-    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-
-
-def _rounded(shadow: torch.Tensor, grid: tuple[float, float]) -> torch.Tensor:
-    """The shadow codes on the grid, with the gradient of the identity (straight-through)."""
-    return (shadow + (shadow.round() - shadow).detach()).clamp(*grid)
-
-
-def _current_codes(module: torch.nn.Linear) -> torch.Tensor:
-    shadow = getattr(module, SHADOW, None)
-    return getattr(module, CODES) if shadow is None else _rounded(shadow, _grid(module))
-
-
 def _dequantize(module: torch.nn.Linear, args: tuple) -> None:
-    """Before each forward: the weight, rebuilt from the codes and the tuned scales."""
+    """Before each forward: the weight, rebuilt from the fixed codes and the tuned scales."""
     scale = module.weight_scale * getattr(module, GAIN).exp()
-    module.weight = _current_codes(module) * _expanded(scale, module.in_features)
+    module.weight = getattr(module, CODES) * _expanded(scale, module.in_features)
 
 
 @contextlib.contextmanager
-def tuned_scales(
-    model: torch.nn.Module, dtype: torch.dtype, *, train_codes: bool = False
-) -> Iterator[dict[str, int]]:
-    """Within the block, `model`'s quantized Linears compute their weights from their codes
+def tuned_scales(model: torch.nn.Module, dtype: torch.dtype) -> Iterator[None]:
+    """Within the block, `model`'s quantized Linears compute their weights from fixed codes
     and a trainable gain on each scale (distillation then trains the gains and the norm
-    weights: `trainable`), and with `train_codes` from trainable shadow codes. On leaving,
-    the gains are folded into the scales, rounded to `dtype` (the scales' saved dtype)
-    first, so that saving writes exactly the codes trained here. The yielded dict then
-    counts the codes that moved (`codesChanged` of `codes`), for the lineage."""
+    weights: `trainable`). On leaving, the gains are folded into the scales, rounded to
+    `dtype` (the scales' saved dtype) first, so that saving writes exactly the same codes."""
     import torch
     from compressed_tensors.quantization.lifecycle.helpers import (
         disable_quantization,
@@ -123,59 +95,38 @@ def tuned_scales(
         scale: torch.Tensor = linear.weight_scale  # type: ignore[assignment]
         gain = torch.zeros_like(scale, dtype=torch.float32)
         linear.register_parameter(GAIN, torch.nn.Parameter(gain))
-        if train_codes:
-            linear.register_parameter(SHADOW, torch.nn.Parameter(codes.float()))
         hooks.append(linear.register_forward_pre_hook(_dequantize))
-    report: dict[str, int] = {}
     try:
-        yield report
+        yield
     finally:
         with torch.no_grad():
             for hook in hooks:
                 hook.remove()
-            if train_codes:
-                report["codesChanged"] = sum(
-                    int((_current_codes(x) != getattr(x, CODES)).sum()) for x in linears
-                )
-                report["codes"] = sum(getattr(x, CODES).numel() for x in linears)
             for linear in linears:
                 gain = getattr(linear, GAIN).to(linear.weight_scale.device)
                 tuned = (linear.weight_scale.float() * gain.exp()).to(dtype)
                 linear.weight_scale.data = tuned.to(linear.weight_scale.dtype)
-                codes = _current_codes(linear).to(tuned.device)
+                codes = getattr(linear, CODES).to(tuned.device)
                 weight = codes.float() * _expanded(tuned.float(), linear.in_features)
-                for name in (GAIN, CODES, SHADOW):
-                    if hasattr(linear, name):
-                        delattr(linear, name)
+                delattr(linear, GAIN)
+                delattr(linear, CODES)
                 linear.__dict__.pop("weight", None)  # the last forward's
                 linear.weight = torch.nn.Parameter(weight, requires_grad=False)
         model.requires_grad_(False)
         model.apply(enable_quantization)
 
 
-def scales_tuned_if_quantized(
-    model: torch.nn.Module, dtype: torch.dtype, *, train_codes: bool = False
-) -> Any:
+def scales_tuned_if_quantized(model: torch.nn.Module, dtype: torch.dtype) -> Any:
     """`tuned_scales` for a quantized model (a distill step after quantize); else nothing."""
-    if not is_quantized(model):
-        return contextlib.nullcontext({})
-    return tuned_scales(model, dtype, train_codes=train_codes)
-
-
-def is_shadow_code(name: str) -> bool:
-    """Whether the named parameter is a Linear's trained shadow codes, which learn at the
-    step's codeLearningRate rather than its learningRate."""
-    return name.rsplit(".", 1)[-1] == SHADOW
+    return tuned_scales(model, dtype) if is_quantized(model) else contextlib.nullcontext()
 
 
 def trainable(model: torch.nn.Module) -> None:
-    """Only the scale gains, the norm weights and any shadow codes learn; fixed codes,
-    embeddings and any Linear left unquantized stay as they are."""
+    """Only the scale gains and the norm weights learn; codes, embeddings and any Linear
+    left unquantized stay as they are."""
     model.requires_grad_(False)
     for module in model.modules():
         if "norm" in type(module).__name__.lower():
             module.requires_grad_(True)
     for linear in quantized_linears(model):
         getattr(linear, GAIN).requires_grad_(True)
-        if hasattr(linear, SHADOW):
-            getattr(linear, SHADOW).requires_grad_(True)

@@ -185,7 +185,8 @@ def compression_resources(
                     f"distillation needs {gib(training.bytes_per_process):.1f} GiB on each of "
                     f"its {training.world_size} GPUs ({training.sharding} training state, "
                     f"activations); a {target.name} has {gib(target.memory_bytes):.1f} GiB: "
-                    + _training_remedy(training),
+                    "use more GPUs (spec.compression.gpu.count, nodes), a larger GPU, or a "
+                    "smaller batchSize or sequenceLength",
                 )
     if config.jobs.work_dir_size_limit:
         work_dir = config.jobs.work_dir_size_limit
@@ -243,27 +244,12 @@ def _training_layout(
                     sequence_length=calibration.sequence_length,
                     device_bytes=gpu_memory,
                     quantized=quantized,
-                    trained_codes=quantized and step.distill.code_learning_rate is not None,
                 )
             )
         elif step.prune is not None:
             student = _pruned(student, step.prune.method, step.prune.fraction)
         quantized = quantized or step.quantize is not None
     return max(layouts, key=lambda t: (t.sharding == "full", t.bytes_per_process), default=None)
-
-
-def _training_remedy(training: TrainingLayout) -> str:
-    """What makes a distillation fit: more GPUs share a full student, not a quantized one."""
-    if not training.quantized:
-        return (
-            "use more GPUs (spec.compression.gpu.count, nodes), a larger GPU, or a "
-            "smaller batchSize or sequenceLength"
-        )
-    return (
-        "a quantized student trains whole on every GPU: use a larger GPU, or a smaller "
-        "batchSize or sequenceLength"
-        + (", or leave codeLearningRate unset" if training.trained_codes else "")
-    )
 
 
 def _with_layers(shape: ModelShape, layers: int) -> ModelShape:

@@ -9,10 +9,7 @@ Per parameter:
 After quantization (scale tuning, `compress.scale_tuning`) the student's Linears hold
 int8 codes and rebuild their fp32 weights for the backward pass, and only the scale
 gains and norms train: 6 bytes per Linear parameter, 4 per (frozen, fp32) embedding
-parameter. With trained codes (codeLearningRate) each Linear parameter also has an fp32
-shadow with its gradient and two AdamW moments, and the backward pass keeps the
-rounded codes and the scales spread over the weights: TRAINED_CODES_BYTES_PER_PARAMETER.
-Such a student always trains replicated.
+parameter. Such a student always trains replicated.
 Replicated (DistributedDataParallel), every process holds all of it. Sharded (FSDP,
 one unit per decoder block), each holds its 1/world share, plus one block gathered
 whole for the student and one for the teacher while they compute.
@@ -38,7 +35,6 @@ SHARDINGS: tuple[Sharding, ...] = ("replicate", "full")
 
 STUDENT_BYTES_PER_PARAMETER = 16
 QUANTIZED_STUDENT_BYTES_PER_PARAMETER = 6
-TRAINED_CODES_BYTES_PER_PARAMETER = QUANTIZED_STUDENT_BYTES_PER_PARAMETER + 16 + 8
 FROZEN_BYTES_PER_PARAMETER = 4
 TEACHER_BYTES_ON_GPU = 2
 TEACHER_BYTES_ON_CPU = 4
@@ -60,9 +56,6 @@ class TrainingLayout:
     bytes_per_process: int
     """On the process's device: its GPU's memory, or host memory when on CPU."""
     world_size: int
-    quantized: bool = False
-    """A quantized student, which trains replicated whatever its size."""
-    trained_codes: bool = False
 
 
 def training_bytes(
@@ -75,12 +68,10 @@ def training_bytes(
     sequence_length: int,
     on_gpu: bool,
     quantized: bool = False,
-    trained_codes: bool = False,
 ) -> int:
     """Bytes one training process holds on its device (see the module's docstring)."""
     teacher_bytes = TEACHER_BYTES_ON_GPU if on_gpu else TEACHER_BYTES_ON_CPU
-    state = _student_bytes(student, quantized, trained_codes)
-    state += teacher.parameter_count() * teacher_bytes
+    state = _student_bytes(student, quantized) + teacher.parameter_count() * teacher_bytes
     if sharded:  # each keeps its share, and gathers one block of each model at a time
         gathered = _block(student) * 4 + _block(teacher) * teacher_bytes
         state = state // world_size + gathered
@@ -92,16 +83,11 @@ def training_bytes(
     return int((state + tokens * per_token) * FRAGMENTATION)
 
 
-def _student_bytes(student: ModelShape, quantized: bool, trained_codes: bool) -> int:
+def _student_bytes(student: ModelShape, quantized: bool) -> int:
     if not quantized:
         return student.parameter_count() * STUDENT_BYTES_PER_PARAMETER
     embedding = student.embedding_parameters()
-    per_linear = (
-        TRAINED_CODES_BYTES_PER_PARAMETER
-        if trained_codes
-        else QUANTIZED_STUDENT_BYTES_PER_PARAMETER
-    )
-    return (student.parameter_count() - embedding) * per_linear + (
+    return (student.parameter_count() - embedding) * QUANTIZED_STUDENT_BYTES_PER_PARAMETER + (
         embedding * FROZEN_BYTES_PER_PARAMETER
     )
 
@@ -120,7 +106,6 @@ def choose_layout(
     sequence_length: int,
     device_bytes: int | None,
     quantized: bool = False,
-    trained_codes: bool = False,
 ) -> TrainingLayout:
     """Replicas while they fit the device (`device_bytes` of GPU memory; None: the CPU,
     whose host memory is requested to fit), else the student sharded over the ranks
@@ -137,9 +122,8 @@ def choose_layout(
             sequence_length=sequence_length,
             on_gpu=device_bytes is not None,
             quantized=quantized,
-            trained_codes=trained_codes,
         )
-        return TrainingLayout(sharding, needed, world_size, quantized, quantized and trained_codes)
+        return TrainingLayout(sharding, needed, world_size)
 
     replicated = layout("replicate")
     fits = device_bytes is None or replicated.bytes_per_process <= device_bytes
