@@ -107,6 +107,38 @@ def test_chain_feeds_each_step_the_previous_result(tiny_model, store, request_pa
     assert list((tmp_path / "checkpoints").glob("*/step-00000003"))
 
 
+def test_an_upgrade_resumes_the_training_it_interrupted_unless_outputs_change(
+    tiny_model, store, request_parts, tmp_path, monkeypatch
+):
+    """A Helm upgrade mid-distillation restarts the Job with a newer package. Its
+    checkpoints still fit unless the release changes what a recipe produces
+    (OUTPUT_VERSION, as for artifact keys); then training starts over."""
+    import modelpress
+    from modelpress.api import keys
+
+    evaluation, calibration = request_parts
+    variant = {
+        "name": "slim",
+        "steps": [
+            {"prune": {"method": "layer-drop", "fraction": 0.25}},
+            {"distill": {"steps": 3, "batchSize": 2, "checkpointEvery": 3}},
+        ],
+    }
+
+    def resumed_from(out: str) -> int:
+        result = compress_variant(
+            str(tiny_model), variant, evaluation, store + out,
+            calibration=calibration, work_dir=tmp_path, cache_dir=tmp_path / "cache",
+        )  # fmt: skip
+        return int(result.metadata["lineage"][1]["details"]["resumedFromStep"])
+
+    assert resumed_from("artifacts/first/") == 0
+    monkeypatch.setattr(modelpress, "__version__", "9.9.9")
+    assert resumed_from("artifacts/upgraded/") == 3
+    monkeypatch.setattr(keys, "OUTPUT_VERSION", "9.9.0")
+    assert resumed_from("artifacts/new-outputs/") == 0
+
+
 def test_the_base_model_is_evaluated_once_per_store_for_every_variant(
     published_base, store, request_parts, tmp_path, loaded_models
 ):

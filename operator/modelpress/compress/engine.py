@@ -286,11 +286,13 @@ def _distill(
 
 
 def training_fingerprint(prepared: Prepared, planned: PlannedStep) -> str:
-    """Names a training run by everything that determines it, for its checkpoints."""
-    from modelpress import __version__
+    """Names a training run by everything that determines it, for its checkpoints. Like
+    a variant's key it names the output version, not the package's: an upgrade that
+    changes no output resumes the distillations it interrupted."""
+    from modelpress.api import keys
 
     chain = [_step_wire(p) | {"kind": p.kind} for p in prepared.steps[: planned.index + 1]]
-    return content_key("distill", prepared.base.identity, chain, __version__)
+    return content_key("distill", prepared.base.identity, chain, keys.OUTPUT_VERSION)
 
 
 def _step_wire(planned: PlannedStep) -> dict[str, Any]:
