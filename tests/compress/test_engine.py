@@ -79,13 +79,19 @@ def test_quantized_variant_is_published_with_complete_metadata(
     assert again.already_published and again.metadata == meta
 
 
+#: A short chain that trains, checkpointing at its second and last steps.
+PRUNE_AND_HEAL = [
+    {"prune": {"method": "layer-drop", "fraction": 0.25}},
+    {"distill": {"steps": 3, "batchSize": 2, "checkpointEvery": 2}},
+]
+
+
 def test_chain_feeds_each_step_the_previous_result(tiny_model, store, request_parts, tmp_path):
     evaluation, calibration = request_parts
     variant = {
         "name": "slim",
         "steps": [
-            {"prune": {"method": "layer-drop", "fraction": 0.25}},
-            {"distill": {"steps": 3, "batchSize": 2, "checkpointEvery": 2}},
+            *PRUNE_AND_HEAL,
             {"quantize": {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 64}},
         ],
     }
@@ -117,13 +123,7 @@ def test_an_upgrade_resumes_the_training_it_interrupted_unless_outputs_change(
     from modelpress.api import keys
 
     evaluation, calibration = request_parts
-    variant = {
-        "name": "slim",
-        "steps": [
-            {"prune": {"method": "layer-drop", "fraction": 0.25}},
-            {"distill": {"steps": 3, "batchSize": 2, "checkpointEvery": 3}},
-        ],
-    }
+    variant = {"name": "slim", "steps": PRUNE_AND_HEAL}
 
     def resumed_from(out: str) -> int:
         result = compress_variant(
