@@ -171,34 +171,6 @@ CASES: list[tuple[str, str, str, str]] = [
         "must differ from every calibration dataset",
     ),
     (
-        "the embedding trained after quantize",
-        variant(
-            {
-                "steps": [
-                    {"quantize": {"scheme": "W4A16", "groupSize": 64}},
-                    {"distill": {"trainEmbedding": True}},
-                ]
-            }
-        ),
-        "spec.variants[0]",
-        "trainEmbedding applies to a distill step before quantize",
-    ),
-    (
-        "the embedding trained while healing a cut",
-        variant(
-            {
-                "steps": [
-                    {"prune": {"method": "layer-drop", "fraction": 0.25}},
-                    {"distill": {"trainEmbedding": True}},
-                    {"quantize": {"scheme": "W4A16", "groupSize": 64}},
-                    {"distill": {"trainEmbedding": False}},
-                ]
-            }
-        ),
-        OK,
-        "",
-    ),
-    (
         "mixed precision on an activation-quantizing scheme",
         variant({"quantize": {"scheme": "W8A8", "mixedPrecision": {"budget": 0.6}}}),
         "spec.variants[0].quantize",

@@ -65,38 +65,6 @@ def test_distillation_brings_the_student_closer_to_the_teacher(tiny_model):
     assert all(not p.requires_grad for p in student.parameters())
 
 
-@pytest.mark.parametrize("train_embedding", [False, True], ids=["frozen", "trained"])
-def test_the_tied_embedding_and_head_train_only_when_asked(tiny_model, tmp_path, train_embedding):
-    """Frozen by default; with trainEmbedding the tied embedding and output head learn,
-    and an interrupted run resumes them exactly."""
-    teacher = load_model(tiny_model)
-    data = windows(teacher.config.vocab_size)
-    step = DistillStep(
-        steps=4, batch_size=2, learning_rate=3e-3, checkpoint_every=2,
-        train_embedding=train_embedding,
-    )  # fmt: skip
-    straight = build_student(teacher, 2)
-    embedding = straight.get_input_embeddings().weight.detach().clone()
-    distill(straight, teacher, step, data)
-    moved = not torch.equal(straight.get_input_embeddings().weight, embedding)
-    assert moved == train_embedding
-    assert straight.get_output_embeddings().weight is straight.get_input_embeddings().weight
-
-    root = str(tmp_path / "ckpt")
-    with pytest.raises(Crash):
-        distill(build_student(teacher, 2), teacher, step, data,
-                checkpoints=CrashingStore(root, "run", scratch=tmp_path))  # fmt: skip
-    resumed = build_student(teacher, 2)
-    details = distill(
-        resumed, teacher, step, data, checkpoints=CheckpointStore(root, "run", scratch=tmp_path)
-    )
-    assert details["resumedFromStep"] == 2
-    for (name, a), b in zip(
-        straight.state_dict().items(), resumed.state_dict().values(), strict=True
-    ):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
-
-
 class Crash(Exception):
     pass
 

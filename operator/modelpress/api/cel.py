@@ -99,14 +99,6 @@ RULES: dict[str, list[dict[str, str]]] = {
             "message": "distill after quantize tunes weight scales only: the quantize step "
             "must be W4A16 or W8A16 without kvCacheScheme",
         },
-        {
-            "rule": f"!has(self.steps) || {_POSITIONS}.all(i, i >= self.steps.size() || "
-            "!has(self.steps[i].distill) || !has(self.steps[i].distill.trainEmbedding) || "
-            "!self.steps[i].distill.trainEmbedding || "
-            f"!{_POSITIONS}.exists(j, j < i && has(self.steps[j].quantize)))",
-            "message": "trainEmbedding applies to a distill step before quantize (after it "
-            "only scales and norms train): remove it",
-        },
     ],
     "QuantizeStep": [
         {

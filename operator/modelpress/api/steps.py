@@ -195,13 +195,6 @@ class DistillStep(ApiModel):
     """When distill is the first step: build the student from the teacher's evenly spaced
     layers, keeping this many. Must be fewer than the teacher's."""
 
-    train_embedding: bool | None = None
-    """Train the token embedding too, and with it a tied output head, so that the head
-    adapts to what pruning left of the model. Off when unset: it is most of a small
-    model's parameters, and its gradient costs a vocabulary-wide product per token.
-    Not after quantize, where only scales and norms train. (Unset rather than false, so
-    that recipes written before it keep their artifact keys.)"""
-
     calibration: Calibration | None = None
     """Training text; overrides spec.calibration for this step."""
 
@@ -279,11 +272,6 @@ class Variant(ApiModel):
                 f"kvCacheScheme; it is {tuned.scheme}"
                 + (" with kvCacheScheme" if tuned.kv_cache_scheme else "")
                 + ": change the scheme or drop the distill step after it"
-            )
-        if any(s.distill is not None and s.distill.train_embedding for s in after):
-            raise ValueError(
-                f"variant {self.name!r}: trainEmbedding applies to a distill step before "
-                "quantize (after it only scales and norms train): remove it"
             )
         first = chain[0].distill
         if first is not None and first.student_layers is None:

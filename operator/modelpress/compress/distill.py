@@ -8,9 +8,9 @@ teacher's evenly spaced layers.
 
 Training runs on the pod's GPU when it has one (fp32 weights under bf16 autocast, a
 bf16 teacher), else in fp32 on the CPU, where that is faster than bf16 autocast. The token
-embedding (shared with the output head in tied models) stays frozen unless
-trainEmbedding: it is most of a small model's parameters, pruning does not change it,
-and its gradient costs a vocabulary-sized matmul per token. The learning rate warms up linearly,
+embedding (shared with the output head in tied models) stays frozen: it is most of
+a small model's parameters, pruning does not change it, and its gradient would
+cost a vocabulary-sized matmul per token. The learning rate warms up linearly,
 then decays along a cosine. Batches are a pure function of the step number, so a
 resumed run sees exactly the data the interrupted one would have seen.
 After a quantize step the student is quantized: only its scales and norm weights
@@ -130,7 +130,7 @@ def distill(
         )
     device = torch.device(ranks.device)
     student.float()
-    working = _place_teacher_and_student(teacher, student, ranks, bool(step.train_embedding))
+    working = _place_teacher_and_student(teacher, student, ranks)
     working.train()
     trained = ranks.wrap(working)  # FSDP replaces the parameters: name them after this
     log.info(
@@ -197,7 +197,7 @@ def distill(
 
 
 def _place_teacher_and_student(
-    teacher: torch.nn.Module, student: torch.nn.Module, ranks: Group, train_embedding: bool
+    teacher: torch.nn.Module, student: torch.nn.Module, ranks: Group
 ) -> torch.nn.Module:
     """Move both onto the training device; returns the module that trains. The teacher
     only runs forward: in bf16 on a GPU (half the memory), fp32 on a CPU (faster there,
@@ -215,8 +215,7 @@ def _place_teacher_and_student(
         scales_and_norms_only(student)
     else:
         student.requires_grad_(True)  # an earlier step, or a teacher it was copied from, froze it
-        if not train_embedding:
-            freeze_embedding(student)
+        freeze_embedding(student)
     if not ranks.sharded:
         teacher.to(ranks.device)
         return student.to(ranks.device)
