@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelpress.api import keys
 from modelpress.api.inputs import Calibration
 from modelpress.api.keys import content_key
 from modelpress.api.spec import Evaluation
@@ -289,8 +290,6 @@ def training_fingerprint(prepared: Prepared, planned: PlannedStep) -> str:
     """Names a training run by everything that determines it, for its checkpoints. Like
     a variant's key it names the output version, not the package's: an upgrade that
     changes no output resumes the distillations it interrupted."""
-    from modelpress.api import keys
-
     chain = [_step_wire(p) | {"kind": p.kind} for p in prepared.steps[: planned.index + 1]]
     return content_key("distill", prepared.base.identity, chain, keys.OUTPUT_VERSION)
 
