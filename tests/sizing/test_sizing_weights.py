@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from tests.sizing.known_models import PUBLISHED_PARAMETERS, shape_of
 
+from modelpress.api.steps import QuantizeStep
 from modelpress.sizing import ModelShape, SizingError, predict_weights_bytes
 from modelpress.sizing.schemes import SCHEMES, linear_weight_bytes, weight_group_sizes
 
@@ -26,12 +27,13 @@ def test_w4a16_packs_eight_values_per_int32_and_a_scale_per_group() -> None:
     assert size == 4096 * 14336 // 2 + 4096 * (14336 // 128) * 2 + 16
 
 
-def test_w8a16_default_is_grouped_and_minus_one_is_per_channel() -> None:
+def test_w8a16_default_is_per_channel_as_the_quantize_step_writes_it() -> None:
     shape = shape_of("Llama-3.1-8B-Instruct")
-    grouped = predict_weights_bytes(shape, "W8A16")
-    per_channel = predict_weights_bytes(shape, "W8A16", group_size=-1)
-    assert grouped == predict_weights_bytes(shape, "W8A16", group_size=128)
-    assert per_channel < grouped
+    default = predict_weights_bytes(shape, "W8A16")
+    grouped = predict_weights_bytes(shape, "W8A16", group_size=128)
+    assert default == predict_weights_bytes(shape, "W8A16", group_size=-1) < grouped
+    step = QuantizeStep(scheme="W8A16")
+    assert {step.group_size_for(width) for width in (4096, 14336)} == {None}
 
 
 def test_quantized_llama_8b_keeps_embeddings_and_lm_head_in_16_bit() -> None:
@@ -120,6 +122,9 @@ def _safetensors_bytes(directory: Path) -> int:
 
 
 SLOW = pytest.mark.slow
+#: llmcompressor's W8A16 preset groups by 128, where a quantize step's W8A16 (the
+#: prediction's default) keeps one scale per output channel.
+PRESET_GROUP_SIZES = {"W8A16": 128}
 
 
 @pytest.mark.parametrize(
@@ -149,7 +154,8 @@ def test_prediction_equals_llmcompressor_tensor_bytes(scheme: str, tmp_path: Pat
 
     base_shape = ModelShape.from_config(json.loads((base / "config.json").read_text()))
     actual = _safetensors_bytes(out)
-    assert predict_weights_bytes(base_shape, scheme) == actual
+    preset_group = PRESET_GROUP_SIZES.get(scheme)
+    assert predict_weights_bytes(base_shape, scheme, preset_group) == actual
     compressed_shape = ModelShape.from_config(json.loads((out / "config.json").read_text()))
     assert predict_weights_bytes(compressed_shape, scheme) == actual
 

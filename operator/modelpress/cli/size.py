@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--group-size",
         type=int,
         metavar="N",
-        help="W4A16/W8A16 group size (default: 128 where it divides a layer's inputs, "
-        "else 64, else 32; -1: per output channel)",
+        help="W4A16/W8A16 group size (default: W4A16 128 where it divides a layer's "
+        "inputs, else 64, else 32; W8A16 per output channel; -1: per output channel)",
     )
     parser.add_argument(
         "--gpu", required=True, metavar="PRODUCT", help="GPU product (e.g. nvidia-l4) or cpu"

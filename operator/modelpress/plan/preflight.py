@@ -29,7 +29,6 @@ from modelpress.sizing.chain import (
 )
 from modelpress.sizing.schemes import (
     BASE_BYTES_PER_PARAMETER,
-    PER_CHANNEL,
     predict_weights_bytes,
 )
 
@@ -114,8 +113,7 @@ def _check_budget(step: QuantizeStep, shape: ModelShape, layers: int, width: int
     final = shape.model_copy(update={"num_hidden_layers": layers})
     if not shape.num_experts:
         final = final.model_copy(update={"intermediate_size": width})
-    fixed = step.group_size or (None if step.scheme == "W4A16" else PER_CHANNEL)
-    smallest = predict_weights_bytes(final, step.scheme, fixed)
+    smallest = predict_weights_bytes(final, step.scheme, step.group_size)
     base = shape.parameter_count() * BASE_BYTES_PER_PARAMETER
     budget = step.mixed_precision.budget
     if smallest > budget * base:

@@ -5,9 +5,9 @@ format, one Linear weight at a time:
 
 - W4A16 / W4A16_ASYM / W8A16 (pack-quantized): `weight_packed` int32 holding
   eight 4-bit (or four 8-bit) values along the input dimension, `weight_scale`
-  with one value per group of `g` inputs (unless told: 128 where it divides the
-  Linear's inputs, else 64, else 32, as `api.steps.default_group_size` chooses;
-  -1 means one per output channel), `weight_shape` (two int64), and for the asymmetric variant
+  with one value per group of `g` inputs (unless told: for 4 bits, 128 where it divides
+  the Linear's inputs, else 64, else 32, as `api.steps.default_group_size` chooses; for
+  8 bits one per output channel, as -1 asks), `weight_shape` (two int64), and for the asymmetric variant
   `weight_zero_point` packed into int32 along the output dimension.
 - W8A8 (int-quantized) and FP8_DYNAMIC (float-quantized): one byte per weight, one
   scale per output channel; activations are quantized at run time, so nothing else.
@@ -144,8 +144,9 @@ def weight_group_sizes(
     one scale per output channel.
 
     Grouped schemes (W4A16, W8A16) take `group_size`, else the checkpoint's own
-    (`shape.weight_group_size`), else each width's `default_group_size`; -1 asks for
-    per-channel scales. A given group size must divide every width, as llmcompressor
+    (`shape.weight_group_size`), else, as a quantize step would, each width's
+    `default_group_size` at 4 bits and per-channel scales at 8; -1 asks for per-channel
+    scales. A given group size must divide every width, as llmcompressor
     refuses partial groups. Other schemes take no group size.
     """
     widths = sorted({weight.in_features for weight in shape.linear_weights()})
@@ -156,6 +157,8 @@ def weight_group_sizes(
             )
         return dict.fromkeys(widths)
     chosen = group_size if group_size is not None else shape.weight_group_size
+    if chosen is None and scheme.bits == 8:  # as the quantize step and llmcompressor's preset
+        return dict.fromkeys(widths)
     if chosen is None:
         return {width: default_group_size(width) for width in widths}
     if chosen == PER_CHANNEL:
