@@ -105,8 +105,6 @@ DISTILL_LONG_GENERATED_T1 = DISTILL_LONG_GENERATED | {"temperature": 1.0}
 #: The same, half as long again: 420 steps, about 5.7 passes over its 148 windows
 #: (measured: no gain once quantized and tuned, so CHAIN keeps 280).
 DISTILL_LONGER_GENERATED_T1 = DISTILL_LONG_GENERATED_T1 | {"steps": 420}
-#: The same healing with a loss on every block's output as well as on the logits.
-DISTILL_LONG_GENERATED_T1_HIDDEN = DISTILL_LONG_GENERATED_T1 | {"hiddenStateWeight": 3.0}
 #: GPTQ's calibration windows and, alternating with them, as many the base model wrote.
 CALIBRATION_MIXED = CALIBRATION | {"generated": {}, "samples": 64}
 #: Scale tuning on that mix.
@@ -241,19 +239,6 @@ VARIANTS: list[dict[str, Any]] = [
         "steps": [
             {"prune": PRUNE_WIDTH_33_MIXED},
             {"distill": DISTILL_LONGER_GENERATED_T1},
-            {"quantize": GPTQ_W4},
-            {"distill": TUNE_SCALES_MIXED_LONG},
-        ],
-    },
-    {
-        "name": "ffn33m-kdg-t1h",
-        "steps": [{"prune": PRUNE_WIDTH_33_MIXED}, {"distill": DISTILL_LONG_GENERATED_T1_HIDDEN}],
-    },
-    {
-        "name": "ffn33m-t1h-w4-kdm240",
-        "steps": [
-            {"prune": PRUNE_WIDTH_33_MIXED},
-            {"distill": DISTILL_LONG_GENERATED_T1_HIDDEN},
             {"quantize": GPTQ_W4},
             {"distill": TUNE_SCALES_MIXED_LONG},
         ],

@@ -171,40 +171,6 @@ CASES: list[tuple[str, str, str, str]] = [
         "must differ from every calibration dataset",
     ),
     (
-        "block outputs compared after a layer-drop",
-        variant(
-            {
-                "steps": [
-                    {"prune": {"method": "layer-drop", "fraction": 0.25}},
-                    {"distill": {"hiddenStateWeight": 3.0}},
-                ]
-            }
-        ),
-        "spec.variants[0]",
-        "the student must keep every block",
-    ),
-    (
-        "block outputs compared with a shallower student",
-        variant({"distill": {"studentLayers": 4, "hiddenStateWeight": 3.0}}),
-        "spec.variants[0]",
-        "the student must keep every block",
-    ),
-    (
-        "block outputs compared while healing a narrower model, and after quantize",
-        variant(
-            {
-                "steps": [
-                    {"prune": {"method": "ffn-width", "fraction": 0.33}},
-                    {"distill": {"hiddenStateWeight": 3.0}},
-                    {"quantize": {"scheme": "W4A16", "groupSize": 64}},
-                    {"distill": {"hiddenStateWeight": 1.0}},
-                ]
-            }
-        ),
-        OK,
-        "",
-    ),
-    (
         "mixed precision on an activation-quantizing scheme",
         variant({"quantize": {"scheme": "W8A8", "mixedPrecision": {"budget": 0.6}}}),
         "spec.variants[0].quantize",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from modelpress.api.base import MAX_CHAIN_STEPS, MAX_MODEL_NAME
 from modelpress.api.inputs import NO_SOURCE, TOO_FEW_TO_MIX
-from modelpress.api.steps import HIDDEN_STATES_NEED_DEPTH
 
 _EXACTLY_ONE_ACTION = "[has(self.quantize), has(self.prune), has(self.distill)]"
 _ACTIONS = ("quantize", "prune", "distill")
@@ -99,15 +98,6 @@ RULES: dict[str, list[dict[str, str]]] = {
             "!has(self.steps[i].quantize.kvCacheScheme)))",
             "message": "distill after quantize tunes weight scales only: the quantize step "
             "must be W4A16 or W8A16 without kvCacheScheme",
-        },
-        {
-            "rule": "(!has(self.distill) || !has(self.distill.hiddenStateWeight)) && "
-            f"(!has(self.steps) || {_POSITIONS}.all(i, i >= self.steps.size() || "
-            "!has(self.steps[i].distill) || !has(self.steps[i].distill.hiddenStateWeight) || "
-            "(!has(self.steps[i].distill.studentLayers) && "
-            f"!{_POSITIONS}.exists(j, j < i && has(self.steps[j].prune) && "
-            "self.steps[j].prune.method == 'layer-drop'))))",
-            "message": HIDDEN_STATES_NEED_DEPTH,
         },
     ],
     "QuantizeStep": [

@@ -195,22 +195,11 @@ class DistillStep(ApiModel):
     """When distill is the first step: build the student from the teacher's evenly spaced
     layers, keeping this many. Must be fewer than the teacher's."""
 
-    hidden_state_weight: float | None = Field(default=None, gt=0, le=100)
-    """Adds, at this weight, a loss on every block's output: its squared distance to the
-    teacher's at the same block and position, relative to the teacher's norm there. It
-    tells the student how the teacher computes, not only what it answers. The student
-    must keep the teacher's depth (no layer-drop before it, no studentLayers). Unset,
-    the loss is on the logits alone."""
-
     calibration: Calibration | None = None
     """Training text; overrides spec.calibration for this step."""
 
 
 _ONE_ACTION = ["quantize", "prune", "distill"]
-HIDDEN_STATES_NEED_DEPTH = (
-    "hiddenStateWeight compares each block's output with the teacher's, so the student must "
-    "keep every block: remove it, or prune ffn-width instead of layer-drop (no studentLayers)"
-)
 
 
 class Step(ApiModel):
@@ -291,12 +280,6 @@ class Variant(ApiModel):
                 "number of teacher layers the student keeps (a student as large as the "
                 "teacher gains nothing); or put a prune step before it"
             )
-        shallower = False  # a block of the teacher is missing from the student
-        for s in chain:
-            shallower |= s.prune is not None and s.prune.method == "layer-drop"
-            shallower |= s.distill is not None and s.distill.student_layers is not None
-            if shallower and s.distill is not None and s.distill.hidden_state_weight:
-                raise ValueError(f"variant {self.name!r}: {HIDDEN_STATES_NEED_DEPTH}")
         if any(s.distill is not None and s.distill.student_layers for s in chain[1:]):
             raise ValueError(
                 f"variant {self.name!r}: studentLayers applies only when distill is the first "

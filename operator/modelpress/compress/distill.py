@@ -2,8 +2,7 @@
 
 Loss: forward KL(teacher || student) between the temperature-softened distributions
 at every position, scaled by temperature squared so its gradients keep the same
-size whatever the temperature (Hinton et al.); with hiddenStateWeight, plus a loss on
-every block's output (`hidden_state_loss`). The teacher is the base model; the
+size whatever the temperature (Hinton et al.). The teacher is the base model; the
 student is the previous step's result, or, when distillation comes first, the
 teacher's evenly spaced layers.
 
@@ -78,28 +77,6 @@ def kd_loss(
     )
     kl = F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean")
     return kl * temperature**2
-
-
-def hidden_state_loss(
-    student_states: tuple[torch.Tensor, ...], teacher_states: tuple[torch.Tensor, ...]
-) -> torch.Tensor:
-    """Mean over blocks and positions of |student - teacher|^2 / |teacher|^2, each block's
-    output against the teacher's at the same block. Relative per position, so that the few
-    positions where the residual stream is huge (the first token's) weigh no more than
-    the others. The embedding's output, which both share, is left out."""
-    import torch
-
-    if len(student_states) != len(teacher_states):
-        raise ValueError(
-            f"hiddenStateWeight compares each block with the teacher's, but the student has "
-            f"{len(student_states) - 1} blocks and the teacher {len(teacher_states) - 1}: "
-            "remove hiddenStateWeight, or prune ffn-width instead of dropping layers"
-        )
-    distances = [
-        ((s.float() - t.float()).pow(2).sum(-1) / t.float().pow(2).sum(-1).clamp_min(1e-12)).mean()
-        for s, t in zip(student_states[1:], teacher_states[1:], strict=True)
-    ]
-    return torch.stack(distances).mean()
 
 
 def learning_rate(step: int, total: int, peak: float) -> float:
@@ -179,7 +156,6 @@ def distill(
                 "start",
                 discarded,
             )
-    hidden = bool(step.hidden_state_weight)
     tokens_per_step = step.batch_size * windows.shape[1]
     progress = Progress("distill", total=step.steps, unit="steps", start=start)
     started = time.monotonic()
@@ -190,16 +166,11 @@ def distill(
         rows = ranks.shard(batch_indices(current, step.batch_size, len(windows)))
         batch = windows[rows].to(device)
         with torch.no_grad():
-            taught = teacher(input_ids=batch, use_cache=False, output_hidden_states=hidden)
+            teacher_logits = teacher(input_ids=batch, use_cache=False).logits
         with _mixed_precision(device):
-            learned = trained(input_ids=batch, use_cache=False, output_hidden_states=hidden)
-        loss = kd_loss(learned.logits, taught.logits, step.temperature)
-        shown = {}
-        if hidden:
-            distance = hidden_state_loss(learned.hidden_states, taught.hidden_states)
-            loss = loss + step.hidden_state_weight * distance
-            shown["hidden"] = f"{ranks.mean(distance.item()):.4f}"
-        del taught
+            student_logits = trained(input_ids=batch, use_cache=False).logits
+        loss = kd_loss(student_logits, teacher_logits, step.temperature)
+        del teacher_logits
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters.values(), GRADIENT_CLIP)
@@ -207,7 +178,7 @@ def distill(
         loss_value = ranks.mean(loss.item())
         done = current + 1 - start
         rate = done * tokens_per_step / max(time.monotonic() - started, 1e-9)
-        progress.advance(1, loss=f"{loss_value:.4f}", **shown, **{"tokens/s": f"{rate:.0f}"})
+        progress.advance(1, loss=f"{loss_value:.4f}", **{"tokens/s": f"{rate:.0f}"})
         finished = current + 1 == step.steps
         due = (current + 1) % step.checkpoint_every == 0 or finished
         if checkpoints is not None and due:
