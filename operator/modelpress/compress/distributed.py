@@ -17,7 +17,8 @@ Two layouts, the same arithmetic:
   not fit (`modelpress.sizing.training`).
 
 Rank 0 alone writes checkpoints and goes on to quantize, evaluate and publish; the
-others stop once the last distillation step is trained.
+others stop once the last distillation before the chain's quantize step is trained
+(`going_on`). A distillation after quantize (scale tuning) trains on rank 0 alone.
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from modelpress.api.steps import DistillStep, QuantizeStep
 from modelpress.sizing.training import Sharding
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
+
+    from modelpress.compress.preflight import PlannedStep
 
 
 @dataclass(frozen=True)
@@ -144,3 +150,23 @@ def leave(group: Group) -> None:
 
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def going_on(ranks: Group | None, remaining: Sequence[PlannedStep]) -> Group | None:
+    """The ranks that run a chain's `remaining` steps; None: this helper rank is done.
+    A gang trains together up to the chain's quantize step, no further: llmcompressor
+    quantizes over whatever process group is up, and once quantized the model's tensors
+    would wait on ranks that have stopped. So when no distill step remains before a
+    quantize step, the helpers stop and rank 0 leaves the group to go on alone."""
+    ranks = ranks or Group()
+    for planned in remaining:
+        if isinstance(planned.action, QuantizeStep):
+            break
+        if isinstance(planned.action, DistillStep):
+            return ranks
+    if not ranks.distributed:
+        return ranks
+    if not ranks.leader:
+        return None
+    leave(ranks)
+    return Group(device=ranks.device, sharding=ranks.sharding)

@@ -152,12 +152,13 @@ def run_chain(
     ranks: Group | None = None,
 ) -> tuple[Path, list[dict[str, Any]], int] | None:
     """Run every step in order and save the result; returns (directory, lineage, parameters),
-    or None on a helper rank of a distributed distillation once the last distill step is
-    trained (rank 0 goes on alone)."""
+    or None on a helper rank of a distributed distillation once its training is done
+    (rank 0 goes on alone: `distributed.going_on`)."""
     import torch
 
     from modelpress.compress.architecture import parameter_count
     from modelpress.compress.checkpoint import base_dtype, load_model, save_dense
+    from modelpress.compress.distributed import going_on
     from modelpress.compress.generated import fill_generated_windows
     from modelpress.compress.metadata import peak_rss_bytes
 
@@ -168,6 +169,8 @@ def run_chain(
     base_parameters = parameter_count(model)
     lineage: list[dict[str, Any]] = []
     quantized = False
+    if (ranks := going_on(ranks, prepared.steps)) is None:  # a gang with nothing to train
+        return None
     for planned in prepared.steps:
         step_started = time.monotonic()
         log.info("%s: starting", planned.label)
@@ -187,12 +190,8 @@ def run_chain(
             model, details = _distill(
                 prepared, planned, model, scratch, checkpoints_root, credentials, ranks
             )
-            later = prepared.steps[planned.index + 1 :]
-            if (
-                ranks is not None
-                and not ranks.leader
-                and not any(isinstance(p.action, DistillStep) for p in later)
-            ):
+            ranks = going_on(ranks, prepared.steps[planned.index + 1 :])
+            if ranks is None:  # a helper rank, done
                 return None
         # Counted before quantizing: the dense count (quantization adds scales, no weights).
         parameters = parameter_count(model)
