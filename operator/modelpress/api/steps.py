@@ -200,7 +200,8 @@ class DistillStep(ApiModel):
     the chain's quantize step will (its scheme and group sizes, each group's scale from
     its largest weight), the gradient passing through the rounding unchanged
     (straight-through), so that training settles where rounding costs least. Needs a
-    later W4A16 or W8A16 quantize step. (A distill after quantize trains the rounded
+    later W4A16 or W8A16 quantize step; blocks its mixedPrecision keeps precise train
+    rounded at its scheme all the same. (A distill after quantize trains the rounded
     model already.)"""
 
     calibration: Calibration | None = None
