@@ -171,48 +171,6 @@ CASES: list[tuple[str, str, str, str]] = [
         "must differ from every calibration dataset",
     ),
     (
-        "healing for a quantization that never comes",
-        variant(
-            {
-                "steps": [
-                    {"prune": {"method": "ffn-width", "fraction": 0.33}},
-                    {"distill": {"quantizationAware": True}},
-                ]
-            }
-        ),
-        "spec.variants[0]",
-        "a W4A16 or W8A16 quantize step must follow it",
-    ),
-    (
-        "healing for a quantization that rounds activations",
-        variant(
-            {
-                "steps": [
-                    {"prune": {"method": "ffn-width", "fraction": 0.33}},
-                    {"distill": {"quantizationAware": True}},
-                    {"quantize": {"scheme": "W8A8"}},
-                ]
-            }
-        ),
-        "spec.variants[0]",
-        "a W4A16 or W8A16 quantize step must follow it",
-    ),
-    (
-        "healing for the quantization that follows",
-        variant(
-            {
-                "steps": [
-                    {"prune": {"method": "ffn-width", "fraction": 0.33}},
-                    {"distill": {"quantizationAware": True}},
-                    {"quantize": {"scheme": "W4A16", "groupSize": 64}},
-                    {"distill": {"quantizationAware": False}},
-                ]
-            }
-        ),
-        OK,
-        "",
-    ),
-    (
         "mixed precision on an activation-quantizing scheme",
         variant({"quantize": {"scheme": "W8A8", "mixedPrecision": {"budget": 0.6}}}),
         "spec.variants[0].quantize",

@@ -25,12 +25,10 @@ VARIANT = {
         {"distill": {"steps": 6, "batchSize": 4, "checkpointEvery": 3, "learningRate": 0.001}},
     ],
 }
-#: The same healing under W4A16 rounding, the quantization it trained for, and scale
-#: tuning after it, which rank 0 trains alone.
-QUANTIZATION_AWARE = VARIANT | {
+#: The same healing, then quantized, then its scales tuned, which rank 0 trains alone.
+QUANTIZED = VARIANT | {
     "steps": [
-        VARIANT["steps"][0],
-        {"distill": VARIANT["steps"][1]["distill"] | {"quantizationAware": True}},
+        *VARIANT["steps"],
         {"quantize": {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 32}},
         {"distill": {"steps": 4, "batchSize": 4}},
     ]
@@ -219,16 +217,15 @@ def test_more_processes_than_gpus_is_refused_with_the_fix() -> None:
 
 @pytest.mark.parametrize(
     ("variant", "tolerance"),
-    [(VARIANT, 1e-3), (QUANTIZATION_AWARE, 1e-2)],  # sums in another order round a few
-    ids=["plain", "aware"],  # weights the other way, and rounding magnifies that
+    [(VARIANT, 1e-3), (QUANTIZED, 1e-2)],  # sums in another order round a few weights
+    ids=["healed", "quantized"],  # the other way, and rounding magnifies that
 )
 def test_a_sharded_gang_trains_what_one_process_trains(
     variant: dict[str, Any], tolerance: float, tiny_model, texts, tmp_path
 ) -> None:
     """FSDP over two processes: each keeps half of the student and of its optimizer
     state, and the result is the single process's, within float tolerance; also when
-    every forward rounds the sharded weights (quantizationAware) and rank 0 quantizes
-    alone after the training."""
+    rank 0 goes on to quantize and tune the scales alone after the training."""
     evaluation, calibration = request(texts)
     single = alone(tiny_model, variant, evaluation, calibration, tmp_path)
     out = f"file://{tmp_path}/pair/artifacts/slim/"

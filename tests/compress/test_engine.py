@@ -4,7 +4,6 @@ idempotence, and bad requests failing before any heavy work."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -138,40 +137,6 @@ def test_an_upgrade_resumes_the_training_it_interrupted_unless_outputs_change(
     assert resumed_from("artifacts/upgraded/") == 3
     monkeypatch.setattr(keys, "OUTPUT_VERSION", "9.9.0")
     assert resumed_from("artifacts/new-outputs/") == 0
-
-
-def test_a_quantization_aware_chain_resumes_to_the_same_artifact(
-    tiny_model, store, request_parts, tmp_path, caplog
-):
-    """Healing under the quantize step's rounding, then quantizing: a Job that starts
-    again after the training finished resumes from its checkpoint and publishes the
-    very same bytes."""
-    caplog.set_level(logging.INFO, logger="modelpress")
-    evaluation, calibration = request_parts
-    prune_step, heal = PRUNE_AND_HEAL
-    variant = {
-        "name": "aware",
-        "steps": [
-            prune_step,
-            {"distill": heal["distill"] | {"quantizationAware": True}},
-            {"quantize": {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 32}},
-        ],
-    }
-    artifacts = []
-    for out in ("artifacts/first/", "artifacts/again/"):
-        result = compress_variant(
-            str(tiny_model), variant, evaluation, store + out,
-            calibration=calibration, work_dir=tmp_path, cache_dir=tmp_path / "cache",
-        )  # fmt: skip
-        artifacts.append(tmp_path / out)
-        fetch(result.uri, artifacts[-1])
-    trained = "training on the weights as W4A16 with group size 32 will round them (21 Linears)"
-    assert trained in caplog.text
-    resumed = result.metadata["lineage"][1]["details"]["resumedFromStep"]
-    assert resumed == 3
-    first, again = ((a / "model.safetensors").read_bytes() for a in artifacts)
-    assert first == again
-    assert "weight_packed" in json.dumps(safetensors_header(artifacts[1] / "model.safetensors"))
 
 
 def test_the_base_model_is_evaluated_once_per_store_for_every_variant(

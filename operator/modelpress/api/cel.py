@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from modelpress.api.base import MAX_CHAIN_STEPS, MAX_MODEL_NAME
 from modelpress.api.inputs import NO_SOURCE, TOO_FEW_TO_MIX
-from modelpress.api.steps import ROUNDING_NEEDS_A_LATER_QUANTIZE
 
 _EXACTLY_ONE_ACTION = "[has(self.quantize), has(self.prune), has(self.distill)]"
 _ACTIONS = ("quantize", "prune", "distill")
@@ -99,16 +98,6 @@ RULES: dict[str, list[dict[str, str]]] = {
             "!has(self.steps[i].quantize.kvCacheScheme)))",
             "message": "distill after quantize tunes weight scales only: the quantize step "
             "must be W4A16 or W8A16 without kvCacheScheme",
-        },
-        {
-            "rule": "(!has(self.distill) || !has(self.distill.quantizationAware) || "
-            "!self.distill.quantizationAware) && "
-            f"(!has(self.steps) || {_POSITIONS}.all(i, i >= self.steps.size() || "
-            "!has(self.steps[i].distill) || !has(self.steps[i].distill.quantizationAware) || "
-            f"!self.steps[i].distill.quantizationAware || {_POSITIONS}.exists(j, j > i && "
-            "j < self.steps.size() && has(self.steps[j].quantize) && "
-            "self.steps[j].quantize.scheme in ['W4A16', 'W8A16'])))",
-            "message": ROUNDING_NEEDS_A_LATER_QUANTIZE,
         },
     ],
     "QuantizeStep": [

@@ -195,24 +195,9 @@ class DistillStep(ApiModel):
     """When distill is the first step: build the student from the teacher's evenly spaced
     layers, keeping this many. Must be fewer than the teacher's."""
 
-    quantization_aware: bool | None = None
-    """Heal for the quantization that follows: every forward rounds each weight the way
-    the chain's quantize step will (its scheme and group sizes, each group's scale from
-    its largest weight), the gradient passing through the rounding unchanged
-    (straight-through), so that training settles where rounding costs least. Needs a
-    later W4A16 or W8A16 quantize step; blocks its mixedPrecision keeps precise train
-    rounded at its scheme all the same. (A distill after quantize trains the rounded
-    model already.)"""
-
     calibration: Calibration | None = None
     """Training text; overrides spec.calibration for this step."""
 
-
-ROUNDING_NEEDS_A_LATER_QUANTIZE = (
-    "quantizationAware rounds the weights as the chain's quantize step will, so a W4A16 "
-    "or W8A16 quantize step must follow it: add one after this distill step, or remove "
-    "quantizationAware"
-)
 
 _ONE_ACTION = ["quantize", "prune", "distill"]
 
@@ -288,12 +273,6 @@ class Variant(ApiModel):
                 + (" with kvCacheScheme" if tuned.kv_cache_scheme else "")
                 + ": change the scheme or drop the distill step after it"
             )
-        for position, s in enumerate(chain):
-            if s.distill is None or not s.distill.quantization_aware:
-                continue
-            later = [chain[q].quantize for q in quant_positions if q > position]
-            if not later or later[0].scheme not in WEIGHT_ONLY:  # type: ignore[union-attr]
-                raise ValueError(f"variant {self.name!r}: {ROUNDING_NEEDS_A_LATER_QUANTIZE}")
         first = chain[0].distill
         if first is not None and first.student_layers is None:
             raise ValueError(

@@ -248,7 +248,6 @@ def _distill(
     from modelpress.compress.checkpoint import base_dtype, load_model
     from modelpress.compress.checkpoints import CheckpointStore
     from modelpress.compress.distill import build_student, distill
-    from modelpress.compress.quantization_aware import rounded_as, trained_for
     from modelpress.compress.scale_tuning import scales_tuned_if_quantized
 
     action = planned.action
@@ -265,10 +264,7 @@ def _distill(
         scratch=scratch,
         credentials=credentials,
     )
-    with (
-        scales_tuned_if_quantized(student, base_dtype(prepared.config)),
-        rounded_as(student, trained_for(prepared.steps, planned.index)),
-    ):
+    with scales_tuned_if_quantized(student, base_dtype(prepared.config)):
         details = distill(
             student,
             teacher,
