@@ -416,18 +416,27 @@ def test_a_student_larger_than_its_gpus_replicas_trains_sharded(config: Operator
     assert "use more GPUs" in alone.problem.message
 
 
-def test_distillation_after_quantization_trains_replicated(config: OperatorConfig) -> None:
-    """Tuning the scales of Llama-3.1-8B after W4A16 on 8 H100s: the quantized student
-    needs a third of a trained one's state, fits one GPU, and trains replicated."""
+@pytest.mark.parametrize(("gpus", "batch", "fits"), [(2, 2, True), (8, 8, False)])
+def test_distillation_after_quantization_trains_on_one_gpu(
+    gpus: int, batch: int, fits: bool, config: OperatorConfig
+) -> None:
+    """Tuning the scales of Llama-3.1-8B after W4A16 with several H100s: the quantized student
+    needs a third of a trained one's state and trains on rank 0 alone, the whole batch
+    on one GPU (a gang ends at the quantize step), so it is sized for that."""
     variants = [{"name": "w4-tuned", "steps": [
         {"quantize": {"scheme": "W4A16"}},
-        {"distill": {"steps": 100, "batchSize": 8}},
+        {"distill": {"steps": 100, "batchSize": batch}},
     ]}]  # fmt: skip
     spec = make_spec(variants=variants, compression={"gpu": {"product": "nvidia-h100-80gb",
-                                                              "count": 8}})  # fmt: skip
+                                                              "count": gpus}})  # fmt: skip
     sized = compression_resources(spec, spec.variants[0], 16 * GiB, LLAMA_8B, config)
-    assert sized.problem is None and sized.sharding == "replicate"
-    assert 50 * GiB < sized.gpu_bytes < 79 * GiB
+    assert sized.sharding == "replicate"
+    if fits:
+        assert sized.problem is None
+        return
+    assert sized.problem is not None
+    assert "needs 109.7 GiB on each of its 1 GPUs" in sized.problem.message
+    assert "after quantize it trains on one GPU, so use a larger GPU" in sized.problem.message
 
 
 def test_a_replicated_distillation_keeps_its_job_name(config: OperatorConfig) -> None:

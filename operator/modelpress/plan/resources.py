@@ -180,13 +180,18 @@ def compression_resources(
                     "spec.compression.gpu, more GPUs, fewer calibration samples, or compress on CPU",
                 )
             elif training is not None and training.bytes_per_process > target.memory_bytes:
+                alone = training.world_size < training_processes(spec, variant)
                 problem = Verdict(
                     Reason.COMPRESSION_DOES_NOT_FIT,
                     f"distillation needs {gib(training.bytes_per_process):.1f} GiB on each of "
                     f"its {training.world_size} GPUs ({training.sharding} training state, "
                     f"activations); a {target.name} has {gib(target.memory_bytes):.1f} GiB: "
-                    "use more GPUs (spec.compression.gpu.count, nodes), a larger GPU, or a "
-                    "smaller batchSize or sequenceLength",
+                    + (
+                        "after quantize it trains on one GPU, so use"
+                        if alone
+                        else "use more GPUs (spec.compression.gpu.count, nodes),"
+                    )
+                    + " a larger GPU, or a smaller batchSize or sequenceLength",
                 )
     if config.jobs.work_dir_size_limit:
         work_dir = config.jobs.work_dir_size_limit
@@ -229,7 +234,9 @@ def _training_layout(
     world = training_processes(spec, variant)
     layouts = []
     student = shape
-    quantized = False  # a quantized student trains replicated (compress.scale_tuning)
+    # a quantized student trains on rank 0 alone, with the whole batch: a gang ends at
+    # the quantize step (compress.distributed.going_on)
+    quantized = False
     for index, step in enumerate(variant.chain):
         calibration = step_calibration(spec, step)
         if step.distill is not None and calibration is not None:
@@ -239,7 +246,7 @@ def _training_layout(
                 choose_layout(
                     student,
                     shape,
-                    world_size=world,
+                    world_size=1 if quantized else world,
                     batch_size=step.distill.batch_size,
                     sequence_length=calibration.sequence_length,
                     device_bytes=gpu_memory,

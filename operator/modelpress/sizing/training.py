@@ -9,7 +9,8 @@ Per parameter:
 After quantization (scale tuning, `compress.scale_tuning`) the student's Linears hold
 int8 codes and rebuild their fp32 weights for the backward pass, and only the scale
 gains and norms train: 6 bytes per Linear parameter, 4 per (frozen, fp32) embedding
-parameter. Such a student always trains replicated.
+parameter. Such a student trains in one process (a gang ends at the quantize step),
+so the planner sizes it with a world of one.
 Replicated (DistributedDataParallel), every process holds all of it. Sharded (FSDP,
 one unit per decoder block), each holds its 1/world share, plus one block gathered
 whole for the student and one for the teacher while they compute.
