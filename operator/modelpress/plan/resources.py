@@ -180,7 +180,6 @@ def compression_resources(
                     "spec.compression.gpu, more GPUs, fewer calibration samples, or compress on CPU",
                 )
             elif training is not None and training.bytes_per_process > target.memory_bytes:
-                alone = training.world_size < training_processes(spec, variant)
                 problem = Verdict(
                     Reason.COMPRESSION_DOES_NOT_FIT,
                     f"distillation needs {gib(training.bytes_per_process):.1f} GiB on each of "
@@ -188,7 +187,7 @@ def compression_resources(
                     f"activations); a {target.name} has {gib(target.memory_bytes):.1f} GiB: "
                     + (
                         "after quantize it trains on one GPU, so use"
-                        if alone
+                        if training.quantized
                         else "use more GPUs (spec.compression.gpu.count, nodes),"
                     )
                     + " a larger GPU, or a smaller batchSize or sequenceLength",

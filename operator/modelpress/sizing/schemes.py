@@ -157,7 +157,7 @@ def weight_group_sizes(
             )
         return dict.fromkeys(widths)
     chosen = group_size if group_size is not None else shape.weight_group_size
-    if chosen is None and scheme.bits == 8:  # as the quantize step and llmcompressor's preset
+    if chosen is None and scheme.bits == 8:  # as a quantize step writes it (not the preset)
         return dict.fromkeys(widths)
     if chosen is None:
         return {width: default_group_size(width) for width in widths}

@@ -57,6 +57,8 @@ class TrainingLayout:
     bytes_per_process: int
     """On the process's device: its GPU's memory, or host memory when on CPU."""
     world_size: int
+    quantized: bool = False
+    """The student is quantized (scale tuning): it trains alone, more GPUs cannot help."""
 
 
 def training_bytes(
@@ -124,7 +126,7 @@ def choose_layout(
             on_gpu=device_bytes is not None,
             quantized=quantized,
         )
-        return TrainingLayout(sharding, needed, world_size)
+        return TrainingLayout(sharding, needed, world_size, quantized)
 
     replicated = layout("replicate")
     fits = device_bytes is None or replicated.bytes_per_process <= device_bytes
