@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from safetensors.torch import load_file
 
+from modelpress.api.steps import DistillStep, PruneStep, QuantizeStep
 from modelpress.compress import compress_variant
-from modelpress.compress.distributed import Group
+from modelpress.compress.distributed import Group, going_on
+from modelpress.compress.preflight import PlannedStep
 from modelpress.storage import fetch, publish, read_manifest
 
 VARIANT = {
@@ -124,6 +126,32 @@ def test_a_group_shares_out_the_batch() -> None:
     rows = [5, 1, 7, 3]
     assert Group(0, 2).shard(rows) == [5, 7] and Group(1, 2).shard(rows) == [1, 3]
     assert Group().shard(rows) == rows and Group().mean(2.5) == 2.5
+
+
+def planned(*kinds: str) -> list[PlannedStep]:
+    actions = {
+        "prune": PruneStep(method="ffn-width", fraction=0.25),
+        "distill": DistillStep(steps=2),
+        "quantize": QuantizeStep(scheme="W4A16", algorithm="rtn"),
+    }
+    return [PlannedStep(i, kind, actions[kind], None) for i, kind in enumerate(kinds)]
+
+
+@pytest.mark.parametrize(
+    ("remaining", "together"),
+    [
+        (planned("prune", "distill", "quantize"), True),
+        (planned("quantize", "distill"), False),  # scale tuning: rank 0 alone
+        (planned("prune", "quantize"), False),
+        (planned("prune"), False),
+        (planned(), False),
+    ],
+)
+def test_a_gang_trains_together_only_up_to_the_quantize_step(remaining, together) -> None:
+    helper, leader = Group(1, 2, "cpu", "full"), Group(0, 2, "cpu", "full")
+    assert going_on(helper, remaining) == (helper if together else None)
+    assert going_on(leader, remaining) == (leader if together else Group(sharding="full"))
+    assert going_on(None, remaining) == Group()  # one process: it always goes on
 
 
 @pytest.mark.parametrize(
