@@ -215,6 +215,22 @@ def test_valid_manifest_passes_both_judges():
     assert schema_problems(VALID) == []
 
 
+def test_only_a_distill_step_before_quantize_splits_its_batch_in_both_judges():
+    """A quantized student tunes on one process, so its batch need not split over
+    nodes x gpu.count; the healing before quantize still must."""
+    tuned = {
+        "name": "tuned",
+        "steps": [{"quantize": {"scheme": "W4A16"}}, {"distill": {"steps": 10, "batchSize": 3}}],
+    }
+    manifest = mutate("spec.compression", {"nodes": 2})
+    manifest["spec"]["variants"].append(tuned)
+    assert model_problems(manifest) == []
+    assert schema_problems(manifest) == []
+    manifest["spec"]["variants"][1]["steps"][1]["distill"]["batchSize"] = 3
+    assert [p.path for p in model_problems(manifest)] == ["spec"]
+    assert [p.path for p in schema_problems(manifest)] == ["spec.compression"]
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_examples_pass_both_judges(path):
     for document in yaml.safe_load_all(path.read_text()):

@@ -439,6 +439,28 @@ def test_distillation_after_quantization_trains_on_one_gpu(
     assert "after quantize it trains on one GPU, so use a larger GPU" in sized.problem.message
 
 
+def test_a_tuning_too_large_for_one_gpu_is_refused_though_the_healing_before_shards(
+    config: OperatorConfig,
+) -> None:
+    """Healed sharded over 8 H100s, then quantized and tuned with a batch of 8: the tuning
+    runs on rank 0 alone and needs more than one H100 has. The plan says so, rather than
+    judging the chain by its sharded healing and leaving the tuning to run out of memory;
+    the Job still shards the healing."""
+    variants = [{"name": "slim-w4", "steps": [
+        {"prune": {"method": "ffn-width", "fraction": 0.25}},
+        {"distill": {"steps": 100, "batchSize": 8}},
+        {"quantize": {"scheme": "W4A16"}},
+        {"distill": {"steps": 100, "batchSize": 8}},
+    ]}]  # fmt: skip
+    spec = make_spec(variants=variants, compression={"gpu": {"product": "nvidia-h100-80gb",
+                                                              "count": 8}})  # fmt: skip
+    sized = compression_resources(spec, spec.variants[0], 16 * GiB, LLAMA_8B, config)
+    assert sized.sharding == "full"
+    assert sized.problem is not None and sized.problem.reason == "CompressionDoesNotFit"
+    assert "on each of its 1 GPUs" in sized.problem.message
+    assert "after quantize it trains on one GPU" in sized.problem.message
+
+
 def test_a_replicated_distillation_keeps_its_job_name(config: OperatorConfig) -> None:
     """No `--sharding` argument unless sharded: Jobs planned before it existed are found
     again after an upgrade, not started anew."""

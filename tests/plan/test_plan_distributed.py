@@ -121,6 +121,27 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused() -> None:
         spec(nodes=2, count=2, batch=6)
 
 
+def test_a_variant_that_distills_only_after_quantize_runs_as_one_process() -> None:
+    """Its student is quantized, and a quantized student tunes on one process with the
+    whole batch: the Job starts no gang whose helpers would stop at once, and its batch
+    need not split over the GPUs the spec gives the healing of other variants."""
+    tuned = {"name": "tuned", "steps": [
+        {"quantize": {"scheme": "W4A16"}},
+        {"distill": {"steps": 100, "batchSize": 3}},
+    ]}  # fmt: skip
+    compression = {"gpu": {"product": "nvidia-l4", "count": 2}, "nodes": 2}
+    two_gangs = make_spec(variants=[CHAIN, tuned], compression=compression)
+    objects = plan(two_gangs, with_base(missing_kinds=frozenset({JOBSET_KIND}))).create
+    job = job_of(objects, "tuned")
+    assert "completionMode" not in job["spec"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["modelpress"]
+    assert job_of(objects, "slim")["spec"]["completionMode"] == "Indexed"
+    before = {"name": "tuned", "steps": [tuned["steps"][1], tuned["steps"][0]]}
+    before["steps"][0] = {"distill": {"steps": 100, "batchSize": 3, "studentLayers": 8}}
+    with pytest.raises(ValueError, match="batchSize 3 does not split over the 4 processes"):
+        make_spec(variants=[before], compression=compression)
+
+
 def jobset_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
     (found,) = [o for o in objects if o["kind"] == JOBSET_KIND]
     return found

@@ -45,6 +45,16 @@ def _splits(x: str) -> str:
     return f"(!has({x}.distill) || {batch} % {_PROCESSES} == 0)"
 
 
+def _gang_splits(v: str) -> str:
+    """CEL: every step of the chain `v.steps` before its quantize step splits its batch
+    (a distill step after quantize trains on one process)."""
+    quantized_before = f"{_POSITIONS}.exists(j, j < i && has({v}.steps[j].quantize))"
+    return (
+        f"{_POSITIONS}.all(i, i >= {v}.steps.size() || {quantized_before} || "
+        f"{_splits(f'{v}.steps[i]')})"
+    )
+
+
 RULES: dict[str, list[dict[str, str]]] = {
     "Calibration": [
         {"rule": "has(self.dataset) || has(self.generated)", "message": NO_SOURCE},
@@ -179,10 +189,9 @@ RULES: dict[str, list[dict[str, str]]] = {
             "fieldPath": ".compression",
         },
         {
-            "rule": f"self.variants.all(v, has(v.steps) ? v.steps.all(s, {_splits('s')}) "
-            f": {_splits('v')})",
-            "message": "a distill batchSize must split over the processes of spec.compression "
-            "(nodes x gpu.count): use a multiple of them",
+            "rule": f"self.variants.all(v, has(v.steps) ? {_gang_splits('v')} : {_splits('v')})",
+            "message": "a distill batchSize before quantize must split over the processes of "
+            "spec.compression (nodes x gpu.count): use a multiple of them",
             "fieldPath": ".compression",
         },
     ],

@@ -318,10 +318,10 @@ class CompressedModelSpec(ApiModel):
     def _batches_split_over_processes(self) -> CompressedModelSpec:
         processes = self.compression.nodes * self.compression.processes_per_node
         for variant in self.variants:
-            for step in variant.chain:
-                if step.distill is not None and step.distill.batch_size % processes:
+            for distill in variant.gang_distills:  # after quantize, one process: no split
+                if distill.batch_size % processes:
                     raise ValueError(
-                        f"variant {variant.name!r}: distill batchSize {step.distill.batch_size} "
+                        f"variant {variant.name!r}: distill batchSize {distill.batch_size} "
                         f"does not split over the {processes} processes of spec.compression "
                         f"(nodes x gpu.count): use a multiple of {processes}"
                     )

@@ -295,6 +295,19 @@ class Variant(ApiModel):
         return [Step(quantize=self.quantize, prune=self.prune, distill=self.distill)]
 
     @property
+    def gang_distills(self) -> list[DistillStep]:
+        """The distill steps before the quantize step: those a Job's processes train
+        together. A quantized student tunes on one process with the whole batch
+        (`compress.distributed.going_on`), so only these use more than one GPU."""
+        gang = []
+        for step in self.chain:
+            if step.quantize is not None:
+                break
+            if step.distill is not None:
+                gang.append(step.distill)
+        return gang
+
+    @property
     def quantized_by(self) -> QuantizeStep | None:
         """The chain's one quantize step, last or followed only by scale-tuning distills:
         it decides the artifact's format."""

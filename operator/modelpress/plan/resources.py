@@ -131,13 +131,14 @@ def compression_resources(
     target = config.catalog.get(gpu.product) if gpu is not None else None
     on_gpus = target is not None and target.kind == "gpu"
     gpu_memory = target.memory_bytes if target is not None and on_gpus else None
-    training = _training_layout(spec, variant, shape, gpu_memory)
-    processes = spec.compression.processes_per_node if distill else 1
+    layouts = _training_layouts(spec, variant, shape, gpu_memory)
+    training = max(layouts, key=lambda t: t.bytes_per_process, default=None)  # it must fit
+    # the gang's state is sharded when any of its distill steps needs it
+    sharding: Sharding = "full" if any(t.sharding == "full" for t in layouts) else "replicate"
+    processes = spec.compression.processes_per_node if variant.gang_distills else 1
     if training is not None:  # on GPUs each process loads the model first; on CPU it trains
         per_process = (
-            params * HOST_BYTES_BEFORE_GPU[training.sharding]
-            if on_gpus
-            else training.bytes_per_process
+            params * HOST_BYTES_BEFORE_GPU[sharding] if on_gpus else training.bytes_per_process
         )
         host = int(per_process * processes * WRITE_OVERHEAD) + activations + headroom
     elif gpu is None or distill:
@@ -208,28 +209,28 @@ def compression_resources(
         host_bytes=host,
         gpu_bytes=max(gpu_bytes, training.bytes_per_process if training and on_gpus else 0),
         problem=problem,
-        sharding=training.sharding if training is not None else "replicate",
+        sharding=sharding,
     )
 
 
 def training_processes(spec: CompressedModelSpec, variant: Variant) -> int:
     """Processes the variant's Job trains on: one per GPU of every node when it distills
-    (one on a node without GPUs), else one."""
-    if not any(step.distill is not None for step in variant.chain):
+    before quantizing (one on a node without GPUs), else one."""
+    if not variant.gang_distills:
         return 1
     return spec.compression.nodes * spec.compression.processes_per_node
 
 
-def _training_layout(
+def _training_layouts(
     spec: CompressedModelSpec,
     variant: Variant,
     shape: ModelShape | None,
     gpu_memory: int | None,
-) -> TrainingLayout | None:
-    """The layout of the chain's most demanding distill step over the Job's processes;
-    None without a distill step or a model config to size it from."""
+) -> list[TrainingLayout]:
+    """The layout of each of the chain's distill steps over the processes that train it;
+    none without a distill step or a model config to size them from."""
     if shape is None:
-        return None
+        return []
     world = training_processes(spec, variant)
     layouts = []
     student = shape
@@ -255,7 +256,7 @@ def _training_layout(
         elif step.prune is not None:
             student = _pruned(student, step.prune.method, step.prune.fraction)
         quantized = quantized or step.quantize is not None
-    return max(layouts, key=lambda t: (t.sharding == "full", t.bytes_per_process), default=None)
+    return layouts
 
 
 def _with_layers(shape: ModelShape, layers: int) -> ModelShape:
