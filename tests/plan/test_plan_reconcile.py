@@ -7,7 +7,15 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from tests.plan.conftest import BASE, SOURCE, STORE, make_spec, spec_dict, variant_artifact
+from tests.plan.conftest import (
+    BASE,
+    SMOLLM2,
+    SOURCE,
+    STORE,
+    make_spec,
+    spec_dict,
+    variant_artifact,
+)
 
 from modelpress.api.admission import model_problems, status_problems
 from modelpress.api.reasons import Reason
@@ -677,8 +685,6 @@ def test_an_artifact_removed_after_it_was_published_is_computed_again() -> None:
 
 
 def quantized_config(bits: int, **group: Any) -> dict[str, Any]:
-    from tests.plan.conftest import SMOLLM2
-
     weights = {"num_bits": bits, "type": "int", "symmetric": True, "strategy": "channel"}
     config_groups = {"group_0": {"targets": ["Linear"], "weights": weights, **group}}
     return {**SMOLLM2, "quantization_config": {"config_groups": config_groups}}
@@ -718,3 +724,24 @@ def test_a_scheme_vllm_cannot_run_on_cpu_is_never_served_there(
     expected = "no vLLM CPU kernel" if bits == 8 else "AVX-512 CPUs only"
     assert expected in message and "spec.serving.gpu" in message
     assert result.apply == []
+
+
+AVX512 = {"feature.node.kubernetes.io/cpu-cpuid.AVX512F": "true"}
+
+
+@pytest.mark.parametrize(("config_json", "placed"), [(quantized_config(4), True), (SMOLLM2, False)])
+def test_an_int4_variant_serves_on_cpu_only_on_the_nodes_that_run_int4(config_json, placed):
+    """In a cluster where only some CPU nodes have AVX-512, the operator's
+    cpuInt4NodeSelector puts W4A16 pods on them; an unquantized variant runs anywhere."""
+    serving = {"variant": "w8", "maxModelLen": 2048, "maxNumSeqs": 4}
+    spec = make_spec(serving=serving)
+    config = OperatorConfig(cpu_int4_node_selector=AVX512)
+    locations = variant_locations(spec, SOURCE, config)
+    artifacts = {
+        key: variant_artifact(uri, 100_000_000, config=config_json)
+        for key, uri in locations.values()
+    }
+    result = plan(spec, with_base(artifacts=artifacts), config=config)
+    deployment = next(o for o in result.create + result.apply if o["kind"] == "Deployment")
+    selector = deployment["spec"]["template"]["spec"].get("nodeSelector", {})
+    assert (selector.items() >= AVX512.items()) is placed

