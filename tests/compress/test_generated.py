@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 import modelpress.compress.generated as generated_module
 from modelpress.api.inputs import Calibration
@@ -20,12 +19,9 @@ from modelpress.storage import fetch
 EVALUATION = {"samples": 4, "sequenceLength": 64}
 
 
-def generated(
-    seed: int = 0, samples: int = 3, length: int = 16, temperature: float | None = None
-) -> Calibration:
-    text = {"seed": seed} | ({"temperature": temperature} if temperature is not None else {})
+def generated(seed: int = 0, samples: int = 3, length: int = 16) -> Calibration:
     return Calibration.model_validate(
-        {"generated": text, "samples": samples, "sequenceLength": length}
+        {"generated": {"seed": seed}, "samples": samples, "sequenceLength": length}
     )
 
 
@@ -38,19 +34,17 @@ def sample_without_cache(model, start: int, calibration: Calibration):
     with torch.inference_mode():
         for _ in range(calibration.sequence_length):
             logits = model(input_ids=ids).logits[:, -1, :].float()
-            logits /= calibration.generated.temperature or 1.0
             chosen = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
             ids = torch.cat([ids, chosen], dim=1)
     return ids[:, 1:]
 
 
-@pytest.mark.parametrize("temperature", [None, 0.5])
-def test_sampling_with_the_cache_equals_recomputing_every_prefix(tiny_model, temperature):
+def test_sampling_with_the_cache_equals_recomputing_every_prefix(tiny_model):
     import torch
 
     model = load_model(tiny_model)
     start = start_token(load_tokenizer(tiny_model))
-    calibration = generated(samples=3, length=16, temperature=temperature)
+    calibration = generated(samples=3, length=16)
     tokens = sample(model, start, calibration, what="test")
     assert tokens.shape == (3, 16)
     assert torch.equal(tokens, sample_without_cache(model, start, calibration))
@@ -70,51 +64,16 @@ def test_the_seed_decides_the_text_and_batches_change_nothing(tiny_model, monkey
     assert len({tuple(row) for row in batched.tolist()}) == 5, "every sample is its own text"
 
 
-def test_the_key_names_base_seed_temperature_and_size():
+def test_the_key_names_base_seed_and_size():
     keys = {
         generated_key("base-a", generated()),
         generated_key("base-b", generated()),
         generated_key("base-a", generated(seed=1)),
         generated_key("base-a", generated(samples=4)),
         generated_key("base-a", generated(length=20)),
-        generated_key("base-a", generated(temperature=0.7)),
     }
-    assert len(keys) == 6
+    assert len(keys) == 5
     assert generated_key("base-a", generated()) == generated_key("base-a", generated())
-
-
-def test_text_written_before_the_temperature_existed_keeps_its_key():
-    """Unset is not 1 on the wire: text already in a store is found again after an
-    upgrade, and the variants that learned from it keep their artifacts."""
-    assert generated_key("base-a", generated()) == "221eab99c96439b8b131"
-    assert generated(temperature=1.0).generated.temperature == 1.0
-    assert (
-        "temperature" not in generated().model_dump(by_alias=True, exclude_none=True)["generated"]
-    )
-
-
-def test_a_lower_temperature_writes_text_the_model_finds_likelier(tiny_model):
-    import torch
-
-    model = load_model(tiny_model)
-    start = start_token(load_tokenizer(tiny_model))
-
-    def mean_log_likelihood(temperature: float | None) -> float:
-        tokens = sample(
-            model, start, generated(samples=8, length=16, temperature=temperature), what="test"
-        )
-        ids = torch.cat([torch.full((len(tokens), 1), start), tokens], dim=1)
-        with torch.inference_mode():
-            log_probs = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float(), dim=-1)
-        return log_probs.gather(-1, tokens[..., None]).mean().item()
-
-    assert mean_log_likelihood(0.2) > mean_log_likelihood(None) > mean_log_likelihood(2.0)
-
-
-@pytest.mark.parametrize("temperature", [0, -1, 2.5])
-def test_a_temperature_outside_its_range_is_refused(temperature):
-    with pytest.raises(ValidationError, match="temperature"):
-        generated(temperature=temperature)
 
 
 def test_a_tokenizer_without_start_or_end_token_says_to_give_a_dataset():

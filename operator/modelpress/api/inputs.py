@@ -171,16 +171,11 @@ class Dataset(ApiModel):
 
 class GeneratedText(ApiModel):
     """Text the base model writes itself: sampled from its own next-token distribution
-    (at `temperature`) from its start token. It needs no data, nothing to license and is
+    (temperature 1) from its start token. It needs no data, nothing to license and is
     in no one domain; it is generated once per base model and kept in the store."""
 
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     """Seed of the sampling; another seed gives other text (and another artifact)."""
-
-    temperature: float | None = Field(default=None, gt=0, le=2)
-    """Sampling temperature. Unset, the model's own distribution (1); lower writes more
-    typical, more coherent text, higher more varied. Unset rather than defaulted to 1, so
-    text and artifacts made before this field existed keep their keys."""
 
 
 class Calibration(ApiModel):

@@ -1,9 +1,9 @@
 """Calibration text the base model writes itself (`calibration.generated`).
 
-Sampling the model's own next-token distribution (temperature 1 unless set) from its start
-token gives text that is what the model finds likely: no data to find, nothing to license,
+Sampling the model's own next-token distribution (temperature 1) from its start token
+gives text that is what the model finds likely: no data to find, nothing to license,
 in no one domain. GPTQ, pruning scores and distillation then learn from it as from a
-dataset. It is written once per (base model, seed, temperature, samples, length) and kept as a
+dataset. It is written once per (base model, seed, samples, length) and kept as a
 reference (`compress.references`: `<storage.uri>/evaluations/<key>/`), token ids and
 text, so every variant of the base learns from the same tokens and people can read
 them.
@@ -34,13 +34,7 @@ BATCH = 32
 def generated_key(base_identity: str, calibration: Calibration) -> str:
     """Names the text one base model writes for these generation settings."""
     assert calibration.generated is not None
-    settings: list[Any] = [
-        calibration.generated.seed,
-        calibration.samples,
-        calibration.sequence_length,
-    ]
-    if calibration.generated.temperature is not None:  # unset keeps the keys made before it
-        settings.append(calibration.generated.temperature)
+    settings = [calibration.generated.seed, calibration.samples, calibration.sequence_length]
     return content_key("generated-calibration", GENERATED_FORMAT, base_identity, settings)
 
 
@@ -65,7 +59,6 @@ def sample(
 
     assert calibration.generated is not None
     generator = torch.Generator().manual_seed(calibration.generated.seed)
-    temperature = calibration.generated.temperature or 1.0
     samples, length = calibration.samples, calibration.sequence_length
     progress = Progress(what, total=samples * length, unit="tokens")
     batches = []
@@ -78,7 +71,7 @@ def sample(
             for _ in range(length):
                 out = model(input_ids=ids, past_key_values=past, use_cache=True)
                 past = out.past_key_values
-                probabilities = torch.softmax(out.logits[:, -1, :].float() / temperature, dim=-1)
+                probabilities = torch.softmax(out.logits[:, -1, :].float(), dim=-1)
                 ids = torch.multinomial(probabilities, 1, generator=generator)
                 written.append(ids)
                 progress.advance(count)
@@ -109,7 +102,6 @@ def generated_windows(
         document = {
             "format": GENERATED_FORMAT,
             "seed": calibration.generated.seed,  # type: ignore[union-attr]
-            "temperature": calibration.generated.temperature or 1.0,  # type: ignore[union-attr]
             "tokens": tokens.tolist(),
             "text": [tokenizer.decode(row) for row in tokens],
         }
