@@ -72,13 +72,14 @@ def weight_only_int_bits(config: Mapping[str, Any] | None) -> set[int]:
     compressed-tensors groups): {4} for W4A16, {4, 8} for W4A16 mixed with W8A16."""
     quantization = (config or {}).get("quantization_config") or {}
     groups = quantization.get("config_groups") or {}
-    bits = set()
+    bits: set[int] = set()
     for group in groups.values() if isinstance(groups, Mapping) else ():
         if not isinstance(group, Mapping):
             continue
         weights = group.get("weights") or {}
-        if weights.get("type") == "int" and not group.get("input_activations"):
-            bits.add(weights.get("num_bits"))
+        width = weights.get("num_bits")
+        if weights.get("type") == "int" and not group.get("input_activations") and width:
+            bits.add(int(width))
     return bits
 
 
