@@ -136,8 +136,10 @@ def test_a_variant_that_distills_only_after_quantize_runs_as_one_process() -> No
     assert "completionMode" not in job["spec"]
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["modelpress"]
     assert job_of(objects, "slim")["spec"]["completionMode"] == "Indexed"
-    before = {"name": "tuned", "steps": [tuned["steps"][1], tuned["steps"][0]]}
-    before["steps"][0] = {"distill": {"steps": 100, "batchSize": 3, "studentLayers": 8}}
+    before = {"name": "tuned", "steps": [
+        {"distill": {"steps": 100, "batchSize": 3, "studentLayers": 8}},
+        {"quantize": {"scheme": "W4A16"}},
+    ]}  # fmt: skip
     with pytest.raises(ValueError, match="batchSize 3 does not split over the 4 processes"):
         make_spec(variants=[before], compression=compression)
 
