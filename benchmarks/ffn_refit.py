@@ -1,11 +1,18 @@
-"""Ablation of the ffn-width refit on SmolLM2-135M-Instruct: the same cut without a
+"""Ablation of the ffn-width cut on SmolLM2-135M-Instruct: the same cut without a
 refit, with a plain ridge refit (pulled toward zero) and with modelpress's (pulled
-toward the sliced weights), for two amounts of calibration text.
+toward the sliced weights), for two amounts of calibration text; and, with
+`--importance`, other ways to choose the channels kept.
 
     python benchmarks/ffn_refit.py --json results/ffn-refit.json
     python benchmarks/ffn_refit.py --samples 70 --pull 0.02 --pull 0.1 --pull 0.5
+    python benchmarks/ffn_refit.py --samples 70 --fraction 0.33 --refit pulled \
+        --importance activation --importance output --importance reconstruction
 
-(`--pull` sets the refit's pull, REFIT_PULL, for the pulled rows.)
+(`--pull` sets the refit's pull, REFIT_PULL, for the pulled rows.) Importance:
+`activation` is modelpress's (each channel's RMS activation); `output` weighs it by
+the channel's down_proj column (the energy it adds to the MLP output); `reconstruction`
+removes, one at a time, the channel whose loss the others' least-squares refit
+compensates best (optimal brain surgeon on the output, as SparseGPT does for weights).
 
 Calibration: license text (examples/data/calib.txt); judged in domain on held-out
 license text and out of domain on this project's documentation (eval-docs.txt),
@@ -16,6 +23,7 @@ which no step sees. Uses the compression benchmark's base model and store
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -28,6 +36,7 @@ sys.path.insert(0, str(REPO / "operator"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 FRACTION = 0.36
+REFITS = ("none", "ridge", "pulled")
 SEQUENCE = 512
 EVALUATION_SAMPLES = 12
 
@@ -50,26 +59,76 @@ def ridge(down: Any, original: Any, gram: Any, channels: Any) -> None:
         down.weight.copy_(solved.to(down.weight.dtype))
 
 
-def cut(model: Any, windows: Any, refit: str) -> None:
-    """ffn-width FRACTION with the given refit: none, ridge, or modelpress's own."""
+def by_activation(gram: Any, down: Any, kept: int) -> Any:
+    """modelpress's: the channels of highest RMS activation."""
+    return gram.diagonal().topk(kept).indices.sort().values
+
+
+def by_output(gram: Any, down: Any, kept: int) -> Any:
+    """The channels adding most energy to the MLP output: mean a_i^2 times |W[:, i]|^2."""
+    energy = gram.diagonal() * down.float().pow(2).sum(0)
+    return energy.topk(kept).indices.sort().values
+
+
+#: Damping of the Gram matrix the reconstruction order inverts, as a share of its mean
+#: diagonal (GPTQ's and SparseGPT's 1 %).
+DAMPING = 0.01
+
+
+def by_reconstruction(gram: Any, down: Any, kept: int) -> Any:
+    """Greedy backward selection: remove the channel j of least ||X[:, j]||^2 / Hinv[j, j]
+    (the output error left after the other channels' refit X absorbs it), update X and
+    the inverse, repeat."""
+    import torch
+
+    width = gram.shape[0]
+    hessian = gram.double() + DAMPING * gram.diagonal().double().mean() * torch.eye(
+        width, dtype=torch.float64
+    )
+    inverse = torch.linalg.inv(hessian)
+    refit = down.double().clone()  # [hidden, width]
+    alive = torch.ones(width, dtype=torch.bool)
+    for _ in range(width - kept):
+        cost = refit.pow(2).sum(0) / inverse.diagonal()
+        cost[~alive] = math.inf
+        j = int(cost.argmin())
+        refit -= torch.outer(refit[:, j], inverse[j]) / inverse[j, j]
+        inverse -= torch.outer(inverse[:, j], inverse[j]) / inverse[j, j]
+        alive[j] = False
+        refit[:, j] = 0
+    return alive.nonzero().flatten()
+
+
+IMPORTANCE = {
+    "activation": by_activation,
+    "output": by_output,
+    "reconstruction": by_reconstruction,
+}
+
+
+def cut(model: Any, windows: Any, refit: str, importance: str, fraction: float) -> None:
+    """ffn-width `fraction`, the channels chosen by `importance`, with the given refit:
+    none, ridge, or modelpress's own."""
     from modelpress.api.steps import PruneStep
     from modelpress.compress.architecture import decoder_layers, mlp_projections
-    from modelpress.compress.prune import ffn_grams, narrow_mlp, prune
+    from modelpress.compress.prune import ffn_grams, narrow_mlp, prune, refit_down_proj
     from modelpress.sizing.chain import ffn_channels_kept
 
-    if refit == "pulled":
-        prune(model, PruneStep(method="ffn-width", fraction=FRACTION), windows)
+    if refit == "pulled" and importance == "activation":  # modelpress's code path itself
+        prune(model, PruneStep(method="ffn-width", fraction=fraction), windows)
         return
     layers = decoder_layers(model, purpose="ablation")
     width = mlp_projections(layers[0], 0)[2].in_features
-    kept = ffn_channels_kept(width, FRACTION)
+    kept = ffn_channels_kept(width, fraction)
     grams = ffn_grams(model, windows, list(range(len(layers))))
     for index, (layer, gram) in enumerate(zip(layers, grams, strict=True)):
         original = mlp_projections(layer, index)[2].weight.detach().clone()
-        channels = gram.diagonal().topk(kept).indices.sort().values
+        channels = IMPORTANCE[importance](gram, original, kept)
         narrow_mlp(layer, index, channels)
         if refit == "ridge":
             ridge(mlp_projections(layer, index)[2], original, gram, channels)
+        elif refit == "pulled":
+            refit_down_proj(mlp_projections(layer, index)[2], original, gram, channels)
     model.config.intermediate_size = kept
 
 
@@ -79,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=REPO / "results" / "compression-bench")
     parser.add_argument("--samples", type=int, action="append", help="calibration windows")
     parser.add_argument("--pull", type=float, action="append", help="REFIT_PULL values to try")
+    parser.add_argument("--fraction", type=float, default=FRACTION, help="of the MLP channels")
+    parser.add_argument("--refit", choices=REFITS, action="append", help="refits to try")
+    parser.add_argument(
+        "--importance", choices=sorted(IMPORTANCE), action="append", help="channel choices"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -117,20 +181,25 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for samples in args.samples or [12, 70]:
         calibration = cut_text("calib.txt", samples)
-        trials = [("none", None), ("ridge", None)]
-        trials += [("pulled", pull) for pull in args.pull or [pruning.REFIT_PULL]]
-        for refit, pull in trials:
+        refits = args.refit or list(REFITS)
+        trials = [(refit, None) for refit in refits if refit != "pulled"]
+        if "pulled" in refits:
+            trials += [("pulled", pull) for pull in args.pull or [pruning.REFIT_PULL]]
+        for (refit, pull), importance in itertools.product(
+            trials, args.importance or ["activation"]
+        ):
             if pull is not None:
                 pruning.REFIT_PULL = pull
             model = load_model(base_files).float()
             started = time.monotonic()
-            cut(model, calibration, refit)
+            cut(model, calibration, refit, importance, args.fraction)
             seconds = time.monotonic() - started
             found = perplexities(model)
             rows.append(
                 {
                     "samples": samples,
                     "refit": refit if pull is None else f"pulled {pull}",
+                    "importance": importance,
                     "seconds": round(seconds, 1),
                     **{
                         f"{where} increase": round(found[where] / base[where] - 1, 4)
@@ -139,16 +208,22 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    print(f"\nffn-width {FRACTION}, calibration x {SEQUENCE} tokens of license text")
-    print(f"{'samples':>7}  {'refit':<12} {'seconds':>7}  {'Δppl in':>9}  {'Δppl ood':>9}")
+    print(f"\nffn-width {args.fraction}, calibration x {SEQUENCE} tokens of license text")
+    print(
+        f"{'samples':>7}  {'refit':<12} {'importance':<14} {'seconds':>7}  "
+        f"{'Δppl in':>9}  {'Δppl ood':>9}"
+    )
     for row in rows:
         print(
-            f"{row['samples']:>7}  {row['refit']:<12} {row['seconds']:>7.1f}  "
+            f"{row['samples']:>7}  {row['refit']:<12} {row['importance']:<14} "
+            f"{row['seconds']:>7.1f}  "
             f"{row['in domain increase']:>+9.2%}  {row['out of domain increase']:>+9.2%}"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"base": base, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"base": base, "fraction": args.fraction, "rows": rows}, indent=2) + "\n"
+        )
     return 0
 
 
