@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -202,6 +203,19 @@ class DistillStep(ApiModel):
 _ONE_ACTION = ["quantize", "prune", "distill"]
 
 
+def distills_before_quantize(actions: Iterable[object]) -> list[DistillStep]:
+    """The distill actions of a chain that come before its quantize step: those a Job's
+    processes train together. Once quantized, the student tunes on one process with the
+    whole batch (`compress.distributed.going_on`), so only these use more than one GPU."""
+    gang = []
+    for action in actions:
+        if isinstance(action, QuantizeStep):
+            break
+        if isinstance(action, DistillStep):
+            gang.append(action)
+    return gang
+
+
 class Step(ApiModel):
     """One action of a chain. Exactly one of `quantize`, `prune` or `distill`."""
 
@@ -296,16 +310,8 @@ class Variant(ApiModel):
 
     @property
     def gang_distills(self) -> list[DistillStep]:
-        """The distill steps before the quantize step: those a Job's processes train
-        together. A quantized student tunes on one process with the whole batch
-        (`compress.distributed.going_on`), so only these use more than one GPU."""
-        gang = []
-        for step in self.chain:
-            if step.quantize is not None:
-                break
-            if step.distill is not None:
-                gang.append(step.distill)
-        return gang
+        """The distill steps a Job's processes train together (`distills_before_quantize`)."""
+        return distills_before_quantize(step.action for step in self.chain)
 
     @property
     def quantized_by(self) -> QuantizeStep | None:

@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelpress.api.steps import DistillStep, QuantizeStep
+from modelpress.api.steps import distills_before_quantize
 from modelpress.sizing.training import Sharding
 
 if TYPE_CHECKING:
@@ -159,11 +159,8 @@ def going_on(ranks: Group | None, remaining: Sequence[PlannedStep]) -> Group | N
     would wait on ranks that have stopped. So when no distill step remains before a
     quantize step, the helpers stop and rank 0 leaves the group to go on alone."""
     ranks = ranks or Group()
-    for planned in remaining:
-        if isinstance(planned.action, QuantizeStep):
-            break
-        if isinstance(planned.action, DistillStep):
-            return ranks
+    if distills_before_quantize(planned.action for planned in remaining):
+        return ranks
     if not ranks.distributed:
         return ranks
     if not ranks.leader:
