@@ -175,11 +175,14 @@ def test_a_gang_killed_mid_training_resumes_from_rank_0s_checkpoint(
     out = f"file://{tmp_path}/pair/artifacts/slim/"
     command = pair_command(tiny_model, long, evaluation, calibration, out, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    gang = subprocess.Popen(
-        [*command, *killed_layout], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    log = tmp_path / "gang.log"
+    with log.open("w") as stderr:
+        gang = subprocess.Popen(
+            [*command, *killed_layout], env=env, stdout=subprocess.DEVNULL,
+            stderr=stderr, start_new_session=True,
+        )  # fmt: skip
     wait_for(lambda: bool(list((tmp_path / "ck2").rglob(LATEST))) or gang.poll() is not None)
+    assert gang.poll() is None, f"the gang ended before it was killed:\n{log.read_text()[-4000:]}"
     assert kill_process_tree(gang.pid) >= 3, "torchrun and both workers"
     gang.wait()
     assert read_manifest(out) is None, "killed before it could publish"
