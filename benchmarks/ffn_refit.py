@@ -61,13 +61,16 @@ def ridge(down: Any, original: Any, gram: Any, channels: Any) -> None:
 
 def by_activation(gram: Any, down: Any, kept: int) -> Any:
     """modelpress's: the channels of highest RMS activation."""
-    return gram.diagonal().topk(kept).indices.sort().values
+    from modelpress.compress.prune import strongest_channels
+
+    return strongest_channels(gram.diagonal(), kept)
 
 
 def by_output(gram: Any, down: Any, kept: int) -> Any:
     """The channels adding most energy to the MLP output: mean a_i^2 times |W[:, i]|^2."""
-    energy = gram.diagonal() * down.float().pow(2).sum(0)
-    return energy.topk(kept).indices.sort().values
+    from modelpress.compress.prune import strongest_channels
+
+    return strongest_channels(gram.diagonal() * down.float().pow(2).sum(0), kept)
 
 
 #: Damping of the Gram matrix the reconstruction order inverts, as a share of its mean

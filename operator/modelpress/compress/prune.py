@@ -143,7 +143,7 @@ def _narrow_ffn(model: torch.nn.Module, fraction: float, windows: torch.Tensor) 
         for index, gram in zip(indices, ffn_grams(model, windows, indices), strict=True):
             down = mlp_projections(layers[index], index)[2].weight.detach().clone()
             # importance: the channel's root-mean-square activation (the Gram's diagonal)
-            channels = gram.diagonal().topk(kept).indices.sort().values
+            channels = strongest_channels(gram.diagonal(), kept)
             narrow_mlp(layers[index], index, channels)
             sliced = mlp_projections(layers[index], index)[2]
             errors.append(refit_down_proj(sliced, down, gram, channels))
@@ -163,6 +163,11 @@ def _narrow_ffn(model: torch.nn.Module, fraction: float, windows: torch.Tensor) 
         "intermediateSize": {"before": width, "after": kept},
         "mlpOutputError": {"sliced": round(before, 5), "refit": round(after, 5)},
     }
+
+
+def strongest_channels(importance: torch.Tensor, kept: int) -> torch.Tensor:
+    """The `kept` channels of highest importance, in their original order."""
+    return importance.topk(kept).indices.sort().values
 
 
 def ffn_grams(
