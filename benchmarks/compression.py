@@ -62,6 +62,13 @@ PRUNE_WIDTH_33 = PRUNE_WIDTH | {"fraction": 0.33, "calibration": CALIBRATION | {
 PRUNE_WIDTH_33_MIXED = PRUNE_WIDTH_33 | {
     "calibration": PRUNE_WIDTH_33["calibration"] | {"generated": {}, "samples": 140}
 }
+#: Depth and width at about ffn33's bytes: one block dropped, then 1,088 of 1,536 MLP
+#: channels kept, both chosen on the same text as PRUNE_WIDTH_33_MIXED.
+PRUNE_DEPTH_1_MIXED = PRUNE | {
+    "fraction": 1 / 30,
+    "calibration": PRUNE_WIDTH_33_MIXED["calibration"],
+}
+PRUNE_WIDTH_29_MIXED = PRUNE_WIDTH_33_MIXED | {"fraction": 0.29}
 # Few, small steps at a high rate: healing a pruned model gains most in its first updates.
 DISTILL = {
     "steps": 24,
@@ -239,6 +246,24 @@ VARIANTS: list[dict[str, Any]] = [
         "steps": [
             {"prune": PRUNE_WIDTH_33_MIXED},
             {"distill": DISTILL_LONGER_GENERATED_T1},
+            {"quantize": GPTQ_W4},
+            {"distill": TUNE_SCALES_MIXED_LONG},
+        ],
+    },
+    {
+        "name": "d1f29m-t1",
+        "steps": [
+            {"prune": PRUNE_DEPTH_1_MIXED},
+            {"prune": PRUNE_WIDTH_29_MIXED},
+            {"distill": DISTILL_LONG_GENERATED_T1},
+        ],
+    },
+    {
+        "name": "d1f29m-t1-w4-kdm240",
+        "steps": [
+            {"prune": PRUNE_DEPTH_1_MIXED},
+            {"prune": PRUNE_WIDTH_29_MIXED},
+            {"distill": DISTILL_LONG_GENERATED_T1},
             {"quantize": GPTQ_W4},
             {"distill": TUNE_SCALES_MIXED_LONG},
         ],
