@@ -66,6 +66,7 @@ def documents(junky: bool) -> st.SearchStrategy[dict[str, Any]]:
         optional={
             "algorithm": pick(["rtn", "gptq", "awq"], ["magic"]),
             "groupSize": pick([16, 32, 64, 128], [7, 5000]),
+            "symmetric": pick([True, False], ["no"]),
             "kvCacheScheme": pick(["fp8"], ["int4"]),
             "ignore": st.lists(st.sampled_from(["lm_head", "re:.*down_proj"]), max_size=2),
             "mixedPrecision": st.fixed_dictionaries(

@@ -250,6 +250,18 @@ CASES: list[tuple[str, str, str, str]] = [
         "must not be a calibration dataset",
     ),
     (
+        "zero points with W8A16",
+        variant({"quantize": {"scheme": "W8A16", "symmetric": False}}),
+        "spec.variants[0].quantize.symmetric",
+        "symmetric: false (zero points) applies to scheme W4A16 only",
+    ),
+    (
+        "zero points with W4A16",
+        variant({"quantize": {"scheme": "W4A16", "symmetric": False}}),
+        OK,
+        "",
+    ),
+    (
         "awq with W8A16",
         variant({"quantize": {"scheme": "W8A16", "algorithm": "awq"}}),
         "spec.variants[0].quantize",

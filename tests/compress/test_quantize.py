@@ -143,12 +143,14 @@ def test_saved_checkpoint_is_packed_and_reloads_as_good_as_the_quantized_model(
     assert saved_error < 1.2 * fake_error
 
 
+@pytest.mark.parametrize("symmetric", [None, False], ids=["symmetric", "zero-points"])
 def test_default_w4a16_groups_each_layer_by_its_width_and_sizing_predicts_it_exactly(
-    tmp_path, tiny_tokenizer
+    tmp_path, tiny_tokenizer, symmetric
 ):
     """A 192-wide model with a 256-wide MLP: 128 divides only the MLP input, so the
-    other layers take 64. The checkpoint holds both groups, weighs what sizing
-    predicted to the byte, and reloads (as vLLM does) as close as it was quantized."""
+    other layers take 64. The checkpoint holds both groups (and, asymmetric, a zero point
+    per group), weighs what sizing predicted to the byte, and reloads (as vLLM does) as
+    close as it was quantized."""
     from tests.compress.conftest import build_model
 
     from modelpress.sizing import ModelShape, predict_weights_bytes
@@ -160,8 +162,8 @@ def test_default_w4a16_groups_each_layer_by_its_width_and_sizing_predicts_it_exa
     )
     with torch.no_grad():
         before = model(input_ids=data).logits
-    quantize(model, QuantizeStep(scheme="W4A16", algorithm="rtn"), None, base_parameters=0,
-             dtype_bytes=2)  # fmt: skip
+    step = QuantizeStep(scheme="W4A16", algorithm="rtn", symmetric=symmetric)
+    quantize(model, step, None, base_parameters=0, dtype_bytes=2)
     out = tmp_path / "q"
     save_quantized(model, load_tokenizer(base), out, torch.bfloat16, reshaped=False)
 
@@ -170,6 +172,10 @@ def test_default_w4a16_groups_each_layer_by_its_width_and_sizing_predicts_it_exa
     assert header[f"{layer}.self_attn.q_proj.weight_scale"]["shape"] == [192, 192 // 64]
     assert header[f"{layer}.mlp.up_proj.weight_scale"]["shape"] == [256, 192 // 64]
     assert header[f"{layer}.mlp.down_proj.weight_scale"]["shape"] == [192, 256 // 128]
+    zero_points = f"{layer}.mlp.down_proj.weight_zero_point"
+    assert (zero_points in header) == (symmetric is False)
+    if symmetric is False:  # eight 4-bit zero points per int32, along the outputs
+        assert header[zero_points]["shape"] == [192 // 8, 256 // 128]
     groups = json.loads((out / "config.json").read_text())["quantization_config"]["config_groups"]
     assert {key: (g["targets"], g["weights"]["group_size"]) for key, g in groups.items()} == {
         "group_0": (["Linear"], 64),
@@ -181,7 +187,7 @@ def test_default_w4a16_groups_each_layer_by_its_width_and_sizing_predicts_it_exa
         if name != "__metadata__"
     )
     shape = ModelShape.from_config(json.loads((base / "config.json").read_text()))
-    assert predict_weights_bytes(shape, "W4A16") == stored
+    assert predict_weights_bytes(shape, step.stored_scheme) == stored
     served = ModelShape.from_config(json.loads((out / "config.json").read_text()))
     assert served.weight_group_size == 128, "tensor-parallel splits keep the largest group whole"
 

@@ -18,6 +18,8 @@ from modelpress.compress.scale_tuning import GAIN, quantized_linears, tuned_scal
 from modelpress.storage import fetch
 
 W4 = {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 64}
+#: Zero points too: the levels span each group's minimum to maximum.
+W4_ZERO_POINTS = W4 | {"symmetric": False}
 
 
 def quantized(tiny_model, scheme: dict) -> torch.nn.Module:
@@ -33,7 +35,11 @@ def codes_and_scales(model) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
             scale = linear.weight_scale.detach().clone()
             wide = scale.float().repeat_interleave(linear.in_features // scale.shape[1], dim=1)
             bits = linear.quantization_scheme.weights.num_bits
-            codes = torch.round(linear.weight.detach() / wide)  # as compressed-tensors packs
+            levels = linear.weight.detach() / wide
+            zero_point = getattr(linear, "weight_zero_point", None)
+            if zero_point is not None:  # added before rounding, as compressed-tensors does
+                levels += zero_point.float().repeat_interleave(wide.shape[1] // scale.shape[1], 1)
+            codes = torch.round(levels)  # as compressed-tensors packs
             found[name] = (codes.clamp(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1), scale)
     return found
 
@@ -45,8 +51,8 @@ def divergence(student, teacher, data) -> float:
 
 @pytest.mark.parametrize(
     ("scheme", "rate"),
-    [(W4, 1e-2), ({"scheme": "W8A16", "algorithm": "rtn"}, 1e-4)],
-    ids=["w4a16-g64", "w8a16-channel"],
+    [(W4, 1e-2), (W4_ZERO_POINTS, 1e-2), ({"scheme": "W8A16", "algorithm": "rtn"}, 1e-4)],
+    ids=["w4a16-g64", "w4a16-g64-zero-points", "w8a16-channel"],
 )
 def test_tuning_moves_scales_and_norms_and_keeps_every_code(tiny_model, scheme, rate):
     teacher = load_model(tiny_model)
@@ -85,10 +91,11 @@ def test_only_gains_and_norms_train(tiny_model):
     assert all(not p.requires_grad for p in student.parameters())
 
 
-def test_an_untrained_pass_changes_nothing_that_is_saved(tiny_model):
-    """Codes, scales and every other tensor stay; a weight round-to-nearest left between
-    grid points is now on its grid, which is what saving stores anyway."""
-    student = quantized(tiny_model, W4)
+@pytest.mark.parametrize("scheme", [W4, W4_ZERO_POINTS], ids=["symmetric", "zero-points"])
+def test_an_untrained_pass_changes_nothing_that_is_saved(tiny_model, scheme):
+    """Codes, scales, zero points and every other tensor stay; a weight round-to-nearest
+    left between grid points is now on its grid, which is what saving stores anyway."""
+    student = quantized(tiny_model, scheme)
     codes = codes_and_scales(student)
     before = {n: t.clone() for n, t in student.state_dict().items() if not n.endswith(".weight")}
     with tuned_scales(student, torch.float32):
@@ -168,19 +175,25 @@ def packed(directory) -> dict[str, torch.Tensor]:
         return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)
 
 
+@pytest.mark.parametrize(
+    ("w4", "rate"),
+    # with zero points this tiny model loses little (KL 0.0002 untuned): smaller steps
+    [(W4, 1e-2), (W4_ZERO_POINTS, 1e-3)],
+    ids=["symmetric", "zero-points"],
+)
 def test_a_chain_ending_in_distillation_publishes_the_same_codes_with_better_scales(
-    tiny_model, store, texts, tmp_path
+    tiny_model, store, texts, tmp_path, w4, rate
 ):
     evaluation = {"dataset": {"uri": f"file://{texts['evaluation']}"}, "samples": 4,
                   "sequenceLength": 64}  # fmt: skip
     calibration = {"dataset": {"uri": f"file://{texts['calibration']}"}, "samples": 8,
                    "sequenceLength": 64}  # fmt: skip
-    plain = {"name": "w4", "quantize": W4}
+    plain = {"name": "w4", "quantize": w4}
     tuned = {
         "name": "w4-tuned",
         "steps": [
-            {"quantize": W4},
-            {"distill": {"steps": 16, "batchSize": 2, "learningRate": 0.01, "temperature": 1.0}},
+            {"quantize": w4},
+            {"distill": {"steps": 16, "batchSize": 2, "learningRate": rate, "temperature": 1.0}},
         ],
     }
     results = {}
@@ -194,8 +207,9 @@ def test_a_chain_ending_in_distillation_publishes_the_same_codes_with_better_sca
     a, b = packed(tmp_path / "pulled-w4"), packed(tmp_path / "pulled-w4-tuned")
     assert a.keys() == b.keys()
     for name in a:
-        if name.endswith("weight_packed"):
+        if name.endswith(("weight_packed", "weight_zero_point")):
             assert torch.equal(a[name], b[name]), name
+    assert any(n.endswith("weight_zero_point") for n in a) == ("symmetric" in w4)
     assert any(not torch.equal(a[n], b[n]) for n in a if n.endswith("weight_scale"))
     assert weights_bytes(tmp_path / "pulled-w4") == weights_bytes(tmp_path / "pulled-w4-tuned")
     before, after = results["w4"], results["w4-tuned"]

@@ -266,3 +266,21 @@ def test_default_w4a16_groups_per_layer_and_vllm_serves_both_sizes(
         "group_1": (["model.layers.0.mlp.down_proj"], 128),
     }
     assert len(groups["group_1"]["targets"]) == 30
+
+
+@pytest.mark.slow
+def test_a_zero_point_artifact_tuned_after_keeps_its_zero_points_and_vllm_serves_it(
+    vllm_python: str, smollm2: Path, tmp_path: Path
+) -> None:
+    """W4A16 with a zero point per group (symmetric: false), its scales tuned after: the
+    checkpoint says so (compressed-tensors' asymmetric int4, packed zero points) and the
+    real vLLM CPU server loads it and answers."""
+    variant = (
+        "{name: zp, steps: [{quantize: {scheme: W4A16, algorithm: rtn, symmetric: false}}, "
+        "{distill: {steps: 4, batchSize: 2, learningRate: 0.001, temperature: 1.0}}]}"
+    )
+    served = serve_one("zero-points", variant, vllm_python, smollm2, tmp_path)
+    assert [step["kind"] for step in served.metadata["lineage"]] == ["quantize", "distill"]
+    assert served.quantization["format"] == "pack-quantized"
+    for group in served.quantization["config_groups"].values():
+        assert group["weights"]["num_bits"] == 4 and group["weights"]["symmetric"] is False

@@ -129,6 +129,12 @@ RULES: dict[str, list[dict[str, str]]] = {
             "message": "algorithm awq applies to scheme W4A16 only: use gptq or rtn",
         },
         {
+            "rule": "!has(self.symmetric) || self.symmetric || self.scheme == 'W4A16'",
+            "message": "symmetric: false (zero points) applies to scheme W4A16 only: remove "
+            "symmetric or use W4A16",
+            "fieldPath": ".symmetric",
+        },
+        {
             "rule": "self.scheme != 'FP8_DYNAMIC' || !has(self.algorithm) || "
             "self.algorithm == 'rtn'",
             "message": "scheme FP8_DYNAMIC needs no calibration: set algorithm rtn or leave "

@@ -71,6 +71,12 @@ class QuantizeStep(ApiModel):
     the layer's input width, else 64, else 32, else one scale per output channel; per
     output channel for W8A16."""
 
+    symmetric: bool | None = None
+    """false: each group of W4A16 weights also gets a zero point, so its 16 levels span
+    the group's own minimum to maximum instead of a range centred on zero (W4A16_ASYM;
+    half a byte more per group). Unset: symmetric. No schema default on purpose: the API
+    server would store it, and every variant written before would get a new key."""
+
     kv_cache_scheme: Literal["fp8"] | None = None
     """Also calibrate an fp8 KV cache (serve with kvCacheDtype fp8)."""
 
@@ -100,12 +106,22 @@ class QuantizeStep(ApiModel):
             )
         if self.algorithm == "awq" and self.scheme != "W4A16":
             raise ValueError("algorithm awq applies to scheme W4A16 only: use gptq or rtn")
+        if self.symmetric is False and self.scheme != "W4A16":
+            raise ValueError(
+                f"symmetric: false (zero points) applies to scheme W4A16 only, not "
+                f"{self.scheme}: remove symmetric or use W4A16"
+            )
         if self.scheme == "FP8_DYNAMIC" and self.algorithm not in (None, "rtn"):
             raise ValueError(
                 f"scheme FP8_DYNAMIC needs no calibration, so algorithm {self.algorithm} does "
                 "not apply: set algorithm rtn or leave it unset"
             )
         return self
+
+    @property
+    def stored_scheme(self) -> str:
+        """The scheme as compressed-tensors stores it, the name sizing knows it by."""
+        return "W4A16_ASYM" if self.symmetric is False else self.scheme
 
     @property
     def effective_algorithm(self) -> QuantAlgorithm:

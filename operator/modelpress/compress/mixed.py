@@ -120,7 +120,7 @@ def find_blocks(
     from modelpress.compress.architecture import decoder_layers
 
     mixed = _mixed(step)
-    low = resolve_scheme(step.scheme)
+    low = resolve_scheme(step.stored_scheme)
     sensitive = mixed.sensitive_for(step.scheme)
     high = resolve_scheme("BF16" if sensitive == "none" else sensitive)
 

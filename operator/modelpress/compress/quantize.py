@@ -1,6 +1,7 @@
 """Quantization with llmcompressor: the result is a compressed-tensors checkpoint vLLM loads.
 
-Schemes (weights symmetric, scales in the base model's dtype):
+Schemes (weights symmetric unless `symmetric: false` gives W4A16 groups zero points;
+scales in the base model's dtype):
 - W8A16, W4A16: integer weights, one scale per group of `groupSize` input weights
   (or per output channel when W8A16 has no group size), chosen to minimize the
   rounding error, weighted by the inputs' activations when the step has calibration
@@ -92,7 +93,7 @@ def scheme_config(
         return QuantizationArgs(
             num_bits=8 if step.scheme == "W8A16" else 4,
             type=QuantizationType.INT,
-            symmetric=True,
+            symmetric=step.symmetric is not False,
             dynamic=False,
             strategy=QuantizationStrategy.GROUP if group else QuantizationStrategy.CHANNEL,
             group_size=group,
@@ -108,7 +109,7 @@ def scheme_config(
                 targets=names, weights=weights(group)
             )
     if precise and _sensitive_scheme(step) == "W8A16":
-        kept = weights(None).model_copy(update={"num_bits": 8})
+        kept = weights(None).model_copy(update={"num_bits": 8, "symmetric": True})
         groups[f"group_{len(groups)}"] = QuantizationScheme(targets=list(precise), weights=kept)
     return groups
 

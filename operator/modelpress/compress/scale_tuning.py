@@ -52,19 +52,22 @@ def _expanded(scale: torch.Tensor, columns: int) -> torch.Tensor:
 
 
 def _codes(linear: torch.nn.Linear, dtype: torch.dtype) -> torch.Tensor:
-    """The integer weights saving in `dtype` would write, computed as compressed-tensors
-    computes them (weight / scale in that dtype, rounded and clamped)."""
+    """Each weight's integer level minus its group's zero point (none when symmetric):
+    what the scale multiplies. The levels are those saving in `dtype` would write,
+    computed as compressed-tensors computes them (weight / scale in that dtype, plus the
+    zero point, rounded and clamped), so the zero points stay as GPTQ chose them."""
     import torch
     from compressed_tensors.quantization.lifecycle.forward import quantize
 
     args = linear.quantization_scheme.weights  # type: ignore[union-attr]
     zero_point = getattr(linear, "weight_zero_point", None)
-    if not args.symmetric or (zero_point is not None and bool(zero_point.any())):
-        raise ValueError("scale tuning expects symmetric integer weights (no zero points)")
     if getattr(linear, "weight_g_idx", None) is not None:
         raise ValueError("scale tuning expects groups of consecutive inputs (no g_idx)")
     weight, scale = linear.weight.detach().to(dtype), linear.weight_scale.detach().to(dtype)
-    return quantize(weight, scale, zero_point, args, dtype=torch.int8)
+    levels = quantize(weight, scale, zero_point, args, dtype=torch.int8)
+    if args.symmetric or zero_point is None:
+        return levels
+    return levels - _expanded(zero_point.detach().to(torch.int8), linear.in_features)
 
 
 def _dequantize(module: torch.nn.Linear, args: tuple) -> None:

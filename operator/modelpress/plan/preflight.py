@@ -113,7 +113,7 @@ def _check_budget(step: QuantizeStep, shape: ModelShape, layers: int, width: int
     final = shape.model_copy(update={"num_hidden_layers": layers})
     if not shape.num_experts:
         final = final.model_copy(update={"intermediate_size": width})
-    smallest = predict_weights_bytes(final, step.scheme, step.group_size)
+    smallest = predict_weights_bytes(final, step.stored_scheme, step.group_size)
     base = shape.parameter_count() * BASE_BYTES_PER_PARAMETER
     budget = step.mixed_precision.budget
     if smallest > budget * base:
