@@ -82,6 +82,9 @@ DISTILL_LONG = DISTILL | {"steps": 280, "learningRate": 2e-4, "checkpointEvery":
 GPTQ_W4 = {"scheme": "W4A16", "algorithm": "gptq", "groupSize": 64}
 #: groupSize left unset: 128 on down_proj (1,536 inputs), 64 on the 576-wide layers.
 GPTQ_W4_G128 = {"scheme": "W4A16", "algorithm": "gptq"}
+#: Zero points as well as scales, in groups of 128 where they divide (down_proj of the
+#: ffn33 cut, 1,024 inputs), else 64: the zero points' bytes fit under 0.37x.
+GPTQ_W4_ASYM = {"scheme": "W4A16", "algorithm": "gptq", "symmetric": False}
 #: The W4A16 row the targets judge.
 TUNED_W4 = "w4a16-kdm-g128"
 #: Distillation after quantization: the scales and norms tuned, every 4-bit code kept.
@@ -229,6 +232,15 @@ VARIANTS: list[dict[str, Any]] = [
             {"prune": PRUNE_WIDTH_33_MIXED},
             {"distill": DISTILL_LONG_GENERATED_T1},
             {"quantize": GPTQ_W4},
+            {"distill": TUNE_SCALES_MIXED_LONG},
+        ],
+    },
+    {
+        "name": "ffn33m-t1-w4z-kdm240",
+        "steps": [
+            {"prune": PRUNE_WIDTH_33_MIXED},
+            {"distill": DISTILL_LONG_GENERATED_T1},
+            {"quantize": GPTQ_W4_ASYM},
             {"distill": TUNE_SCALES_MIXED_LONG},
         ],
     },
