@@ -45,6 +45,10 @@ def modelpress(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
+#: A distill step after quantize: four steps that tune the scales and norms only.
+TUNE_SCALES = "{distill: {steps: 4, batchSize: 2, learningRate: 0.001, temperature: 1.0}}"
+
+
 @pytest.fixture(scope="module")
 def vllm_python() -> str:
     from modelpress.local.errors import VllmNotFoundError
@@ -238,7 +242,8 @@ def test_a_scale_tuned_artifact_keeps_its_format_and_vllm_serves_it(
     checkpoint format, loaded by the real vLLM CPU server, which answers."""
     variant = (
         "{name: tuned, steps: [{quantize: {scheme: W4A16, algorithm: rtn, groupSize: 64}}, "
-        "{distill: {steps: 4, batchSize: 2, learningRate: 0.001, temperature: 1.0}}]}"
+        + TUNE_SCALES
+        + "]}"
     )
     served = serve_one("tuned", variant, vllm_python, smollm2, tmp_path)
     assert [step["kind"] for step in served.metadata["lineage"]] == ["quantize", "distill"]
@@ -255,8 +260,7 @@ def test_default_w4a16_groups_per_layer_and_vllm_serves_both_sizes(
     576-wide inputs and of 128 on down_proj, in one checkpoint, scale-tuned after; the
     real vLLM CPU server loads both group sizes and answers."""
     variant = (
-        "{name: w4, steps: [{quantize: {scheme: W4A16, algorithm: rtn}}, "
-        "{distill: {steps: 4, batchSize: 2, learningRate: 0.001, temperature: 1.0}}]}"
+        "{name: w4, steps: [{quantize: {scheme: W4A16, algorithm: rtn}}, " + TUNE_SCALES + "]}"
     )
     served = serve_one("groups", variant, vllm_python, smollm2, tmp_path)
     groups = served.quantization["config_groups"]
@@ -277,7 +281,8 @@ def test_a_zero_point_artifact_tuned_after_keeps_its_zero_points_and_vllm_serves
     real vLLM CPU server loads it and answers."""
     variant = (
         "{name: zp, steps: [{quantize: {scheme: W4A16, algorithm: rtn, symmetric: false}}, "
-        "{distill: {steps: 4, batchSize: 2, learningRate: 0.001, temperature: 1.0}}]}"
+        + TUNE_SCALES
+        + "]}"
     )
     served = serve_one("zero-points", variant, vllm_python, smollm2, tmp_path)
     assert [step["kind"] for step in served.metadata["lineage"]] == ["quantize", "distill"]
