@@ -142,6 +142,10 @@ VARIANTS: list[dict[str, Any]] = [
         "name": "w4a16-kdm-g128",
         "steps": [{"quantize": GPTQ_W4_G128}, {"distill": TUNE_SCALES_MIXED}],
     },
+    {
+        "name": "w4a16z-kdm-g128",
+        "steps": [{"quantize": GPTQ_W4_ASYM}, {"distill": TUNE_SCALES_MIXED}],
+    },
     # Mixed precision within half the bf16 size: the most sensitive blocks kept at W8A16
     # (served by vLLM's GPU kernels) or unquantized (served on CPU too).
     {"name": "w4-mixed-w8-50", "quantize": GPTQ_W4 | {"mixedPrecision": {"budget": 0.5}}},
