@@ -1,7 +1,8 @@
 """Distillation after quantization: tune the scales, keep every integer weight.
 
 A quantized Linear's weight is `codes * scale`, one scale per group of inputs (or per
-output channel). GPTQ chooses codes and scales layer by layer, each against its own
+output channel); with zero points, `codes` is each integer level minus its group's
+zero point, and both stay. GPTQ chooses codes and scales layer by layer, each against its own
 inputs; nothing looks at what the rounding errors do to the model's output together.
 Distilling from the base model afterwards, with the codes fixed, lets every scale and
 norm weight move to undo that, end to end (EfficientQAT's E2E-QP). The checkpoint keeps
