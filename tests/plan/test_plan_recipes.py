@@ -7,6 +7,7 @@ import json
 import pytest
 from tests.plan.conftest import STORE, make_spec, spec_dict
 
+from modelpress.api.apiserver import admit
 from modelpress.api.artifact import VariantMetadata
 from modelpress.api.reasons import Reason
 from modelpress.api.spec import CompressedModelSpec, Evaluation
@@ -157,6 +158,31 @@ def test_an_upgrade_that_adds_evaluation_fields_keeps_every_stored_variant_key()
     measured = make_spec().evaluation.measurement()
     assert "tasks" not in measured and "minAccuracyRecovery" not in measured
     assert set(measured) == {"dataset", "metric", "samples", "sequenceLength"}
+
+
+def test_an_upgrade_that_adds_zero_points_keeps_every_stored_w4a16_key() -> None:
+    """`symmetric` has no schema default: a W4A16 variant the API server stored before the
+    field existed keys exactly as it did then (the key below was computed by the release
+    without it); asking for zero points is another artifact."""
+    manifest = {
+        "apiVersion": "modelpress.dev/v1alpha1",
+        "kind": "CompressedModel",
+        "metadata": {"name": "m", "namespace": "ml"},
+        "spec": spec_dict(),
+    }
+    admission = admit(manifest)
+    assert admission.problems == []
+    stored = CompressedModelSpec.model_validate(admission.stored["spec"])
+    w4 = next(v for v in stored.variants if v.name == "w4")
+    assert "symmetric" not in admission.stored["spec"]["variants"][1]["quantize"]
+    assert variant_artifact(stored, "b", w4, "1")[0] == "cbe7de4cf7c1c90c4d8b"
+    zero_points = make_spec(
+        variants=[{"name": "w4", "quantize": {"scheme": "W4A16", "algorithm": "gptq",
+                                              "groupSize": 64, "symmetric": False}}]
+    )  # fmt: skip
+    assert variant_artifact(zero_points, "b", zero_points.variants[0], "1")[0] != (
+        "cbe7de4cf7c1c90c4d8b"
+    )
 
 
 def test_a_new_default_calibration_does_not_recompute_a_data_free_variant() -> None:
