@@ -52,8 +52,11 @@ def comparison_rows() -> list[dict[str, Any]]:
         shape = ModelShape.from_config(json.loads((CONFIGS / f"{model}.json").read_text()))
         for scheme in SCHEMES:
             weights = predict_weights_bytes(shape, scheme)
+            groups = {weight.in_features: 128 for weight in shape.linear_weights()}
             grouped = (
-                shape.model_copy(update={"weight_group_size": 128}) if scheme != "BF16" else shape
+                shape.model_copy(update={"weight_group_sizes": groups})
+                if scheme != "BF16"
+                else shape
             )
             for max_model_len, max_num_seqs in CONTEXTS:
                 settings = ServingSettings(max_model_len=max_model_len, max_num_seqs=max_num_seqs)

@@ -189,7 +189,7 @@ def test_default_w4a16_groups_each_layer_by_its_width_and_sizing_predicts_it_exa
     shape = ModelShape.from_config(json.loads((base / "config.json").read_text()))
     assert predict_weights_bytes(shape, step.stored_scheme) == stored
     served = ModelShape.from_config(json.loads((out / "config.json").read_text()))
-    assert served.weight_group_size == 128, "tensor-parallel splits keep the largest group whole"
+    assert served.weight_group_sizes == {192: 64, 256: 128}, "each layer's own group, read back"
 
     with torch.no_grad():
         after = load_model(out)(input_ids=data).logits

@@ -159,3 +159,24 @@ def test_scheme_with_manifest_is_rejected(
         capsys, "--manifest", str(manifest), "--scheme", "W4A16", "--gpu", "nvidia-l4", *SERVING
     )
     assert code == 2 and "drop them with --manifest" in err
+
+
+def test_an_artifact_config_with_groups_per_width_sizes_with_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A default-group W4A16 SmolLM2 (64 on the 576-wide layers, 128 on down_proj), given
+    again with its scheme: its own groups, so three GPUs split every layer in whole groups."""
+    schemes = {
+        "group_0": {"targets": ["Linear"], "weights": {"strategy": "group", "group_size": 64}},
+        "group_1": {
+            "targets": [f"model.layers.{i}.mlp.down_proj" for i in range(30)],
+            "weights": {"strategy": "group", "group_size": 128},
+        },
+    }
+    config = json.loads((CONFIGS / "SmolLM2-135M.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config | {"quantization_config": {"config_groups": schemes}}))
+    argv = ["--config", str(path), "--scheme", "W4A16", "--gpu", "nvidia-l4", *SERVING]
+    code, out, err = run(capsys, *argv, "--gpu-count", "3")
+    assert (code, err) == (0, "")
+    assert "tensor-parallel-size 3" in out

@@ -16,6 +16,7 @@ from modelpress.sizing import (
     predict_weights_bytes,
     size_variant,
 )
+from modelpress.sizing.fit import tensor_parallel_problem
 from modelpress.sizing.units import GiB
 
 LLAMA_8B = shape_of("Llama-3.1-8B-Instruct")
@@ -75,10 +76,14 @@ def test_tensor_parallel_size_must_divide_heads() -> None:
     assert not forced.fits and "28 attention heads" in forced.reason
 
 
-def test_group_size_must_split_into_whole_groups() -> None:
-    smol = shape_of("SmolLM2-135M").model_copy(update={"weight_group_size": 128})
-    result = size_variant(smol, 10**8, SHORT, "nvidia-l4", gpu_count=3)
-    assert not result.fits and "groups of 128" in result.reason
+def test_each_row_parallel_layer_splits_into_whole_groups_of_its_own_size() -> None:
+    """SmolLM2 at the default W4A16 groups: 64 on the 576-wide layers (o_proj among
+    them), 128 on down_proj. Three GPUs split o_proj into 192 = 3 x 64 and down_proj into
+    512 = 4 x 128: whole groups; nine split down_proj into 1536 / 9, no whole group."""
+    smol = shape_of("SmolLM2-135M").model_copy(update={"weight_group_sizes": {576: 64, 1536: 128}})
+    assert size_variant(smol, 10**8, SHORT, "nvidia-l4", gpu_count=3).fits
+    nine = tensor_parallel_problem(smol, 9)
+    assert nine and "MLP input (1536)" in nine and "groups of 128" in nine
 
 
 def test_too_large_says_so_with_numbers() -> None:
@@ -190,11 +195,14 @@ def test_result_serialises_to_json() -> None:
 
 
 def test_group_alignment_rules_out_splitting_qwen_72b() -> None:
-    qwen = shape_of("Qwen2.5-72B").model_copy(update={"weight_group_size": 128})
+    qwen = shape_of("Qwen2.5-72B")
+    qwen = qwen.model_copy(
+        update={"weight_group_sizes": {w.in_features: 128 for w in qwen.linear_weights()}}
+    )
     weights = predict_weights_bytes(qwen, "W4A16")
     settings = ServingSettings(max_model_len=4096, max_num_seqs=32)
     result = size_variant(qwen, weights, settings, "nvidia-a100-80gb")
     assert not result.fits and result.gpus == 1
     assert "29568" in result.reason and "groups of 128" in result.reason
-    per_channel = qwen.model_copy(update={"weight_group_size": None})
+    per_channel = qwen.model_copy(update={"weight_group_sizes": {}})
     assert size_variant(per_channel, weights, settings, "nvidia-a100-80gb").gpus == 2

@@ -75,13 +75,47 @@ def test_multimodal_text_config_is_used() -> None:
     assert ModelShape.from_config(config).hidden_size == 4096
 
 
+def _grouped(size: int, *targets: str) -> dict[str, object]:
+    return {"targets": list(targets), "weights": {"strategy": "group", "group_size": size}}
+
+
+def _groups_of(quantization: dict[str, object]) -> dict[int, int]:
+    config = {**load("SmolLM2-135M"), "quantization_config": quantization}
+    return ModelShape.from_config(config).weight_group_sizes
+
+
 def test_group_size_from_compressed_tensors_config() -> None:
     quantization = {
         "quant_method": "compressed-tensors",
         "config_groups": {"group_0": {"weights": {"strategy": "group", "group_size": 64}}},
     }
-    config = {**load("SmolLM2-135M"), "quantization_config": quantization}
-    assert ModelShape.from_config(config).weight_group_size == 64
+    assert _groups_of(quantization) == {576: 64, 1536: 64}
+
+
+@pytest.mark.parametrize(
+    "down_proj",
+    [
+        [f"model.layers.{i}.mlp.down_proj" for i in range(30)],  # as modelpress writes it
+        ["re:.*down_proj$"],
+        ["re:model.layers.*mlp.down_proj"],
+    ],
+)
+def test_a_named_group_wins_over_the_linear_class(down_proj: list[str]) -> None:
+    """The default W4A16 groups: 128 on down_proj (1,536 inputs), 64 on the rest."""
+    schemes = {"group_0": _grouped(64, "Linear"), "group_1": _grouped(128, *down_proj)}
+    assert _groups_of({"config_groups": schemes}) == {576: 64, 1536: 128}
+
+
+def test_per_channel_and_unquantized_widths_have_no_group() -> None:
+    per_channel = {"targets": ["Linear"], "weights": {"strategy": "channel"}}
+    schemes = {"group_0": per_channel, "group_1": _grouped(128, "re:.*down_proj")}
+    assert _groups_of({"config_groups": schemes}) == {1536: 128}
+    assert _groups_of({"config_groups": {"group_0": per_channel}}) == {}
+    assert _groups_of({"quant_method": "fp8"}) == {}
+
+
+def test_gptq_and_awq_configs_give_one_group_size_for_every_width() -> None:
+    assert _groups_of({"quant_method": "gptq", "group_size": 128}) == {576: 128, 1536: 128}
 
 
 def test_missing_key_names_it() -> None:
@@ -98,3 +132,25 @@ def test_inconsistent_heads_rejected() -> None:
 def test_latent_attention_rejected() -> None:
     with pytest.raises(SizingError, match="latent attention"):
         ModelShape.from_config({**load("Mistral-7B-v0.3"), "kv_lora_rank": 512})
+
+
+def test_a_group_named_on_the_experts_holds_the_expert_width() -> None:
+    """Qwen3-235B-A22B: experts 1,536 wide, attention output 8,192 (64 x 128)."""
+    config = load("Qwen3-235B-A22B")
+    schemes = {
+        "group_0": _grouped(128, "Linear"),
+        "group_1": _grouped(32, "model.layers.7.mlp.experts.93.down_proj"),
+    }
+    shape = ModelShape.from_config({**config, "quantization_config": {"config_groups": schemes}})
+    assert shape.weight_group_sizes[shape.expert_intermediate_size] == 32
+    assert shape.weight_group_sizes[shape.num_attention_heads * shape.head_dim] == 128
+
+
+def test_a_group_on_layers_it_cannot_place_counts_at_every_width() -> None:
+    """Mixtral names its experts' projections w1/w2/w3: a scheme on `w2` may hold any
+    width, so its larger group is taken everywhere (stricter, never looser)."""
+    schemes = {"group_0": _grouped(64, "Linear"), "group_1": _grouped(128, "re:.*w2$")}
+    shape = ModelShape.from_config(
+        {**load("Mixtral-8x7B"), "quantization_config": {"config_groups": schemes}}
+    )
+    assert set(shape.weight_group_sizes.values()) == {128}

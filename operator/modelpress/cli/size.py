@@ -132,9 +132,8 @@ def _run(args: argparse.Namespace) -> int:
         from modelpress.sizing.schemes import resolve_scheme, weight_group_sizes
 
         groups = weight_group_sizes(shape, resolve_scheme(args.scheme), args.group_size)
-        largest = max((group for group in groups.values() if group), default=None)
-        if largest:  # tensor parallelism must not split any group
-            shape = shape.model_copy(update={"weight_group_size": largest})
+        grouped = {width: group for width, group in groups.items() if group}
+        shape = shape.model_copy(update={"weight_group_sizes": grouped})  # as it will be stored
         weights_from = f"predicted for {resolve_scheme(args.scheme).name}"
 
     result = size_variant(

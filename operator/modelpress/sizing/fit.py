@@ -101,17 +101,18 @@ def tensor_parallel_problem(shape: ModelShape, size: int) -> str | None:
             f"tensor-parallel size {size} neither divides the {kv_heads} KV heads "
             "nor is a multiple of them"
         )
-    group = shape.weight_group_size
-    if group and size > 1:
-        for name, width in (
-            ("MLP", shape.expert_intermediate_size),
-            ("attention output", shape.num_attention_heads * shape.head_dim),
-        ):
-            if width % (size * group):
-                return (
-                    f"tensor-parallel size {size} splits the {name} input ({width}) "
-                    f"into pieces that are not whole groups of {group}"
-                )
+    if size == 1:
+        return None
+    for name, width in (  # the row-parallel layers: down_proj and o_proj split their inputs
+        ("MLP", shape.expert_intermediate_size),
+        ("attention output", shape.num_attention_heads * shape.head_dim),
+    ):
+        group = shape.weight_group_sizes.get(width)
+        if group and width % (size * group):
+            return (
+                f"tensor-parallel size {size} splits the {name} input ({width}) "
+                f"into pieces that are not whole groups of {group}"
+            )
     return None
 
 

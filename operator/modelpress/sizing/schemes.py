@@ -144,7 +144,7 @@ def weight_group_sizes(
     one scale per output channel.
 
     Grouped schemes (W4A16, W8A16) take `group_size`, else the checkpoint's own
-    (`shape.weight_group_size`), else, as a quantize step would, each width's
+    (`shape.weight_group_sizes`), else, as a quantize step would, each width's
     `default_group_size` at 4 bits and per-channel scales at 8; -1 asks for per-channel
     scales. A given group size must divide every width, as llmcompressor
     refuses partial groups. Other schemes take no group size.
@@ -156,7 +156,9 @@ def weight_group_sizes(
                 f"scheme {scheme.name} has no group size; drop the group size or use W4A16 or W8A16"
             )
         return dict.fromkeys(widths)
-    chosen = group_size if group_size is not None else shape.weight_group_size
+    if group_size is None and shape.weight_group_sizes:  # the checkpoint's own
+        return {width: shape.weight_group_sizes.get(width) for width in widths}
+    chosen = group_size
     if chosen is None and scheme.bits == 8:  # as a quantize step writes it (not the preset)
         return dict.fromkeys(widths)
     if chosen is None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from modelpress.problems import describe
 from modelpress.sizing.errors import SizingError
+from modelpress.sizing.groups import checkpoint_group_sizes
 
 # Model types whose q/k/v projections carry a bias although the config says nothing.
 _QKV_BIAS_MODEL_TYPES = frozenset({"qwen2", "qwen2_moe", "qwen2_vl", "qwen2_5_vl"})
@@ -61,7 +62,9 @@ class ModelShape(BaseModel):
     sliding_window: int | None = Field(default=None, gt=0)
     sliding_window_layers: int = Field(default=0, ge=0)
     torch_dtype: str = "bfloat16"
-    weight_group_size: int | None = Field(default=None, gt=0)
+    #: Linear input width -> the group size an already quantized checkpoint uses there
+    #: (`modelpress.sizing.groups`); empty for unquantized or per-channel weights.
+    weight_group_sizes: dict[int, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelShape:
@@ -112,7 +115,7 @@ class ModelShape(BaseModel):
         attention_bias = bool(cfg.get("attention_bias", False))
         window, window_layers = _sliding_window(cfg, model_type, layers)
         try:
-            return cls(
+            shape = cls(
                 model_type=model_type,
                 hidden_size=hidden,
                 num_hidden_layers=layers,
@@ -138,10 +141,11 @@ class ModelShape(BaseModel):
                 sliding_window=window,
                 sliding_window_layers=window_layers,
                 torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"),
-                weight_group_size=_group_size(cfg.get("quantization_config")),
             )
         except ValidationError as error:
             raise SizingError(f"model config is not usable: {describe(error, limit=1)}") from None
+        groups = checkpoint_group_sizes(cfg.get("quantization_config"), shape.linear_weights())
+        return shape.model_copy(update={"weight_group_sizes": groups}) if groups else shape
 
     # ---- derived numbers -----------------------------------------------------
 
@@ -249,22 +253,3 @@ def _sliding_window(cfg: Mapping[str, Any], model_type: str, layers: int) -> tup
     if model_type in _ALTERNATING_WINDOW_MODEL_TYPES:
         return window, layers - layers // 2
     return window, layers
-
-
-def _group_size(quantization_config: Any) -> int | None:
-    """The weight group size of an already quantized checkpoint, if it uses groups: the
-    largest, when its layers differ, since no tensor-parallel split may cut a group."""
-    if not isinstance(quantization_config, Mapping):
-        return None
-    groups = quantization_config.get("config_groups")
-    if isinstance(groups, Mapping):  # compressed-tensors
-        sizes = []
-        for group in groups.values():
-            weights = group.get("weights") if isinstance(group, Mapping) else None
-            if isinstance(weights, Mapping) and weights.get("strategy") == "group":
-                size = weights.get("group_size")
-                if isinstance(size, int) and size > 0:
-                    sizes.append(size)
-        return max(sizes, default=None)
-    size = quantization_config.get("group_size")  # GPTQ / AWQ
-    return size if isinstance(size, int) and size > 0 else None
