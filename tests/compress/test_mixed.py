@@ -70,6 +70,30 @@ def test_round_to_grid_has_at_most_sixteen_levels_per_group():
     assert (rounded_weight - weight).abs().max() < weight.abs().max() / 7
 
 
+def test_zero_points_round_a_one_sided_group_onto_all_sixteen_levels():
+    """Weights all above zero: the symmetric grid spends half its levels on values no
+    weight has, the grid with zero points spans the group's own range."""
+    weight = torch.rand(8, 64) + 0.5
+    symmetric = round_to_grid(weight, bits=4, group=32)
+    asymmetric = round_to_grid(weight, bits=4, group=32, zero_points=True)
+    for row in asymmetric.reshape(16, 32):
+        assert len(torch.unique(row)) <= 16
+    assert (asymmetric - weight).abs().max() < (symmetric - weight).abs().max() / 2
+
+
+def test_a_block_is_rounded_as_its_step_stores_it():
+    linear = torch.nn.Linear(64, 8, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.rand(8, 64) + 0.5)
+    original = linear.weight.detach().clone()
+    for symmetric, zero_points in ((None, False), (False, True)):
+        step = QuantizeStep(scheme="W4A16", algorithm="rtn", groupSize=32, symmetric=symmetric)
+        with rounded({"proj": linear}, ("proj",), step):
+            expected = round_to_grid(original, bits=4, group=32, zero_points=zero_points)
+            assert torch.equal(linear.weight, expected)
+        assert torch.equal(linear.weight, original)
+
+
 STEP = QuantizeStep.model_validate(
     {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 32, "mixedPrecision": {"budget": 0.5}}
 )

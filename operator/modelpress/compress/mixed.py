@@ -5,7 +5,8 @@ layers: vLLM fuses q/k/v and gate/up into single layers that must share one sche
 so the choice is made per block, never per projection. Each block's sensitivity is
 the mean KL divergence of the model's next-token distribution from the unquantized
 model's when that block alone is rounded to the low scheme (round to nearest,
-symmetric, each Linear's group size), on a slice of the step's calibration text.
+each Linear's group size, with zero points when the step stores them), on a slice
+of the step's calibration text.
 Blocks are then kept precise greedily, most sensitivity per extra byte first,
 while the whole checkpoint stays within the budget.
 
@@ -226,22 +227,35 @@ def rounded(modules: dict[str, Any], names: tuple[str, ...], step: QuantizeStep)
         for name in names:
             weight = modules[name].weight
             group = step.group_size_for(weight.shape[1])
-            weight.data = round_to_grid(weight.data, bits, group)
+            weight.data = round_to_grid(
+                weight.data, bits, group, zero_points=step.symmetric is False
+            )
         yield
     finally:
         for name, data in saved.items():
             modules[name].weight.data = data
 
 
-def round_to_grid(weight: torch.Tensor, bits: int, group: int | None) -> torch.Tensor:
-    """Symmetric round-to-nearest with one scale per `group` inputs (or per row)."""
+def round_to_grid(
+    weight: torch.Tensor, bits: int, group: int | None, *, zero_points: bool = False
+) -> torch.Tensor:
+    """Round-to-nearest with one scale per `group` inputs (or per row): symmetric about
+    zero, or with `zero_points` over each group's own range, as the step will store it."""
     out_features, in_features = weight.shape
     size = group or in_features
     grouped = weight.float().reshape(out_features, in_features // size, size)
-    limit = 2 ** (bits - 1) - 1
-    scale = grouped.abs().amax(-1, keepdim=True).clamp_min(1e-12) / limit
-    levels = (grouped / scale).round().clamp(-limit - 1, limit)
-    return (levels * scale).reshape(out_features, in_features).to(weight.dtype)
+    if zero_points:
+        low = grouped.amin(-1, keepdim=True).clamp_max(0)
+        high = grouped.amax(-1, keepdim=True).clamp_min(0)
+        scale = ((high - low) / (2**bits - 1)).clamp_min(1e-12)
+        zero = (-low / scale).round()
+        levels = ((grouped / scale).round() + zero).clamp(0, 2**bits - 1)
+        restored = (levels - zero) * scale
+    else:
+        limit = 2 ** (bits - 1) - 1
+        scale = grouped.abs().amax(-1, keepdim=True).clamp_min(1e-12) / limit
+        restored = (grouped / scale).round().clamp(-limit - 1, limit) * scale
+    return restored.reshape(out_features, in_features).to(weight.dtype)
 
 
 @contextmanager
