@@ -123,6 +123,8 @@ TUNE_SCALES_MIXED = TUNE_SCALES | {"calibration": DISTILL_LONG_MIXED["calibratio
 TUNE_SCALES_GENERATED = TUNE_SCALES | {"calibration": DISTILL_LONG_GENERATED["calibration"]}
 #: Scale tuning on both texts, twice as long (each window seen about 1.6 times).
 TUNE_SCALES_MIXED_LONG = TUNE_SCALES_MIXED | {"steps": 240}
+#: Four times as long (each window seen about 3.2 times).
+TUNE_SCALES_MIXED_480 = TUNE_SCALES_MIXED | {"steps": 480}
 #: The same at twice the learning rate.
 TUNE_SCALES_MIXED_LONG_2E3 = TUNE_SCALES_MIXED_LONG | {"learningRate": 2e-3}
 
@@ -246,6 +248,15 @@ VARIANTS: list[dict[str, Any]] = [
             {"distill": DISTILL_LONG_GENERATED_T1},
             {"quantize": GPTQ_W4_ASYM},
             {"distill": TUNE_SCALES_MIXED_LONG},
+        ],
+    },
+    {
+        "name": "ffn33m-t1-w4z-kdm480",
+        "steps": [
+            {"prune": PRUNE_WIDTH_33_MIXED},
+            {"distill": DISTILL_LONG_GENERATED_T1},
+            {"quantize": GPTQ_W4_ASYM},
+            {"distill": TUNE_SCALES_MIXED_480},
         ],
     },
     {
