@@ -154,3 +154,20 @@ def test_a_group_on_layers_it_cannot_place_counts_at_every_width() -> None:
         {**load("Mixtral-8x7B"), "quantization_config": {"config_groups": schemes}}
     )
     assert set(shape.weight_group_sizes.values()) == {128}
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [["re:[unclosed"], 5, {"layers": "down_proj"}],
+    ids=["pattern-that-does-not-compile", "a-number", "a-mapping"],
+)
+def test_a_hostile_target_counts_at_every_width_and_breaks_nothing(targets: object) -> None:
+    """An artifact's config comes from a manifest anyone with store access may write."""
+    schemes = {"group_0": _grouped(64, "Linear"), "group_1": _grouped(128)}
+    schemes["group_1"]["targets"] = targets
+    assert _groups_of({"config_groups": schemes}) == {576: 128, 1536: 128}
+
+
+def test_a_boolean_group_size_is_no_group_size() -> None:
+    assert _groups_of({"config_groups": {"group_0": _grouped(True, "Linear")}}) == {}
+    assert _groups_of({"quant_method": "gptq", "group_size": True}) == {}

@@ -34,9 +34,13 @@ def module_name(weight_name: str) -> str:
 
 
 def _names(target: str, name: str) -> bool:
-    """Whether a name or `re:` target selects module `name` (any layer, any expert)."""
+    """Whether a name or `re:` target selects module `name` (any layer, any expert). A
+    pattern that does not compile selects nothing, so its scheme counts at every width."""
     if target.startswith("re:"):
-        return re.match(target.removeprefix("re:"), name) is not None
+        try:
+            return re.match(target.removeprefix("re:"), name) is not None
+        except re.error:
+            return False
     numbered = re.sub(r"\.\d+\.", ".0.", f".{target}.")[1:-1]
     return numbered == name or numbered.endswith("." + name.removeprefix("model."))
 
@@ -54,12 +58,10 @@ def checkpoint_group_sizes(
     if not isinstance(quantization_config, Mapping):
         return {}
     weights = list(weights)
-    size = quantization_config.get("group_size")  # GPTQ / AWQ: one size for every layer
+    size = _positive(quantization_config.get("group_size"))  # GPTQ / AWQ: every layer
     config_groups = quantization_config.get("config_groups")
     if not isinstance(config_groups, Mapping):
-        if isinstance(size, int) and size > 0:
-            return {weight.in_features: size for weight in weights}
-        return {}
+        return {weight.in_features: size for weight in weights} if size else {}
     schemes = [_Scheme.read(scheme) for scheme in config_groups.values()]
     known = [module_name(weight.name) for weight in weights]
     unplaced = [
@@ -91,13 +93,20 @@ class _Scheme:
         if not isinstance(scheme, Mapping):
             return cls((), False, None)
         targets = scheme.get("targets") or [LINEAR_CLASS]
-        targets = [targets] if isinstance(targets, str) else [str(t) for t in targets]
+        # a target that is not a string reads as a name no layer has: counted everywhere
+        targets = [str(t) for t in targets] if isinstance(targets, list) else [str(targets)]
         weights = scheme.get("weights")
-        size = weights.get("group_size") if isinstance(weights, Mapping) else None
-        grouped = isinstance(weights, Mapping) and weights.get("strategy") == "group"
-        valid = grouped and isinstance(size, int) and size > 0
+        if not isinstance(weights, Mapping) or weights.get("strategy") != "group":
+            weights = {}
+        size = _positive(weights.get("group_size"))
         names = tuple(t for t in targets if t != LINEAR_CLASS)
-        return cls(names, LINEAR_CLASS in targets, size if valid else None)
+        return cls(names, LINEAR_CLASS in targets, size)
 
     def selects(self, name: str) -> bool:
         return any(_names(target, name) for target in self.names)
+
+
+def _positive(value: Any) -> int | None:
+    """A group size as configs write it: a positive integer (not a boolean), else None."""
+    valid = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return value if valid else None
