@@ -45,8 +45,10 @@ def modelpress(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
-#: A distill step after quantize: four steps that tune the scales and norms only.
-TUNE_SCALES = "{distill: {steps: 4, batchSize: 2, learningRate: 0.001, temperature: 1.0}}"
+def tuned(name: str, quantize: str) -> str:
+    """A variant that quantizes, then tunes the scales and norms for four steps."""
+    tune = "{distill: {steps: 4, batchSize: 2, learningRate: 0.001, temperature: 1.0}}"
+    return f"{{name: {name}, steps: [{{quantize: {quantize}}}, {tune}]}}"
 
 
 @pytest.fixture(scope="module")
@@ -240,11 +242,7 @@ def test_a_scale_tuned_artifact_keeps_its_format_and_vllm_serves_it(
 ) -> None:
     """W4A16 then distillation that tunes only the scales and norms: the same packed int4
     checkpoint format, loaded by the real vLLM CPU server, which answers."""
-    variant = (
-        "{name: tuned, steps: [{quantize: {scheme: W4A16, algorithm: rtn, groupSize: 64}}, "
-        + TUNE_SCALES
-        + "]}"
-    )
+    variant = tuned("tuned", "{scheme: W4A16, algorithm: rtn, groupSize: 64}")
     served = serve_one("tuned", variant, vllm_python, smollm2, tmp_path)
     assert [step["kind"] for step in served.metadata["lineage"]] == ["quantize", "distill"]
     assert served.quantization["format"] == "pack-quantized"
@@ -259,9 +257,7 @@ def test_default_w4a16_groups_per_layer_and_vllm_serves_both_sizes(
     """W4A16 with groupSize unset on SmolLM2 (576 wide, MLP 1,536): groups of 64 on the
     576-wide inputs and of 128 on down_proj, in one checkpoint, scale-tuned after; the
     real vLLM CPU server loads both group sizes and answers."""
-    variant = (
-        "{name: w4, steps: [{quantize: {scheme: W4A16, algorithm: rtn}}, " + TUNE_SCALES + "]}"
-    )
+    variant = tuned("w4", "{scheme: W4A16, algorithm: rtn}")
     served = serve_one("groups", variant, vllm_python, smollm2, tmp_path)
     groups = served.quantization["config_groups"]
     sizes = {key: (g["targets"][:1], g["weights"]["group_size"]) for key, g in groups.items()}
@@ -279,11 +275,7 @@ def test_a_zero_point_artifact_tuned_after_keeps_its_zero_points_and_vllm_serves
     """W4A16 with a zero point per group (symmetric: false), its scales tuned after: the
     checkpoint says so (compressed-tensors' asymmetric int4, packed zero points) and the
     real vLLM CPU server loads it and answers."""
-    variant = (
-        "{name: zp, steps: [{quantize: {scheme: W4A16, algorithm: rtn, symmetric: false}}, "
-        + TUNE_SCALES
-        + "]}"
-    )
+    variant = tuned("zp", "{scheme: W4A16, algorithm: rtn, symmetric: false}")
     served = serve_one("zero-points", variant, vllm_python, smollm2, tmp_path)
     assert [step["kind"] for step in served.metadata["lineage"]] == ["quantize", "distill"]
     assert served.quantization["format"] == "pack-quantized"
