@@ -4,6 +4,7 @@ would otherwise surface only when the run reaches that variant, an hour in."""
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,10 @@ def test_an_unknown_only_name_is_refused_before_any_work(
         compression.main(["--only", "no-such-variant"])
     assert exit_info.value.code == 2
     assert "no variant named no-such-variant" in capsys.readouterr().err
+
+
+def test_the_readme_counts_the_variants_there_are() -> None:
+    readme = (_PATH.parents[1] / "README.md").read_text()
+    counted = re.search(r"benchmarks/compression\.py .*?(\d+) variants", readme)
+    assert counted, "README.md no longer says how many variants benchmarks/compression.py runs"
+    assert int(counted.group(1)) == len(compression.VARIANTS)
