@@ -1,12 +1,15 @@
 """Ablation of the ffn-width cut on SmolLM2-135M-Instruct: the same cut without a
-refit, with a plain ridge refit (pulled toward zero) and with modelpress's (pulled
-toward the sliced weights), for two amounts of calibration text; and, with
-`--importance`, other ways to choose the channels kept.
+refit, with a plain ridge refit (pulled toward zero), with modelpress's (pulled
+toward the sliced weights) and with modelpress's plus a bias on down_proj (`intercept`:
+the mean output of the channels removed, as FLAP compensates it), for two amounts of
+calibration text; and, with `--importance`, other ways to choose the channels kept.
 
     python benchmarks/ffn_refit.py --json results/ffn-refit.json
     python benchmarks/ffn_refit.py --samples 70 --pull 0.02 --pull 0.1 --pull 0.5
     python benchmarks/ffn_refit.py --samples 70 --fraction 0.33 --refit pulled \
         --importance activation --importance output --importance reconstruction
+    python benchmarks/ffn_refit.py --samples 70 --fraction 0.33 --refit pulled \
+        --refit intercept
 
 (`--pull` sets the refit's pull, REFIT_PULL, for the pulled rows.) Importance:
 `activation` is modelpress's (each channel's RMS activation); `output` weighs it by
@@ -36,7 +39,7 @@ sys.path.insert(0, str(REPO / "operator"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 FRACTION = 0.36
-REFITS = ("none", "ridge", "pulled")
+REFITS = ("none", "ridge", "pulled", "intercept")
 SEQUENCE = 512
 EVALUATION_SAMPLES = 12
 
@@ -57,6 +60,58 @@ def ridge(down: Any, original: Any, gram: Any, channels: Any) -> None:
     solved = torch.linalg.solve(system, g[channels] @ original.double().T).T
     with torch.no_grad():
         down.weight.copy_(solved.to(down.weight.dtype))
+
+
+def with_intercept(mlp: Any, original: Any, augmented: Any, channels: Any) -> None:
+    """modelpress's refit with a constant input beside the kept channels: `augmented` is
+    the Gram matrix of [A, 1] (its last row holds the activations' sums and the token
+    count), and the constant's weights become down_proj's bias."""
+    import torch
+
+    import modelpress.compress.prune as pruning  # read now: --pull may have changed it
+
+    width = original.shape[1]
+    g = augmented.double()
+    kept = torch.cat([channels, torch.tensor([width])])
+    kk = g[kept][:, kept]
+    pull = pruning.REFIT_PULL * kk.diagonal()[:-1].mean()
+    zero_bias = torch.zeros(len(original), 1, dtype=torch.float64)
+    target = torch.cat([original.double()[:, channels], zero_bias], 1)
+    rhs = g[kept][:, :width] @ original.double().T + pull * target.T
+    # The bias is not pulled: a mean over every calibration token, it has nothing to learn
+    # by heart.
+    pulled = torch.ones(len(kept), dtype=torch.float64)
+    pulled[-1] = 0
+    solved = torch.linalg.solve(kk + pull * torch.diag(pulled), rhs).T
+    down = torch.nn.Linear(len(channels), len(original), bias=True)
+    with torch.no_grad():
+        down.weight.copy_(solved[:, :-1].float())
+        down.bias.copy_(solved[:, -1].float())
+    mlp.down_proj = down
+
+
+def augmented_grams(model: Any, windows: Any) -> list[Any]:
+    """Per block, the Gram matrix of [A, 1] for A the input of down_proj, in fp64."""
+    import torch
+
+    from modelpress.compress.architecture import decoder_layers, mlp_projections
+    from modelpress.compress.prune import score_windows
+
+    layers = decoder_layers(model, purpose="ablation")
+    downs = [mlp_projections(layer, index)[2] for index, layer in enumerate(layers)]
+    grams = [torch.zeros(d.in_features + 1, d.in_features + 1, dtype=torch.float64) for d in downs]
+
+    def hook_for(position: int) -> Any:
+        def hook(module: Any, args: tuple) -> None:
+            a = args[0].detach().double().reshape(-1, args[0].shape[-1])
+            a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], 1)
+            grams[position].addmm_(a.T, a)
+
+        return hook
+
+    handles = [down.register_forward_pre_hook(hook_for(p)) for p, down in enumerate(downs)]
+    score_windows(model, windows, handles, "ffn-width statistics with an intercept")
+    return grams
 
 
 def by_activation(gram: Any, down: Any, kept: int) -> Any:
@@ -123,12 +178,18 @@ def cut(model: Any, windows: Any, refit: str, importance: str, fraction: float) 
     layers = decoder_layers(model, purpose="ablation")
     width = mlp_projections(layers[0], 0)[2].in_features
     kept = ffn_channels_kept(width, fraction)
-    grams = ffn_grams(model, windows, list(range(len(layers))))
+    if refit == "intercept":
+        augmented = augmented_grams(model, windows)
+        grams = [g[:width, :width].float() for g in augmented]
+    else:
+        grams = ffn_grams(model, windows, list(range(len(layers))))
     for index, (layer, gram) in enumerate(zip(layers, grams, strict=True)):
         original = mlp_projections(layer, index)[2].weight.detach().clone()
         channels = IMPORTANCE[importance](gram, original, kept)
         narrow_mlp(layer, index, channels)
-        if refit == "ridge":
+        if refit == "intercept":
+            with_intercept(layer.mlp, original, augmented[index], channels)
+        elif refit == "ridge":
             ridge(mlp_projections(layer, index)[2], original, gram, channels)
         elif refit == "pulled":
             refit_down_proj(mlp_projections(layer, index)[2], original, gram, channels)
