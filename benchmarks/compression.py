@@ -465,7 +465,7 @@ def measure(
     """The variant's metrics on `evaluation`'s text and its cloze task, computed as a Job
     computes them (the base model's scores and answers cached in `cache`)."""
     from modelpress.compress.checkpoint import load_tokenizer
-    from modelpress.compress.engine import evaluate_against_base
+    from modelpress.compress.judge import evaluate_against_base
     from modelpress.compress.tasks import TaskQuestions, cloze_questions, parse_questions
     from modelpress.compress.text import read_text, tokenize, windows
 

@@ -250,6 +250,35 @@ CASES: list[tuple[str, str, str, str]] = [
         "must not be a calibration dataset",
     ),
     (
+        "a chat gate with no prompts to judge answers on",
+        spec(evaluation={"dataset": {"uri": "s3://data/eval.txt"}, "maxChatKlDivergence": 0.3}),
+        "spec.evaluation",
+        "maxChatKlDivergence needs evaluation.chat",
+    ),
+    (
+        "chat prompts the model calibrates on",
+        spec(
+            evaluation={
+                "dataset": {"uri": "s3://data/eval.txt"},
+                "chat": {"prompts": {"uri": "s3://data/calib.txt"}},
+            }
+        ),
+        "spec.evaluation",
+        "evaluation.chat.prompts must not be a calibration dataset",
+    ),
+    (
+        "a chat gate with its prompts",
+        spec(
+            evaluation={
+                "dataset": {"uri": "s3://data/eval.txt"},
+                "chat": {"prompts": {"uri": "s3://data/prompts.jsonl"}, "maxTokens": 48},
+                "maxChatKlDivergence": 0.3,
+            }
+        ),
+        OK,
+        "",
+    ),
+    (
         "zero points with W8A16",
         variant({"quantize": {"scheme": "W8A16", "symmetric": False}}),
         "spec.variants[0].quantize.symmetric",

@@ -53,7 +53,7 @@ def test_w8a16_on_smollm2_halves_the_weights_at_no_quality_cost(smollm2, texts, 
     with pytest.raises(CompressionError, match="use groupSize 64"):
         validate_variant(
             str(smollm2),
-            {"name": "w4", "quantize": {"scheme": "W4A16", "algorithm": "rtn"}},
+            {"name": "w4", "quantize": {"scheme": "W4A16", "algorithm": "rtn", "groupSize": 128}},
             evaluation,
         )
     variant = {"name": "w8", "quantize": {"scheme": "W8A16", "algorithm": "rtn"}}

@@ -43,6 +43,13 @@ STATUS = CompressedModelStatus.model_validate(
                             "questions": 8,
                         },
                     ],
+                    "chat": {
+                        "klDivergence": 0.2912,
+                        "klDivergenceP99": 2.08,
+                        "agreement": 0.71,
+                        "prompts": 24,
+                        "tokens": 1100,
+                    },
                 },
                 "footprint": {"totalBytes": 3_650_000_000},
                 "conditions": [
@@ -64,9 +71,9 @@ def test_rows_carry_the_numbers_of_the_status() -> None:
     w4, broken = variant_rows(STATUS, {"w4": "W4A16 rtn g64"}, ["w4"], [], ["broken"])
     assert w4.cells() == (
         "w4 *", "W4A16 rtn g64", "111.30 MiB", "0.43x", "24.500", "+12.4%",
-        "qa 80%, none-right —", "3.40 GiB", "pass", "reused",
+        "qa 80%, none-right —", "0.291", "3.40 GiB", "pass", "reused",
     )  # fmt: skip
-    assert broken.cells()[2:] == ("—", "—", "—", "—", "—", "—", "—", "failed")
+    assert broken.cells()[2:] == ("—", "—", "—", "—", "—", "—", "—", "—", "failed")
     assert broken.artifact == "—"
 
 

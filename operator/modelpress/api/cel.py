@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from modelpress.api.base import MAX_CHAIN_STEPS, MAX_MODEL_NAME
 from modelpress.api.inputs import NO_SOURCE, TOO_FEW_TO_MIX
+from modelpress.api.spec import NO_CHAT
 
 _EXACTLY_ONE_ACTION = "[has(self.quantize), has(self.prune), has(self.distill)]"
 _ACTIONS = ("quantize", "prune", "distill")
@@ -148,6 +149,11 @@ RULES: dict[str, list[dict[str, str]]] = {
             "message": "evaluation.minAccuracyRecovery needs evaluation.tasks to measure "
             "accuracy on: add a task or remove the limit",
             "fieldPath": ".minAccuracyRecovery",
+        },
+        {
+            "rule": "!has(self.maxChatKlDivergence) || has(self.chat)",
+            "message": NO_CHAT,
+            "fieldPath": ".maxChatKlDivergence",
         },
     ],
     "Autoscaling": [

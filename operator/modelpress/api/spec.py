@@ -39,6 +39,31 @@ class Task(ApiModel):
     """Judge on the first this many questions only (unset: all)."""
 
 
+NO_CHAT = (
+    "evaluation.maxChatKlDivergence needs evaluation.chat (the prompts to judge answers "
+    "on): add evaluation.chat or remove the limit"
+)
+
+
+class Chat(ApiModel):
+    """Prompts the base model answers through its chat template (greedy, once, kept in
+    the store); every variant is then judged on the base model's own answers: the KL
+    divergence of its next-token distribution from the base's at every answer token,
+    and how often its greedy token is the base's. Text windows measure how a variant
+    continues documents; this measures whether it still answers like the instruct
+    model it came from, which tuning on documents can unlearn."""
+
+    prompts: Dataset
+    """A JSON lines file, one `{"prompt": "..."}` per line; it must differ from every
+    calibration dataset."""
+
+    max_tokens: int = Field(default=64, ge=1, le=4096)
+    """The longest answer the base model writes (it may stop earlier at its end token)."""
+
+    limit: int | None = Field(default=None, ge=1, le=100_000)
+    """Judge on the first this many prompts only (unset: all)."""
+
+
 class Evaluation(ApiModel):
     """How variants are measured and which ones may be served."""
 
@@ -76,6 +101,14 @@ class Evaluation(ApiModel):
     """Optional gate: on every task the variant's accuracy must be at least this share of
     the base model's (0.95 = it keeps 95 % of the base's accuracy)."""
 
+    chat: Chat | None = None
+    """Chat prompts the variants are judged on, next to the text windows: the KL
+    divergence from the base model on the base's own answers. Unset: no chat judgement."""
+
+    max_chat_kl_divergence: float | None = Field(default=None, ge=0, le=100)
+    """Optional gate on the mean KL divergence from the base model on its answers to
+    evaluation.chat's prompts, in nats per token (e.g. 0.3)."""
+
     @model_validator(mode="after")
     def _tasks_coherent(self) -> Evaluation:
         names = [task.name for task in self.tasks or []]
@@ -86,6 +119,8 @@ class Evaluation(ApiModel):
                 "evaluation.minAccuracyRecovery needs evaluation.tasks to measure accuracy on: "
                 "add a task or remove the limit"
             )
+        if self.max_chat_kl_divergence is not None and self.chat is None:
+            raise ValueError(NO_CHAT)
         return self
 
     def measurement(self) -> dict[str, Any]:
@@ -104,6 +139,7 @@ class Evaluation(ApiModel):
                 "min_agreement",
                 "max_kl_divergence",
                 "min_accuracy_recovery",
+                "max_chat_kl_divergence",
             },
         )
 
@@ -288,6 +324,11 @@ class CompressedModelSpec(ApiModel):
                     f"evaluation task {task.name!r} must not be a calibration dataset: "
                     "accuracy on questions the model learned from would flatter it"
                 )
+        if evaluation.chat is not None and evaluation.chat.prompts.uri in learned:
+            raise ValueError(
+                "evaluation.chat.prompts must not be a calibration dataset: answers to "
+                "prompts the model learned from would flatter it"
+            )
         return evaluation
 
     @field_validator("serving")

@@ -54,6 +54,23 @@ class TaskScore(ApiModel):
     """Questions asked."""
 
 
+class ChatScore(ApiModel):
+    """How the variant answers spec.evaluation.chat's prompts, judged on the base model's
+    own answers."""
+
+    kl_divergence: float
+    """Mean KL divergence from the base model's next-token distribution over the answers'
+    tokens (nats per token)."""
+    kl_divergence_p99: float
+    """Its 99th percentile: the answer tokens the variant gets most wrong."""
+    agreement: float
+    """Share of answer tokens where the variant's greedy token is the base model's."""
+    prompts: int
+    """Prompts answered."""
+    tokens: int
+    """Answer tokens judged."""
+
+
 class Metrics(ApiModel):
     """Quality measured on the evaluation dataset."""
 
@@ -72,6 +89,8 @@ class Metrics(ApiModel):
     """Its 99th percentile over the evaluated positions: the worst tokens, not the mean."""
     tasks: list[TaskScore] | None = None
     """Accuracy on each task of spec.evaluation.tasks, with the base model's."""
+    chat: ChatScore | None = None
+    """How the variant answers spec.evaluation.chat's prompts."""
 
 
 class Footprint(ApiModel):

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     import torch
 
     from modelpress.compress.distributed import Group
-    from modelpress.compress.tasks import TaskQuestions
     from modelpress.sizing.training import Sharding
 
 log = logging.getLogger(__name__)
@@ -125,6 +124,8 @@ def compress_variant(
             return CompressionResult(out_uri, {}, helper=True)
         saved, lineage, parameters = chained
         leave(ranks)
+        from modelpress.compress.judge import evaluate_saved
+
         metrics = evaluate_saved(prepared, saved, cache_dir, credentials)
         metadata = _metadata(
             prepared, saved, lineage, parameters, metrics, time.monotonic() - started
@@ -299,76 +300,6 @@ def _step_wire(planned: PlannedStep) -> dict[str, Any]:
     if planned.calibration is not None:
         wire["calibration"] = planned.calibration.to_wire()
     return wire
-
-
-def evaluate_saved(
-    prepared: Prepared, saved: Path, cache: str | Path | None, credentials: Any = None
-) -> dict[str, Any]:
-    """Metrics of the saved variant against the base model on the evaluation windows
-    and tasks; what the base scored is kept in `cache` and reused by every variant."""
-    return evaluate_against_base(
-        prepared.base.directory,
-        prepared.base.identity,
-        saved,
-        prepared.evaluation_windows,
-        prepared.tasks,
-        prepared.tokenizer,
-        cache,
-        credentials,
-    )
-
-
-def evaluate_against_base(
-    base_directory: Path,
-    base_identity: str,
-    saved: Path,
-    windows: torch.Tensor,
-    tasks: list[TaskQuestions],
-    tokenizer: Any,
-    cache: str | Path | None,
-    credentials: Any = None,
-) -> dict[str, Any]:
-    """The variant at `saved` scored against the base model at `base_directory` (named by
-    `base_identity` in the cache): perplexity, agreement, KL divergence, task accuracy."""
-    from modelpress.compress.checkpoint import load_model
-    from modelpress.compress.evaluate import (
-        load_reference,
-        metrics,
-        reference_key,
-        save_reference,
-        score,
-    )
-    from modelpress.compress.tasks import (
-        answer,
-        answers_key,
-        load_base_answers,
-        save_base_answers,
-        task_scores,
-    )
-
-    key = reference_key(base_identity, windows)
-    reference = load_reference(cache, key, credentials)
-    tasks_key = answers_key(base_identity, tasks)
-    base_answers = load_base_answers(cache, tasks_key, credentials) if tasks else []
-    if reference is None or base_answers is None:
-        base_model = load_model(base_directory)
-        if reference is None:
-            reference = score(base_model, windows, what="base model", keep_top=True)
-            save_reference(cache, key, reference, credentials)
-        if base_answers is None:
-            base_answers = [answer(base_model, tokenizer, t, what="base model") for t in tasks]
-            save_base_answers(cache, tasks_key, base_answers, credentials)
-        del base_model
-        gc.collect()
-    variant_model = load_model(saved)
-    result = score(variant_model, windows, what="variant", reference=reference)
-    picked = [answer(variant_model, tokenizer, task, what="variant") for task in tasks]
-    del variant_model
-    gc.collect()
-    measured: dict[str, Any] = dict(metrics(result, reference))
-    if tasks:
-        measured["tasks"] = task_scores(picked, base_answers, tasks)
-    return measured
 
 
 def _metadata(

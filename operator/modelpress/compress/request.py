@@ -17,6 +17,7 @@ from modelpress.api.inputs import Calibration
 from modelpress.api.spec import Evaluation
 from modelpress.api.steps import QuantizeStep, Variant
 from modelpress.compress.base import Base, open_base
+from modelpress.compress.chat import ChatPrompts, check_chat_template, read_chat
 from modelpress.compress.errors import CompressionError
 from modelpress.compress.preflight import PlannedStep, check_chain, resolve_chain
 from modelpress.compress.tasks import TaskQuestions, read_task
@@ -40,6 +41,7 @@ class Prepared:
     evaluation_windows: torch.Tensor
     step_windows: dict[int, torch.Tensor] = field(default_factory=dict)
     tasks: list[TaskQuestions] = field(default_factory=list)
+    chat: ChatPrompts | None = None
 
 
 def parse_request(
@@ -106,12 +108,16 @@ def prepare(
             texts[uri] = read_text(uri, credentials=credentials)
     held_out = texts[evaluation.dataset.uri]
     tasks = [read_task(task, credentials) for task in evaluation.tasks or []]
+    chat = read_chat(evaluation.chat, credentials) if evaluation.chat else None
+    unseen = [held_out, *(task.text for task in tasks), *([chat.text] if chat else [])]
     for planned in steps:
         if planned.calibration is not None and planned.calibration.dataset is not None:
-            for unseen in (held_out, *(task.text for task in tasks)):
-                check_disjoint(texts[planned.calibration.dataset.uri], unseen)
+            for text in unseen:
+                check_disjoint(texts[planned.calibration.dataset.uri], text)
 
     tokenizer = load_tokenizer(base.directory)
+    if chat:
+        check_chat_template(tokenizer)
     tokens = {uri: tokenize(tokenizer, text) for uri, text in texts.items()}
     evaluation_windows = windows(
         tokens[held_out.uri],
@@ -140,6 +146,7 @@ def prepare(
         evaluation_windows,
         step_windows,
         tasks,
+        chat,
     )
 
 

@@ -22,7 +22,7 @@ from modelpress.api.keys import content_key
 from modelpress.api.spec import Task
 from modelpress.compress.errors import CompressionError
 from modelpress.compress.progress import Progress
-from modelpress.compress.text import Text, read_text
+from modelpress.compress.text import Problem, Text, json_lines, read_text
 
 if TYPE_CHECKING:
     import torch
@@ -58,33 +58,16 @@ def read_task(task: Task, credentials: Credentials | None = None) -> TaskQuestio
     return TaskQuestions(task.name, text, tuple(questions[: task.limit]))
 
 
+QUESTION_SHAPE = '{"context": "...", "choices": ["...", "..."], "answer": 0}'
+
+
 def parse_questions(content: str, *, where: str) -> list[Question]:
     """Every question of a JSON lines task file; blank lines are skipped. Each mistake
     names its line and what to change."""
-    questions = []
-    for number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        questions.append(_question(line, f"{where} line {number}"))
-    if not questions:
-        raise CompressionError(f"{where} has no questions", reason="InvalidDataset")
-    return questions
+    return json_lines(content, _question, where=where, shape=QUESTION_SHAPE, items="questions")
 
 
-def _question(line: str, where: str) -> Question:
-    def bad(problem: str) -> CompressionError:
-        return CompressionError(
-            f"{where}: {problem}; each line must be "
-            '{"context": "...", "choices": ["...", "..."], "answer": 0}',
-            reason="InvalidDataset",
-        )
-
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise bad(f"not JSON ({error.msg})") from None
-    if not isinstance(item, dict):
-        raise bad("not a JSON object")
+def _question(item: dict[str, Any], bad: Problem) -> Question:
     context, choices, answer = item.get("context"), item.get("choices"), item.get("answer")
     if not isinstance(context, str) or not context.strip():
         raise bad("context must be a non-empty string")

@@ -10,9 +10,11 @@ covers the whole text rather than its beginning.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelpress.compress.errors import CompressionError
 
@@ -72,6 +74,44 @@ def _read_bytes(uri: str, credentials: Any) -> bytes:
             f"dataset {location} does not exist: upload it or fix the URI", reason="DatasetNotFound"
         )
     return data
+
+
+Problem = Callable[[str], CompressionError]
+"""Makes the error for one line's problem, naming the line and the expected shape."""
+T = TypeVar("T")
+
+
+def json_lines(
+    content: str,
+    parse: Callable[[dict[str, Any], Problem], T],
+    *,
+    where: str,
+    shape: str,
+    items: str,
+) -> list[T]:
+    """Every line of a JSON lines file, each object parsed by `parse(object, problem)`;
+    blank lines are skipped. Every mistake names its line and the shape a line must have."""
+    found = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+
+        def problem(what: str, number: int = number) -> CompressionError:
+            return CompressionError(
+                f"{where} line {number}: {what}; each line must be {shape}",
+                reason="InvalidDataset",
+            )
+
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise problem(f"not JSON ({error.msg})") from None
+        if not isinstance(item, dict):
+            raise problem("not a JSON object")
+        found.append(parse(item, problem))
+    if not found:
+        raise CompressionError(f"{where} has no {items}", reason="InvalidDataset")
+    return found
 
 
 def check_disjoint(calibration: Text, evaluation: Text) -> None:

@@ -16,7 +16,8 @@ from modelpress.plan.conditions import find
 from modelpress.storage.progress import format_bytes
 
 COLUMNS = (
-    "variant", "recipe", "bytes", "ratio", "perplexity", "Δ", "tasks", "footprint", "gate", "run",
+    "variant", "recipe", "bytes", "ratio", "perplexity", "Δ", "tasks", "chat", "footprint",
+    "gate", "run",
 )  # fmt: skip
 
 
@@ -29,6 +30,7 @@ class Row:
     perplexity: str
     delta: str
     tasks: str
+    chat: str
     footprint: str
     gate: str
     run: str
@@ -45,6 +47,7 @@ class Row:
             self.perplexity,
             self.delta,
             self.tasks,
+            self.chat,
             self.footprint,
             self.gate,
             self.run,
@@ -91,6 +94,7 @@ def variant_rows(
                 perplexity=_or_dash(metrics.perplexity, lambda p: f"{p:.3f}"),
                 delta=_or_dash(metrics.perplexity_increase, lambda d: f"{d:+.1%}"),
                 tasks=_tasks(metrics),
+                chat=_or_dash(metrics.chat, lambda chat: f"{chat.kl_divergence:.3f}"),
                 footprint=_or_dash(total, format_bytes),
                 gate=_gate(entry),
                 run=run,
@@ -184,7 +188,8 @@ def render(
         print(plain_table(rows), file=stream)
     print(
         "* served.  Δ: perplexity increase over the base model.  tasks: accuracy as a share "
-        "of the base model's.",
+        "of the base model's.  chat: KL divergence from the base model on its answers to "
+        "the chat prompts (nats per token).",
         file=stream,
     )
     line = base_line(status)

@@ -182,6 +182,9 @@ def local_files(spec: CompressedModelSpec) -> dict[str, str]:
     for index, task in enumerate(spec.evaluation.tasks or []):
         if task.dataset.uri.startswith("file://"):
             found[f"evaluation.tasks[{index}].dataset.uri"] = task.dataset.uri
+    chat = spec.evaluation.chat
+    if chat and chat.prompts.uri.startswith("file://"):
+        found["evaluation.chat.prompts.uri"] = chat.prompts.uri
     for variant in spec.variants:
         for index, step in enumerate(variant.chain):
             calibration = step.action.calibration

@@ -13,6 +13,7 @@ from modelpress.config import OperatorConfig
 from modelpress.plan import jobs
 from modelpress.plan.conditions import condition
 from modelpress.plan.fit import footprint, size_artifact
+from modelpress.plan.gate import gate
 from modelpress.plan.jobset import JOBSET_KIND
 from modelpress.plan.lifecycle import plan_job
 from modelpress.plan.observed import Artifact, JobState, Observed, Owner
@@ -21,7 +22,7 @@ from modelpress.plan.preflight import recipe_problem
 from modelpress.plan.progress import (
     Verdict,
 )
-from modelpress.plan.recipes import Candidate, gate
+from modelpress.plan.recipes import Candidate
 from modelpress.plan.resources import compression_resources
 from modelpress.plan.trust import image_problem
 
