@@ -28,7 +28,10 @@ import multiprocessing
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelpress.compress.chat import ChatPrompts
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
@@ -460,10 +463,15 @@ def prepare_base(store: str) -> str:
 
 
 def measure(
-    base_files: Path, artifact_files: Path, evaluation: dict[str, Any], cache: Path
+    base_files: Path,
+    artifact_files: Path,
+    evaluation: dict[str, Any],
+    cache: Path,
+    chat: ChatPrompts | None = None,
 ) -> dict[str, Any]:
-    """The variant's metrics on `evaluation`'s text and its cloze task, computed as a Job
-    computes them (the base model's scores and answers cached in `cache`)."""
+    """The variant's metrics on `evaluation`'s text and its cloze task (and `chat`'s
+    prompts), computed as a Job computes them (the base model's scores and answers cached
+    in `cache`)."""
     from modelpress.compress.checkpoint import load_tokenizer
     from modelpress.compress.judge import evaluate_against_base
     from modelpress.compress.tasks import TaskQuestions, cloze_questions, parse_questions
@@ -476,7 +484,7 @@ def measure(
     questions = "\n".join(json.dumps(q) for q in cloze_questions(text.content, CLOZE_QUESTIONS))
     task = TaskQuestions("docs-cloze", text, tuple(parse_questions(questions, where="docs cloze")))
     return evaluate_against_base(
-        base_files, str(base_files), artifact_files, cut, [task], tokenizer, cache
+        base_files, str(base_files), artifact_files, cut, [task], tokenizer, cache, chat=chat
     )
 
 

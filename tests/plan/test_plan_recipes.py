@@ -150,6 +150,17 @@ def test_a_rename_or_a_new_gate_threshold_reuses_the_artifact() -> None:
     )
 
 
+def test_chat_prompts_key_the_variant_and_the_chat_threshold_does_not() -> None:
+    def key(**evaluation: object) -> str:
+        spec = make_spec(evaluation={"dataset": {"uri": "s3://data/eval.txt"}, **evaluation})
+        return variant_artifact(spec, "b", spec.variants[1], "1")[0]
+
+    chat = {"prompts": {"uri": "s3://data/prompts.jsonl"}}
+    assert key(chat=chat, maxChatKlDivergence=0.3) == key(chat=chat, maxChatKlDivergence=0.6)
+    assert key(chat=chat) != key(), "answers on new prompts are a new measurement"
+    assert key(chat=chat) != key(chat=chat | {"maxTokens": 32})
+
+
 def test_an_upgrade_that_adds_evaluation_fields_keeps_every_stored_variant_key() -> None:
     """`tasks` has no default: a spec written before it existed measures (and so keys its
     variants) exactly as before, and nothing is recomputed after the upgrade."""

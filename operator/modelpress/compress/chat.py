@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 ANSWERS_FORMAT = f"v1-greedy-top{TOP_K}"
 ANSWERS_FILE = "chat-answers.pt"
 PROMPT_SHAPE = '{"prompt": "..."}'
+#: Prompts answered together: enough to keep the cores busy, few enough that the KV
+#: cache of a large model stays small.
+BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -109,30 +112,53 @@ def answer_prompts(model: torch.nn.Module, tokenizer: Any, chat: ChatPrompts) ->
     and its distributions along them."""
     import torch
 
-    stops = stop_tokens(model, tokenizer)
+    prompts = [torch.tensor(prompt_ids(tokenizer, prompt)) for prompt in chat.prompts]
     answers = BaseAnswers([], [], [], [])
-    progress = Progress("chat prompts: base model answers", total=len(chat.prompts), unit="prompts")
+    progress = Progress("chat prompts: base model answers", total=len(prompts), unit="prompts")
     model.eval()
     with torch.inference_mode():
-        for prompt in chat.prompts:
-            ids = torch.tensor([prompt_ids(tokenizer, prompt)])
-            out = model(input_ids=ids, use_cache=True)
-            written: list[int] = []
-            while True:
-                token = int(out.logits[0, -1].argmax())
-                written.append(token)
-                if token in stops or len(written) == chat.max_tokens:
-                    break
-                step = torch.tensor([[token]])
-                out = model(input_ids=step, past_key_values=out.past_key_values, use_cache=True)
-            answer = torch.tensor(written)
-            logprobs = _answer_logprobs(model, ids[0], answer)
-            values, top = logprobs.topk(min(TOP_K, logprobs.shape[-1]), dim=-1)
-            answers.prompt_ids.append(ids[0])
-            answers.answer_ids.append(answer)
-            answers.top_ids.append(top.to(torch.int32))
-            answers.top_logprobs.append(values)
-            progress.advance(1)
+        for first in range(0, len(prompts), BATCH):
+            batch = prompts[first : first + BATCH]
+            for prompt, answer in zip(
+                batch, greedy(model, tokenizer, batch, chat.max_tokens), strict=True
+            ):
+                logprobs = _answer_logprobs(model, prompt, answer)
+                values, top = logprobs.topk(min(TOP_K, logprobs.shape[-1]), dim=-1)
+                answers.prompt_ids.append(prompt)
+                answers.answer_ids.append(answer)
+                answers.top_ids.append(top.to(torch.int32))
+                answers.top_logprobs.append(values)
+                progress.advance(1)
+    return answers
+
+
+def greedy(
+    model: torch.nn.Module, tokenizer: Any, prompts: list[torch.Tensor], max_tokens: int
+) -> list[torch.Tensor]:
+    """Each prompt's greedy continuation, written together (left-padded, so every prompt
+    ends where writing starts), cut after its first stop token."""
+    import torch
+    from transformers import GenerationConfig
+
+    stops = stop_tokens(model, tokenizer)
+    longest = max(len(prompt) for prompt in prompts)
+    pad = min(stops)
+    ids = torch.full((len(prompts), longest), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, prompt in enumerate(prompts):
+        ids[row, longest - len(prompt) :] = prompt
+        mask[row, longest - len(prompt) :] = 1
+    # A configuration of its own: greedy whatever the model's sampling settings say.
+    settings = GenerationConfig(
+        do_sample=False, max_new_tokens=max_tokens, eos_token_id=sorted(stops), pad_token_id=pad
+    )
+    written = model.generate(  # type: ignore[operator]
+        input_ids=ids, attention_mask=mask, generation_config=settings
+    )[:, longest:]
+    answers = []
+    for row in written.tolist():
+        end = next((at + 1 for at, token in enumerate(row) if token in stops), len(row))
+        answers.append(torch.tensor(row[:end]))
     return answers
 
 
