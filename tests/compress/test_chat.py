@@ -128,8 +128,26 @@ def test_the_base_matches_itself_and_another_model_diverges(chat_base, other_mod
     assert other["klDivergenceP99"] >= other["klDivergence"]
     # Kept and read back, the answers judge a variant to the same numbers.
     save_base_answers(tmp_path, "k", answers)
-    assert chat_score(load_model(other_model), load_base_answers(tmp_path, "k")) == other
-    assert load_base_answers(tmp_path, "missing") is None
+    assert chat_score(load_model(other_model), load_base_answers(tmp_path, "k", 3)) == other
+    assert load_base_answers(tmp_path, "missing", 3) is None
+
+
+@pytest.mark.parametrize("damage", ["garbage", "fewer", "short"])
+def test_kept_answers_that_do_not_fit_are_refused_with_what_to_do(chat_base, tmp_path, damage):
+    base, tokenizer = load_model(chat_base), load_tokenizer(chat_base)
+    answers = answer_prompts(base, tokenizer, chat(max_tokens=4))
+    save_base_answers(tmp_path, "k", answers)
+    kept = tmp_path / "k" / "chat-answers.pt"
+    if damage == "garbage":
+        kept.write_bytes(b"not a torch file")
+    elif damage == "fewer":
+        answers.answer_ids.pop()
+        save_base_answers(tmp_path, "k", answers)
+    else:
+        answers.top_ids[0] = answers.top_ids[0][:2]
+        save_base_answers(tmp_path, "k", answers)
+    with pytest.raises(CompressionError, match="remove them, and the next Job writes them"):
+        load_base_answers(tmp_path, "k", 3)
 
 
 def test_variants_report_chat_scores_and_the_base_answers_once(

@@ -203,8 +203,9 @@ def chat_score(model: torch.nn.Module, base: BaseAnswers) -> dict[str, Any]:
 
 
 def load_base_answers(
-    place: Any, key: str, credentials: Credentials | None = None
+    place: Any, key: str, prompts: int, credentials: Credentials | None = None
 ) -> BaseAnswers | None:
+    """The answers kept by an earlier Job of the base, or None; `prompts` answers."""
     import torch
 
     from modelpress.compress.references import load_file
@@ -212,9 +213,31 @@ def load_base_answers(
     data = load_file(place, key, ANSWERS_FILE, credentials)
     if data is None:
         return None
-    kept = torch.load(io.BytesIO(data), weights_only=True)
-    return BaseAnswers(
-        kept["prompt_ids"], kept["answer_ids"], kept["top_ids"], kept["top_logprobs"]
+    try:
+        kept = torch.load(io.BytesIO(data), weights_only=True)
+        answers = BaseAnswers(
+            kept["prompt_ids"], kept["answer_ids"], kept["top_ids"], kept["top_logprobs"]
+        )
+    except Exception:  # any unreadable file: what to do about it is the same
+        answers = None
+    if answers is None or len(answers.answer_ids) != prompts or not _consistent(answers):
+        raise CompressionError(
+            f"the base model's chat answers kept at {str(place).rstrip('/')}/{key}/ are not "
+            f"{prompts} answers of the form this version writes: remove them, and the next "
+            "Job writes them again",
+            reason="InvalidDataset",
+        )
+    return answers
+
+
+def _consistent(answers: BaseAnswers) -> bool:
+    """Every list the same length; every answer's distributions one per answer token."""
+    lists = (answers.prompt_ids, answers.answer_ids, answers.top_ids, answers.top_logprobs)
+    if len({len(kept) for kept in lists}) != 1:
+        return False
+    return all(
+        ids.shape[0] == top.shape[0] == values.shape[0] > 0
+        for ids, top, values in zip(*lists[1:], strict=True)
     )
 
 

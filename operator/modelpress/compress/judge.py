@@ -61,7 +61,9 @@ def evaluate_against_base(
     tasks_key = choices.answers_key(base_identity, tasks)
     base_picks = choices.load_base_answers(cache, tasks_key, credentials) if tasks else []
     chat_key = chats.answers_key(base_identity, chat) if chat else ""
-    base_chat = chats.load_base_answers(cache, chat_key, credentials) if chat else None
+    base_chat = (
+        chats.load_base_answers(cache, chat_key, len(chat.prompts), credentials) if chat else None
+    )
     if reference is None or base_picks is None or (chat and base_chat is None):
         base_model = load_model(base_directory)
         if reference is None:
