@@ -59,6 +59,23 @@ def build_model(directory: Path, tokenizer, *, layers: int = 4, seed: int = 0, *
     return directory
 
 
+def build_w8_and_w4(store: str, evaluation: dict, tmp_path: Path) -> dict[str, dict]:
+    """Two RTN variants of the base at `<store>models/tiny/`, one Job after the other with
+    a shared evaluation cache, as two variants of one spec run: name -> metadata."""
+    from modelpress.compress import compress_variant
+
+    found = {}
+    for name, scheme in (("w8", "W8A16"), ("w4", "W4A16")):
+        (tmp_path / name).mkdir()
+        variant = {"name": name, "quantize": {"scheme": scheme, "algorithm": "rtn"}}
+        result = compress_variant(
+            store + "models/tiny/", variant, evaluation, f"{store}artifacts/{name}/",
+            work_dir=tmp_path / name, cache_dir=store + "evaluations/",
+        )  # fmt: skip
+        found[name] = result.metadata
+    return found
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return build_tokenizer([CALIB.read_text(), EVAL.read_text()])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.compress.conftest import build_model
+from tests.compress.conftest import build_model, build_w8_and_w4
 
 from modelpress.compress import CompressionError
 from modelpress.compress.chat import (
@@ -153,7 +153,6 @@ def test_kept_answers_that_do_not_fit_are_refused_with_what_to_do(chat_base, tmp
 def test_variants_report_chat_scores_and_the_base_answers_once(
     chat_base, texts, store, tmp_path, loaded_models
 ):
-    from modelpress.compress import compress_variant
     from modelpress.storage import publish
 
     publish(store + "models/tiny/", chat_base, {"source": {"huggingface": "org/tiny"}})
@@ -162,16 +161,9 @@ def test_variants_report_chat_scores_and_the_base_answers_once(
         "chat": {"prompts": {"uri": f"file://{prompts_file(tmp_path / 'p.jsonl')}"},
                  "maxTokens": 5},
     }  # fmt: skip
-    found = {}
-    for name, scheme in (("w8", "W8A16"), ("w4", "W4A16")):
-        (tmp_path / name).mkdir()
-        variant = {"name": name, "quantize": {"scheme": scheme, "algorithm": "rtn"}}
-        result = compress_variant(
-            store + "models/tiny/", variant, evaluation, f"{store}artifacts/{name}/",
-            work_dir=tmp_path / name, cache_dir=store + "evaluations/",
-        )  # fmt: skip
-        found[name] = result.metadata["metrics"]["chat"]
-        assert result.metadata["evaluation"]["chat"]["maxTokens"] == 5
+    built = build_w8_and_w4(store, evaluation, tmp_path)
+    found = {name: metadata["metrics"]["chat"] for name, metadata in built.items()}
+    assert built["w4"]["evaluation"]["chat"]["maxTokens"] == 5
     assert found["w8"]["prompts"] == found["w4"]["prompts"] == 3
     assert found["w8"]["tokens"] == found["w4"]["tokens"] == 15
     assert 0 <= found["w8"]["klDivergence"] < found["w4"]["klDivergence"]

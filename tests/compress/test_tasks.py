@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.compress.conftest import build_w8_and_w4
 
 from modelpress.compress import CompressionError
 from modelpress.compress.checkpoint import load_model, load_tokenizer
@@ -115,7 +116,6 @@ def test_a_cloze_task_from_held_out_text_is_deterministic_and_balanced():
 def test_variants_report_accuracy_and_recovery_and_the_base_answers_once(
     tiny_model, texts, store, tmp_path, loaded_models
 ):
-    from modelpress.compress import compress_variant
     from modelpress.storage import publish
 
     publish(store + "models/tiny/", tiny_model, {"source": {"huggingface": "org/tiny"}})
@@ -125,15 +125,8 @@ def test_variants_report_accuracy_and_recovery_and_the_base_answers_once(
         "dataset": {"uri": f"file://{texts['evaluation']}"}, "samples": 2, "sequenceLength": 64,
         "tasks": [{"name": "docs-cloze", "dataset": {"uri": f"file://{task_file}"}, "limit": 5}],
     }  # fmt: skip
-    found = []
-    for name, scheme in (("w8", "W8A16"), ("w4", "W4A16")):
-        (tmp_path / name).mkdir()
-        variant = {"name": name, "quantize": {"scheme": scheme, "algorithm": "rtn"}}
-        result = compress_variant(
-            store + "models/tiny/", variant, evaluation, f"{store}artifacts/{name}/",
-            work_dir=tmp_path / name, cache_dir=store + "evaluations/",
-        )  # fmt: skip
-        found.append(result.metadata["metrics"]["tasks"])
+    built = build_w8_and_w4(store, evaluation, tmp_path)
+    found = [metadata["metrics"]["tasks"] for metadata in built.values()]
     for (score,) in found:
         assert score["name"] == "docs-cloze" and score["questions"] == 5
         assert 0 <= score["accuracy"] <= 1 and 0 <= score["baseAccuracy"] <= 1
