@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from modelpress.api.reasons import Reason
 from modelpress.api.spec import Evaluation
-from modelpress.api.status import Metrics
+from modelpress.api.status import ChatScore, Metrics
 from modelpress.plan.progress import Verdict
 
 
@@ -69,33 +69,30 @@ def gate(evaluation: Evaluation, measured: Metrics | None) -> Verdict:
             return failed(problem)
         message += f"; accuracy recovery is at least {evaluation.min_accuracy_recovery:.2%}"
     if evaluation.max_chat_kl_divergence is not None:
-        problem = _chat_problem(evaluation.max_chat_kl_divergence, measured)
-        if problem or measured.chat is None:
-            return failed(problem or "")
+        chat_limit, chat = evaluation.max_chat_kl_divergence, measured.chat
+        if chat is None or chat.kl_divergence > chat_limit:
+            return failed(_chat_problem(chat_limit, chat))
         message += (
-            f"; on the chat prompts' answers, KL divergence {measured.chat.kl_divergence:.4g} "
-            f"is within {evaluation.max_chat_kl_divergence:g}"
+            f"; on the chat prompts' answers, KL divergence {chat.kl_divergence:.4g} "
+            f"is within {chat_limit:g}"
         )
     return Verdict(Reason.PASSED, message)
 
 
-def _chat_problem(limit: float, measured: Metrics) -> str | None:
-    """Why the variant answers the chat prompts too unlike the base model, or None."""
-    if measured.chat is None:
+def _chat_problem(limit: float, chat: ChatScore | None) -> str:
+    """Why the variant answers the chat prompts too unlike the base model."""
+    if chat is None:
         return (
             "no chat answers were measured (evaluation.chat was added after this variant was "
             "built), but evaluation.maxChatKlDivergence is set: it cannot pass the gate; the "
             "variant is measured again when its evaluation changes"
         )
-    divergence = measured.chat.kl_divergence
-    if divergence > limit:
-        return (
-            f"on the base model's answers to the chat prompts, the variant's KL divergence is "
-            f"{divergence:.4g} nats per token (greedy agreement {measured.chat.agreement:.2%}), "
-            f"above evaluation.maxChatKlDivergence {limit:g}: it answers less like the base "
-            "model; choose a milder recipe, tune on text like the prompts, or raise the limit"
-        )
-    return None
+    return (
+        f"on the base model's answers to the chat prompts, the variant's KL divergence is "
+        f"{chat.kl_divergence:.4g} nats per token (greedy agreement {chat.agreement:.2%}), "
+        f"above evaluation.maxChatKlDivergence {limit:g}: it answers less like the base "
+        "model; choose a milder recipe, tune on text like the prompts, or raise the limit"
+    )
 
 
 def _accuracy_problem(evaluation: Evaluation, limit: float, measured: Metrics) -> str | None:
