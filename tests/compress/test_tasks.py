@@ -15,6 +15,7 @@ from modelpress.compress.checkpoint import load_model, load_tokenizer
 from modelpress.compress.tasks import (
     Question,
     TaskQuestions,
+    _choice_row,
     answer,
     choice_scores,
     cloze_questions,
@@ -70,6 +71,35 @@ def test_choice_scores_are_the_log_likelihood_of_the_choice_tokens_per_byte(tiny
         with torch.no_grad():
             logprobs = torch.log_softmax(model(input_ids=torch.tensor([whole])).logits[0], -1)
         expected = sum(logprobs[p - 1, whole[p]].item() for p in range(len(context), len(whole)))
+        assert score == pytest.approx(expected / len(choice.encode()), rel=1e-4)
+
+
+@pytest.mark.parametrize("max_tokens", [2048, 26])
+def test_choice_scores_read_the_context_once_and_equal_one_pass_per_choice(
+    tiny_model, monkeypatch, max_tokens
+):
+    """The shared context is read once and the choices batched, right-padded; each score
+    is still what one pass over that choice's own row gives, also when a long context is
+    cut from the left to fit and the rows share no prefix to read once."""
+    monkeypatch.setattr("modelpress.compress.tasks.MAX_TOKENS", max_tokens)
+    model, tokenizer = load_model(tiny_model), load_tokenizer(tiny_model)
+    question = Question(
+        "The licensee shall keep every notice of this license intact",
+        (" and", " not distribute it", " always, without exception, keep them"),
+        1,
+    )
+    scores = choice_scores(model, tokenizer, question)
+    prompts = [_choice_row(tokenizer, question, choice)[0] for choice in question.choices]
+    assert (len({tuple(p) for p in prompts}) > 1) == (max_tokens < 2048)  # cut differently
+    for choice, score in zip(question.choices, scores, strict=True):
+        prompt, continuation = _choice_row(tokenizer, question, choice)
+        assert len(prompt) + len(continuation) <= max_tokens
+        row = torch.tensor([prompt + continuation])
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(input_ids=row).logits[0], -1)
+        expected = sum(
+            logprobs[len(prompt) + k - 1, token].item() for k, token in enumerate(continuation)
+        )
         assert score == pytest.approx(expected / len(choice.encode()), rel=1e-4)
 
 

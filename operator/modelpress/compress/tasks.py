@@ -141,30 +141,56 @@ def answer(model: torch.nn.Module, tokenizer: Any, task: TaskQuestions, *, what:
 
 
 def choice_scores(model: torch.nn.Module, tokenizer: Any, question: Question) -> list[float]:
-    """Log-likelihood of each choice after the context, per byte of the choice. One
-    forward pass per choice, keeping only the logits that predict the choice's tokens."""
+    """Log-likelihood of each choice after the context, per byte of the choice.
+
+    The context is read once: the tokens every choice's row shares (all but the last)
+    go through the model once, and the rest of every row, one row per choice, through
+    one batched pass over that cache. Rows are right-padded, which a causal model never
+    reads, so each score is what a pass over its own row alone would give."""
     import torch
 
-    context = question.context.rstrip(" ")
-    moved = question.context[len(context) :]  # trailing spaces belong to the choice
-    context_ids = tokenizer.encode(context, add_special_tokens=False)
+    rows = [_choice_row(tokenizer, question, choice) for choice in question.choices]
+    shared = min(_shared_prefix(rows[0][0], prompt) for prompt, _ in rows)
+    cached = max(shared - 1, 0)  # the last shared token's logits predict a choice
+    cache = None
+    if cached:
+        prefix = torch.tensor([rows[0][0][:cached]])
+        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(len(rows))
+    rests = [prompt[cached:] + continuation for prompt, continuation in rows]
+    longest = max(len(rest) for rest in rests)
+    tokens = torch.tensor([rest + [0] * (longest - len(rest)) for rest in rests])
+    # where each row's first choice token is predicted; only the logits from there on
+    starts = [len(prompt) - cached - 1 for prompt, _ in rows]
+    kept_from = min(starts)
+    logits = model(
+        input_ids=tokens,
+        past_key_values=cache,
+        use_cache=cache is not None,
+        logits_to_keep=longest - kept_from,
+    ).logits
     scores = []
-    for choice in question.choices:
-        whole = tokenizer.encode(context + moved + choice, add_special_tokens=False)
-        shared = _shared_prefix(context_ids, whole)
-        continuation = whole[shared:] or tokenizer.encode(choice, add_special_tokens=False)
-        prompt = whole[:shared][-(MAX_TOKENS - len(continuation)) :]
-        tokens = torch.tensor([prompt + continuation])
-        # the logits at the last len(continuation) + 1 positions; each predicts the next
-        logits = (
-            model(input_ids=tokens, use_cache=False, logits_to_keep=len(continuation) + 1)
-            .logits[0, :-1]
-            .float()
-        )
-        logprobs = torch.log_softmax(logits, dim=-1)
+    for row, ((_, continuation), choice) in enumerate(zip(rows, question.choices, strict=True)):
+        start = starts[row] - kept_from
+        predicting = logits[row, start : start + len(continuation)].float()
+        logprobs = torch.log_softmax(predicting, dim=-1)
         total = logprobs[torch.arange(len(continuation)), torch.tensor(continuation)].sum()
         scores.append(total.item() / max(len(choice.encode("utf-8")), 1))
     return scores
+
+
+def _choice_row(tokenizer: Any, question: Question, choice: str) -> tuple[list[int], list[int]]:
+    """(prompt, continuation) token ids: the continuation is what tokenizing context +
+    choice adds to the context's own tokens; the prompt is cut from the left to fit."""
+    context = question.context.rstrip(" ")
+    moved = question.context[len(context) :]  # trailing spaces belong to the choice
+    context_ids = tokenizer.encode(context, add_special_tokens=False)
+    whole = tokenizer.encode(context + moved + choice, add_special_tokens=False)
+    shared = _shared_prefix(context_ids, whole)
+    continuation = whole[shared:]
+    if not shared or not continuation:  # the choice merged into the context's tokens
+        shared, continuation = len(context_ids), tokenizer.encode(choice, add_special_tokens=False)
+    return context_ids[:shared][-(MAX_TOKENS - len(continuation)) :], continuation
 
 
 def _shared_prefix(first: list[int], second: list[int]) -> int:
