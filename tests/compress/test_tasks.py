@@ -15,8 +15,8 @@ from modelpress.compress.checkpoint import load_model, load_tokenizer
 from modelpress.compress.tasks import (
     Question,
     TaskQuestions,
-    _choice_row,
     answer,
+    choice_rows,
     choice_scores,
     cloze_questions,
     parse_questions,
@@ -89,10 +89,9 @@ def test_choice_scores_read_the_context_once_and_equal_one_pass_per_choice(
         1,
     )
     scores = choice_scores(model, tokenizer, question)
-    prompts = [_choice_row(tokenizer, question, choice)[0] for choice in question.choices]
-    assert (len({tuple(p) for p in prompts}) > 1) == (max_tokens < 2048)  # cut differently
-    for choice, score in zip(question.choices, scores, strict=True):
-        prompt, continuation = _choice_row(tokenizer, question, choice)
+    rows = choice_rows(tokenizer, question)
+    assert (len({tuple(p) for p, _ in rows}) > 1) == (max_tokens < 2048)  # cut differently
+    for choice, score, (prompt, continuation) in zip(question.choices, scores, rows, strict=True):
         assert len(prompt) + len(continuation) <= max_tokens
         row = torch.tensor([prompt + continuation])
         with torch.no_grad():

@@ -149,7 +149,7 @@ def choice_scores(model: torch.nn.Module, tokenizer: Any, question: Question) ->
     reads, so each score is what a pass over its own row alone would give."""
     import torch
 
-    rows = [_choice_row(tokenizer, question, choice) for choice in question.choices]
+    rows = choice_rows(tokenizer, question)
     shared = min(_shared_prefix(rows[0][0], prompt) for prompt, _ in rows)
     cached = max(shared - 1, 0)  # the last shared token's logits predict a choice
     cache = None
@@ -179,18 +179,23 @@ def choice_scores(model: torch.nn.Module, tokenizer: Any, question: Question) ->
     return scores
 
 
-def _choice_row(tokenizer: Any, question: Question, choice: str) -> tuple[list[int], list[int]]:
-    """(prompt, continuation) token ids: the continuation is what tokenizing context +
-    choice adds to the context's own tokens; the prompt is cut from the left to fit."""
+def choice_rows(tokenizer: Any, question: Question) -> list[tuple[list[int], list[int]]]:
+    """(prompt, continuation) token ids per choice: the continuation is what tokenizing
+    context + choice adds to the context's own tokens; the prompt is cut from the left
+    to fit."""
     context = question.context.rstrip(" ")
     moved = question.context[len(context) :]  # trailing spaces belong to the choice
     context_ids = tokenizer.encode(context, add_special_tokens=False)
-    whole = tokenizer.encode(context + moved + choice, add_special_tokens=False)
-    shared = _shared_prefix(context_ids, whole)
-    continuation = whole[shared:]
-    if not shared or not continuation:  # the choice merged into the context's tokens
-        shared, continuation = len(context_ids), tokenizer.encode(choice, add_special_tokens=False)
-    return context_ids[:shared][-(MAX_TOKENS - len(continuation)) :], continuation
+    rows = []
+    for choice in question.choices:
+        whole = tokenizer.encode(context + moved + choice, add_special_tokens=False)
+        shared = _shared_prefix(context_ids, whole)
+        continuation = whole[shared:]
+        if not shared or not continuation:  # the choice merged into the context's tokens
+            shared = len(context_ids)
+            continuation = tokenizer.encode(choice, add_special_tokens=False)
+        rows.append((context_ids[:shared][-(MAX_TOKENS - len(continuation)) :], continuation))
+    return rows
 
 
 def _shared_prefix(first: list[int], second: list[int]) -> int:
