@@ -14,18 +14,9 @@ from modelpress.compress.distill import (
     batch_indices,
     build_student,
     distill,
-    kd_loss,
     learning_rate,
 )
-
-
-def test_kd_loss_is_temperature_scaled_forward_kl():
-    student = torch.randn(2, 3, 7)
-    teacher = torch.randn(2, 3, 7)
-    assert kd_loss(teacher, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)
-    p = torch.softmax(teacher / 2.0, -1)
-    expected = (p * (p.log() - torch.log_softmax(student / 2.0, -1))).sum(-1).mean() * 4.0
-    assert kd_loss(student, teacher, 2.0).item() == pytest.approx(expected.item(), rel=1e-5)
+from modelpress.compress.kd_loss import kd_loss
 
 
 def test_learning_rate_warms_up_then_decays_to_zero():

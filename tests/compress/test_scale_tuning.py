@@ -12,7 +12,8 @@ from modelpress.api.steps import DistillStep, QuantizeStep
 from modelpress.compress import compress_variant
 from modelpress.compress.checkpoint import load_model, weights_bytes
 from modelpress.compress.checkpoints import CheckpointStore
-from modelpress.compress.distill import distill, kd_loss
+from modelpress.compress.distill import distill
+from modelpress.compress.kd_loss import kd_loss
 from modelpress.compress.quantize import quantize
 from modelpress.compress.scale_tuning import GAIN, quantized_linears, tuned_scales
 from modelpress.storage import fetch

@@ -435,7 +435,7 @@ def test_distillation_after_quantization_trains_on_one_gpu(
         assert sized.problem is None
         return
     assert sized.problem is not None
-    assert "needs 109.7 GiB on each of its 1 GPUs" in sized.problem.message
+    assert "needs 107.5 GiB on each of its 1 GPUs" in sized.problem.message
     assert "after quantize it trains on one GPU, so use a larger GPU" in sized.problem.message
 
 

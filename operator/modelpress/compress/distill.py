@@ -1,10 +1,9 @@
 """Logit knowledge distillation: the student learns the teacher's next-token distributions.
 
 Loss: forward KL(teacher || student) between the temperature-softened distributions
-at every position, scaled by temperature squared so its gradients keep the same
-size whatever the temperature (Hinton et al.). The teacher is the base model; the
-student is the previous step's result, or, when distillation comes first, the
-teacher's evenly spaced layers.
+at every position, scaled by temperature squared (`compress.kd_loss`). The teacher is
+the base model; the student is the previous step's result, or, when distillation
+comes first, the teacher's evenly spaced layers.
 
 Training runs on the pod's GPU when it has one (fp32 weights under bf16 autocast, a
 bf16 teacher), else in fp32 on the CPU, where that is faster than bf16 autocast. The token
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from modelpress.api.steps import DistillStep
 from modelpress.compress.checkpoints import CheckpointStore
 from modelpress.compress.distributed import Group, shard_blocks
+from modelpress.compress.kd_loss import kd_loss
 from modelpress.compress.progress import Progress
 from modelpress.compress.prune import remove_layers
 from modelpress.compress.scale_tuning import is_quantized
@@ -60,23 +60,6 @@ def build_student(teacher: torch.nn.Module, student_layers: int) -> torch.nn.Mod
     remove_layers(student, [index for index in range(total) if index not in kept])
     log.info("student: %d of the teacher's %d layers %s", len(kept), total, sorted(kept))
     return student
-
-
-def kd_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """Mean over positions of KL(teacher || student) at `temperature`, times temperature squared."""
-    import torch.nn.functional as F
-
-    vocab = student_logits.shape[-1]
-    student_log_probs = F.log_softmax(
-        student_logits.reshape(-1, vocab).float() / temperature, dim=-1
-    )
-    teacher_log_probs = F.log_softmax(
-        teacher_logits.reshape(-1, vocab).float() / temperature, dim=-1
-    )
-    kl = F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean")
-    return kl * temperature**2
 
 
 def learning_rate(step: int, total: int, peak: float) -> float:
@@ -170,7 +153,7 @@ def distill(
         with _mixed_precision(device):
             student_logits = trained(input_ids=batch, use_cache=False).logits
         loss = kd_loss(student_logits, teacher_logits, step.temperature)
-        del teacher_logits
+        del teacher_logits, student_logits  # the loss holds its gradient, not these
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters.values(), GRADIENT_CLIP)

@@ -17,8 +17,9 @@ whole for the student and one for the teacher while they compute.
 
 Activations: each process's rows of a batch keep, per token, the inputs of every
 block for the backward pass (ACTIVATION_WIDTHS x hidden size in bf16 per layer), and
-the student's and teacher's logits with the loss's fp32 copies and gradient
-(LOGIT_COPIES x vocabulary x 4 bytes).
+the student's and teacher's logits and the gradient of the student's (LOGIT_COPIES x
+vocabulary x 4 bytes; the loss itself works a slice of positions at a time,
+`compress.kd_loss`).
 
 Pure arithmetic: the operator sizes the pod and chooses the layout from it, and the
 compressor carries out the layout it is given.
@@ -42,9 +43,9 @@ TEACHER_BYTES_ON_CPU = 4
 ACTIVATION_WIDTHS = 34
 """Hidden-size-wide bf16 tensors a decoder block keeps per token for its backward pass
 (attention and MLP inputs, projections, norms): Korthikanti et al.'s 34 per layer."""
-LOGIT_COPIES = 4
-"""fp32 vocabulary-wide rows per token: student and teacher logits, the loss's
-log-softmax, and the gradient of the student's logits."""
+LOGIT_COPIES = 3
+"""fp32 vocabulary-wide rows per token: student and teacher logits, and the gradient
+of the student's logits."""
 FRAGMENTATION = 1.1
 """Allocator slack over what the tensors themselves take."""
 
