@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import modelpress.compress.distill as distilling
 from modelpress.api.steps import DistillStep
 from modelpress.compress.checkpoint import load_model
 from modelpress.compress.checkpoints import CheckpointStore
@@ -43,7 +44,9 @@ def distance(student, teacher, data) -> float:
         return kd_loss(student(input_ids=data).logits, teacher(input_ids=data).logits, 1.0).item()
 
 
-def test_distillation_brings_the_student_closer_to_the_teacher(tiny_model):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_distillation_brings_the_student_closer_to_the_teacher(tiny_model, monkeypatch, bf16):
+    monkeypatch.setattr(distilling, "computes_bf16", lambda device: bf16)
     teacher = load_model(tiny_model)
     student = build_student(teacher, 2)
     assert student.config.num_hidden_layers == 2 and teacher.config.num_hidden_layers == 4
@@ -52,8 +55,36 @@ def test_distillation_brings_the_student_closer_to_the_teacher(tiny_model):
     step = DistillStep(steps=12, batch_size=3, learning_rate=3e-3, temperature=1.0)
     details = distill(student, teacher, step, data)
     assert details["trainedTokens"] == 12 * 3 * 32 and details["device"] == "cpu"
-    assert distance(student, teacher, data) < 0.8 * before
-    assert all(not p.requires_grad for p in student.parameters())
+    assert details["precision"] == ("bf16" if bf16 else "fp32")
+    assert distance(student, teacher.float(), data) < 0.8 * before
+    assert all(not p.requires_grad and p.dtype == torch.float32 for p in student.parameters())
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "native"),
+    [(False, False, False), (True, False, True), (False, True, True)],
+)
+def test_a_cpu_trains_under_bf16_autocast_only_where_it_multiplies_bf16_natively(
+    monkeypatch, avx512_bf16, amx, native
+):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert distilling.computes_bf16(torch.device("cpu")) is native
+    assert distilling.computes_bf16(torch.device("cuda")) is True
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert distilling.computes_bf16(torch.device("cpu")) is False, "a torch without the probes"
+
+
+def test_the_training_precision_can_be_chosen_and_a_wrong_choice_is_named(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setenv(distilling.PRECISION_VARIABLE, "fp32")
+    assert not distilling.computes_bf16(cpu) and not distilling.computes_bf16(gpu)
+    monkeypatch.setenv(distilling.PRECISION_VARIABLE, "bf16")
+    assert distilling.computes_bf16(cpu) and distilling.computes_bf16(gpu)
+    monkeypatch.setenv(distilling.PRECISION_VARIABLE, "fp16")
+    with pytest.raises(ValueError, match="MODELPRESS_TRAINING_PRECISION='fp16': use auto, fp32"):
+        distilling.computes_bf16(cpu)
 
 
 class Crash(Exception):
@@ -99,18 +130,21 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(
     data = windows(teacher.config.vocab_size)
     step = DistillStep(steps=4, batch_size=2, learning_rate=1e-3, checkpoint_every=2)
 
-    straight = build_student(teacher, 2)
+    def new_student():  # from the weights as loaded: training moves the teacher to its dtype
+        return build_student(load_model(tiny_model), 2)
+
+    straight = new_student()
     distill(straight, teacher, step, data)
 
     root = str(tmp_path / "ckpt")
-    interrupted = build_student(teacher, 2)
+    interrupted = new_student()
     crashing = CrashingStore(root, "run", scratch=tmp_path)
     with pytest.raises(Crash):
         distill(interrupted, teacher, step, data, checkpoints=crashing)
     if earlier_format:  # positional optimizer state, no record of the frozen tensors
         as_positional(tmp_path / "ckpt" / "run" / "step-00000002" / STATE_FILE)
         (tmp_path / "ckpt" / "run" / "step-00000002" / FROZEN_FILE).unlink()
-    resumed = build_student(teacher, 2)  # a new process rebuilds the student from scratch
+    resumed = new_student()  # a new process rebuilds the student from scratch
     details = distill(
         resumed, teacher, step, data, checkpoints=CheckpointStore(root, "run", scratch=tmp_path)
     )
@@ -125,7 +159,7 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(
         "step-00000004",
     ]
     again = distill(
-        build_student(teacher, 2),
+        new_student(),
         teacher,
         step,
         data,

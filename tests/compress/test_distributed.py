@@ -39,6 +39,13 @@ SETTINGS = {"samples": 8, "sequenceLength": 64}
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(autouse=True)
+def exact_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fp32 on every CPU: the gangs' results are compared with one process's to within
+    fp32's rounding, which bf16 autocast (on CPUs that have it) would exceed."""
+    monkeypatch.setenv("MODELPRESS_TRAINING_PRECISION", "fp32")
+
+
 def request(texts: dict[str, str]) -> tuple[dict, dict]:
     evaluation = {
         "dataset": {"uri": f"file://{texts['evaluation']}"},
