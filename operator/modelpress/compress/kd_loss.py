@@ -7,12 +7,12 @@ al.), so its gradients keep their size whatever the temperature.
 Written with autograd's own operations, one step makes about eight tensors the size
 of the logits (a division, a log-softmax and the KL terms for each side, and their
 gradients): 100 MB each for 512 positions of a 49k vocabulary. Allocations that large
-are fresh pages from the kernel every time, and on a CPU the page faults cost more
-than the arithmetic (one scale-tuning step of the local example: 5.9 s, 3.1 s with
-freed memory kept). Here the gradient, `temperature * (softmax(s/T) - softmax(t/T)) /
+are fresh pages from the kernel every time, and touching them costs more than the
+arithmetic. Here the gradient, `temperature * (softmax(s/T) - softmax(t/T)) /
 positions`, is known in closed form, so it is computed with the loss, slice by slice,
 into the one tensor the backward pass needs anyway; the slices' temporaries are small
-enough for the allocator to reuse.
+enough for the allocator to reuse. A scale-tuning step of the local example on 2 CPU
+cores: 4.74 s -> 3.97 s, peak RSS 4.20 -> 3.84 GB (benchmarks/distill_step.py).
 """
 
 from __future__ import annotations
