@@ -102,6 +102,47 @@ def test_choice_scores_read_the_context_once_and_equal_one_pass_per_choice(
         assert score == pytest.approx(expected / len(choice.encode()), rel=1e-4)
 
 
+def test_a_choice_that_merges_with_the_context_is_scored_after_the_whole_context(tiny_model):
+    """ "di" + "stribute" tokenizes into tokens that share none with "di"'s own: the choice
+    is then its own tokens, read after the whole context, and scored like any other."""
+    model, tokenizer = load_model(tiny_model), load_tokenizer(tiny_model)
+    context_ids = tokenizer.encode("di", add_special_tokens=False)
+    whole = tokenizer.encode("distribute", add_special_tokens=False)
+    assert whole[: len(context_ids)] != context_ids, "the case this test is about"
+    question = Question("di", ("stribute", " the"), 0)
+    prompt, continuation = choice_rows(tokenizer, question)[0]
+    assert prompt == context_ids
+    assert continuation == tokenizer.encode("stribute", add_special_tokens=False)
+    score = choice_scores(model, tokenizer, question)[0]
+    with torch.no_grad():
+        logprobs = torch.log_softmax(
+            model(input_ids=torch.tensor([prompt + continuation])).logits[0], -1
+        )
+    expected = sum(logprobs[len(prompt) + k - 1, t].item() for k, t in enumerate(continuation))
+    assert score == pytest.approx(expected / len(b"stribute"), rel=1e-4)
+
+
+def test_a_choice_as_long_as_a_question_may_be_is_refused_and_one_token_shorter_fits(
+    tiny_model, monkeypatch
+):
+    """A choice fills the row but for one context token at most; a longer one names the
+    limit instead of being scored on a cut that makes no sense."""
+    tokenizer = load_tokenizer(tiny_model)
+    context = "The licensee shall keep every notice"
+    choice = " of this license intact and distribute it"
+    whole = tokenizer.encode(context + choice, add_special_tokens=False)
+    length = len(whole) - len(tokenizer.encode(context, add_special_tokens=False))
+    question = Question(context, (" not", choice), 0)
+    monkeypatch.setattr("modelpress.compress.tasks.MAX_TOKENS", length + 1)
+    prompt, continuation = choice_rows(tokenizer, question)[1]
+    assert len(continuation) == length and prompt == whole[-length - 1 : -length]
+    monkeypatch.setattr("modelpress.compress.tasks.MAX_TOKENS", length)
+    with pytest.raises(CompressionError, match=f"a choice of {length} tokens") as refused:
+        choice_rows(tokenizer, question)
+    assert f"keep every choice under {length} tokens" in str(refused.value)
+    assert refused.value.reason == "InvalidDataset"
+
+
 def test_a_model_that_knows_the_answers_gets_them_and_recovery_compares_it_with_the_base(
     tiny_model,
 ):

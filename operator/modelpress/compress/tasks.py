@@ -194,7 +194,15 @@ def choice_rows(tokenizer: Any, question: Question) -> list[tuple[list[int], lis
         if not shared or not continuation:  # the choice merged into the context's tokens
             shared = len(context_ids)
             continuation = tokenizer.encode(choice, add_special_tokens=False)
-        rows.append((context_ids[:shared][-(MAX_TOKENS - len(continuation)) :], continuation))
+        room = MAX_TOKENS - len(continuation)  # for the context: at least one token
+        if room < 1:
+            raise CompressionError(
+                f"a choice of {len(continuation)} tokens ({choice[:40]!r}...) leaves no room "
+                f"for its context in the {MAX_TOKENS} tokens a question may take: keep every "
+                f"choice under {MAX_TOKENS} tokens, or move its beginning into the context",
+                reason="InvalidDataset",
+            )
+        rows.append((context_ids[:shared][-room:], continuation))
     return rows
 
 
