@@ -1,7 +1,9 @@
 """Published artifacts judged on text from another domain than the license text their
 steps learned from: this project's documentation (examples/data/eval-docs.txt), with
-the perplexity increase and KL divergence to the base model, as the compression
-benchmark judges its rows. A gate on calibration-like text flatters what learned it.
+the perplexity increase and KL divergence to the base model, and accuracy on
+multiple-choice questions made from that text as a share of the base model's (cloze),
+as the compression benchmark judges its rows. A gate on calibration-like text flatters
+what learned it.
 
     python benchmarks/other_domain.py --base /var/tmp/modelpress/models/smollm2-135m-instruct \
         file:///var/tmp/modelpress/store/artifacts/<key>/ ... --json results/local-other.json
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                     "artifact": uri,
                     "perplexityIncrease": found["perplexityIncrease"],
                     "klDivergence": found["klDivergence"],
+                    "tasks": found.get("tasks") or [],
                 }
                 | ({"chat": found["chat"]} if chat else {})
             )
@@ -74,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chat: {len(chat.prompts)} prompts of {args.chat}, answers of at most "
               f"{chat.max_tokens} tokens")  # fmt: skip
     print(
-        f"{'artifact':<70} {'Δppl':>8} {'KLD':>7}"
+        f"{'artifact':<70} {'Δppl':>8} {'KLD':>7} {'cloze':>6}"
         + (f" {'chat KLD':>9} {'agree':>6}" if chat else "")
     )
     for row in rows:
         line = (
             f"{row['artifact']:<70} {row['perplexityIncrease']:>+8.2%} {row['klDivergence']:>7.4f}"
+            f" {bench._cloze(row):>6}"
         )
         if chat:
             line += f" {row['chat']['klDivergence']:>9.4f} {row['chat']['agreement']:>6.1%}"
