@@ -46,6 +46,12 @@ def test_the_gradient_equals_autograds_across_slices(monkeypatch, temperature):
     torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-4, atol=1e-7)
 
 
+def test_slices_are_small_on_a_cpu_and_large_on_a_gpu():
+    assert module.rows_per_slice("cpu", 49152) == 21  # 4 MiB of fp32 per temporary
+    assert module.rows_per_slice("cuda", 128256) == 261
+    assert module.rows_per_slice("cpu", 1 << 21) == 1, "at least a position"
+
+
 def test_a_bf16_student_gets_a_bf16_gradient_computed_in_fp32():
     teacher = logits(4, 13, seed=4).bfloat16()
     student = logits(4, 13, seed=5).bfloat16().requires_grad_()

@@ -23,9 +23,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-#: Elements of a slice's temporaries (4 MiB of fp32): under the size from which the C
-#: allocator hands memory straight back to the kernel once its threshold has adapted.
+#: Elements of a slice's temporaries on a CPU (4 MiB of fp32): under the size from which
+#: the C allocator hands memory straight back to the kernel once its threshold has adapted.
 SLICE_ELEMENTS = 1 << 20
+#: On a GPU (128 MiB of fp32), whose caching allocator reuses freed blocks anyway: large
+#: enough that a batch of a 128k vocabulary takes tens of slices, not thousands of
+#: kernel launches.
+GPU_SLICE_ELEMENTS = 1 << 25
+
+
+def rows_per_slice(device_type: str, vocabulary: int) -> int:
+    """Positions whose logits one slice computes at a time."""
+    elements = SLICE_ELEMENTS if device_type == "cpu" else GPU_SLICE_ELEMENTS
+    return max(1, elements // vocabulary)
 
 
 def kd_loss(
@@ -51,7 +61,7 @@ def _forward_kl_and_gradient(
     import torch
 
     positions, vocabulary = student.shape
-    rows = max(1, SLICE_ELEMENTS // vocabulary)
+    rows = rows_per_slice(student.device.type, vocabulary)
     scale = temperature / positions
     total = torch.zeros((), dtype=torch.float32, device=student.device)
     for start in range(0, positions, rows):
