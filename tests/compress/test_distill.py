@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 import modelpress.compress.distill as distilling
 from modelpress.api.steps import DistillStep
@@ -44,18 +45,19 @@ def distance(student, teacher, data) -> float:
         return kd_loss(student(input_ids=data).logits, teacher(input_ids=data).logits, 1.0).item()
 
 
-@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
-def test_distillation_brings_the_student_closer_to_the_teacher(tiny_model, monkeypatch, bf16):
-    monkeypatch.setattr(distilling, "computes_bf16", lambda device: bf16)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_distillation_brings_the_student_closer_to_the_teacher(tiny_model, precision):
     teacher = load_model(tiny_model)
     student = build_student(teacher, 2)
     assert student.config.num_hidden_layers == 2 and teacher.config.num_hidden_layers == 4
     data = windows(teacher.config.vocab_size)
     before = distance(student, teacher, data)
-    step = DistillStep(steps=12, batch_size=3, learning_rate=3e-3, temperature=1.0)
+    step = DistillStep(
+        steps=12, batch_size=3, learning_rate=3e-3, temperature=1.0, precision=precision
+    )
     details = distill(student, teacher, step, data)
     assert details["trainedTokens"] == 12 * 3 * 32 and details["device"] == "cpu"
-    assert details["precision"] == ("bf16" if bf16 else "fp32")
+    assert details["precision"] == precision
     assert distance(student, teacher.float(), data) < 0.8 * before
     assert all(not p.requires_grad and p.dtype == torch.float32 for p in student.parameters())
 
@@ -69,8 +71,9 @@ def test_a_cpu_trains_under_bf16_autocast_only_where_it_multiplies_bf16_natively
 ):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: not native)
     assert distilling.computes_bf16(torch.device("cpu")) is native
-    assert distilling.computes_bf16(torch.device("cuda")) is True
+    assert distilling.computes_bf16(torch.device("cuda")) is not native, "as the GPU says"
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
     assert distilling.computes_bf16(torch.device("cpu")) is False, "a torch without the probes"
@@ -85,6 +88,21 @@ def test_the_training_precision_can_be_chosen_and_a_wrong_choice_is_named(monkey
     monkeypatch.setenv(distilling.PRECISION_VARIABLE, "fp16")
     with pytest.raises(ValueError, match="MODELPRESS_TRAINING_PRECISION='fp16': use auto, fp32"):
         distilling.computes_bf16(cpu)
+
+
+@pytest.mark.parametrize("environment", ["auto", "fp32", "bf16", "fp16"])
+def test_a_steps_precision_wins_over_the_node_and_its_environment(monkeypatch, environment):
+    """The same recipe trains the same way on every node, whatever its CPU or variable."""
+    monkeypatch.setenv(distilling.PRECISION_VARIABLE, environment)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: environment != "auto")
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        assert distilling.computes_bf16(device, "bf16") is True
+        assert distilling.computes_bf16(device, "fp32") is False
+
+
+def test_a_wrong_precision_in_a_recipe_is_named_with_the_choices():
+    with pytest.raises(ValidationError, match=r"precision[\s\S]*'fp32' or 'bf16'"):
+        DistillStep.model_validate({"precision": "fp16"})
 
 
 class Crash(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from tests.plan.conftest import STORE, make_spec, spec_dict
@@ -192,6 +193,41 @@ def test_an_upgrade_that_adds_zero_points_keeps_every_stored_w4a16_key() -> None
     assert variant_artifact(zero_points, "b", zero_points.variants[0], "1")[0] != (
         "cbe7de4cf7c1c90c4d8b"
     )
+
+
+def test_an_upgrade_that_adds_a_training_precision_keeps_every_stored_distill_key() -> None:
+    """`precision` has no schema default: a chain the API server stored before the field
+    existed keys as it did then (the slim key of the 0.1.0 test below); pinning a
+    precision, so every node trains alike, is another artifact, and each choice its own."""
+    slim: dict[str, Any] = {
+        "name": "slim",
+        "steps": [
+            {"prune": {"method": "layer-drop", "fraction": 0.25}},
+            {"distill": {"steps": 10}},
+            {"quantize": {"scheme": "W4A16", "groupSize": 64}},
+        ],
+    }
+    manifest = {
+        "apiVersion": "modelpress.dev/v1alpha1",
+        "kind": "CompressedModel",
+        "metadata": {"name": "m", "namespace": "ml"},
+        "spec": spec_dict(variants=[slim]),
+    }
+    admission = admit(manifest)
+    assert admission.problems == []
+    assert "precision" not in admission.stored["spec"]["variants"][0]["steps"][1]["distill"]
+
+    def key(spec: CompressedModelSpec) -> str:
+        return variant_artifact(spec, "b", spec.variants[0], "1")[0]
+
+    def pinned(precision: str) -> str:
+        prune, distill, quantize = slim["steps"]
+        steps = [prune, {"distill": distill["distill"] | {"precision": precision}}, quantize]
+        return key(make_spec(variants=[slim | {"steps": steps}]))
+
+    stored = key(CompressedModelSpec.model_validate(admission.stored["spec"]))
+    assert stored == key(make_spec(variants=[slim]))
+    assert len({stored, pinned("fp32"), pinned("bf16")}) == 3
 
 
 def test_a_new_default_calibration_does_not_recompute_a_data_free_variant() -> None:

@@ -4,6 +4,8 @@ teacher on a GPU, 4 for an fp32 one on a CPU)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from tests.sizing.known_models import shape_of
 
@@ -78,7 +80,12 @@ def test_a_quantized_student_tunes_its_scales_replicated() -> None:
     the rebuilt fp32 weight) and 4 per frozen embedding parameter instead of 16, plus a
     bf16 teacher: over one GPU, and still replicated, since its scale gains cannot be
     sharded; the bytes say by how much it is too large."""
-    args = {"world_size": 8, "batch_size": 8, "sequence_length": 512, "device_bytes": H100}
+    args: dict[str, Any] = {
+        "world_size": 8,
+        "batch_size": 8,
+        "sequence_length": 512,
+        "device_bytes": H100,
+    }
     tuned = choose_layout(LLAMA_70B, LLAMA_70B, quantized=True, **args)
     trained = choose_layout(LLAMA_70B, LLAMA_70B, **args)
     assert tuned.sharding == "replicate" and trained.sharding == "full"
@@ -87,3 +94,27 @@ def test_a_quantized_student_tunes_its_scales_replicated() -> None:
     assert state < tuned.bytes_per_process < 1.3 * state
     small = choose_layout(SMOLLM2, SMOLLM2, quantized=True, **args)
     assert small.sharding == "replicate" and small.bytes_per_process < H100
+
+
+def test_a_steps_precision_sizes_its_teacher_wherever_it_trains() -> None:
+    """An fp32 step holds a 4-byte teacher even on a GPU, a bf16 one a 2-byte teacher even
+    on a CPU; unset, the GPU's 2 and the CPU's 4 (the CPU's own choice is not known yet)."""
+    sizes = {
+        (on_gpu, precision): training_bytes(
+            LLAMA_70B,
+            LLAMA_70B,
+            world_size=1,
+            sharded=False,
+            rows_per_process=0,
+            sequence_length=1,
+            on_gpu=on_gpu,
+            precision=precision,
+        )
+        for on_gpu in (True, False)
+        for precision in (None, "fp32", "bf16")
+    }
+    teacher_byte = LLAMA_70B.parameter_count() * 1.1
+    assert sizes[True, "fp32"] - sizes[True, None] == pytest.approx(2 * teacher_byte, rel=1e-6)
+    assert sizes[False, None] - sizes[False, "bf16"] == pytest.approx(2 * teacher_byte, rel=1e-6)
+    assert sizes[True, "fp32"] == sizes[False, "fp32"] == sizes[False, None]
+    assert sizes[True, "bf16"] == sizes[False, "bf16"] == sizes[True, None]

@@ -13,6 +13,7 @@ from modelpress.api.inputs import Calibration
 QuantScheme = Literal["W8A16", "W4A16", "W8A8", "FP8_DYNAMIC"]
 WEIGHT_ONLY = ("W4A16", "W8A16")
 QuantAlgorithm = Literal["rtn", "gptq", "awq"]
+TrainingPrecision = Literal["fp32", "bf16"]
 
 DEFAULT_GROUP_SIZES = (128, 64, 32)
 """W4A16's group sizes when groupSize is unset, in order of preference: llmcompressor's
@@ -211,6 +212,13 @@ class DistillStep(ApiModel):
     student_layers: int | None = Field(default=None, ge=1, le=1024)
     """When distill is the first step: build the student from the teacher's evenly spaced
     layers, keeping this many. Must be fewer than the teacher's."""
+
+    precision: TrainingPrecision | None = None
+    """fp32, or bf16: fp32 weights under bf16 autocast with a bf16 teacher (about twice
+    as fast where the device multiplies bf16 natively, half the teacher's memory).
+    Unset, each Job chooses bf16 where its device multiplies bf16 natively (most GPUs,
+    CPUs with AVX512-BF16 or AMX) and fp32 elsewhere, so the result depends on the node;
+    set it for the same result on every node. The lineage records which ran."""
 
     calibration: Calibration | None = None
     """Training text; overrides spec.calibration for this step."""

@@ -6,8 +6,9 @@ the base model; the student is the previous step's result, or, when distillation
 comes first, the teacher's evenly spaced layers.
 
 Training runs on the pod's GPU when it has one, else on its CPU: fp32 weights under
-bf16 autocast with a bf16 teacher where the device computes bf16 natively (a GPU, a
-CPU with AVX512-BF16 or AMX), else in fp32, faster where bf16 is emulated. The token
+bf16 autocast with a bf16 teacher, or in fp32, as the step's `precision` says; unset,
+bf16 where the device computes bf16 natively (a GPU that has it, a CPU with
+AVX512-BF16 or AMX), else fp32, faster where bf16 is emulated. The token
 embedding (shared with the output head in tied models) stays frozen: it is most of
 a small model's parameters, pruning does not change it, and its gradient would
 cost a vocabulary-sized matmul per token. The learning rate warms up linearly,
@@ -50,7 +51,8 @@ WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "training-state.pt"
 #: The digest of the tensors that did not train, which the checkpoint's trained ones fit.
 FROZEN_FILE = "frozen.json"
-#: Overrides the choice of training precision (`computes_bf16`): auto, fp32 or bf16.
+#: Chooses the training precision of steps that leave `precision` unset
+#: (`computes_bf16`): auto, fp32 or bf16.
 PRECISION_VARIABLE = "MODELPRESS_TRAINING_PRECISION"
 
 
@@ -116,13 +118,15 @@ def distill(
             f"use a multiple of {ranks.world_size}"
         )
     device = torch.device(ranks.device)
+    bf16 = computes_bf16(device, step.precision)
     student.float()
-    working = _place_teacher_and_student(teacher, student, ranks)
+    working = _place_teacher_and_student(teacher, student, ranks, bf16)
     working.train()
     trained = ranks.wrap(working)  # FSDP replaces the parameters: name them after this
     log.info(
-        "distill: training on %s, %s",
+        "distill: training on %s in %s, %s",
         ranks.device,
+        "bf16 autocast" if bf16 else "fp32",
         f"{ranks.sharding} over {ranks.world_size} processes" if ranks.distributed else "alone",
     )
     parameters = {n: p for n, p in working.named_parameters() if p.requires_grad}
@@ -154,7 +158,7 @@ def distill(
         batch = windows[rows].to(device)
         with torch.no_grad():
             teacher_logits = teacher(input_ids=batch, use_cache=False).logits
-        with _mixed_precision(device):
+        with _autocast(device, bf16):
             student_logits = trained(input_ids=batch, use_cache=False).logits
         loss = kd_loss(student_logits, teacher_logits, step.temperature)
         del teacher_logits, student_logits  # the loss holds its gradient, not these
@@ -180,22 +184,21 @@ def distill(
         "finalLoss": round(loss_value, 6) if start < step.steps else None,
         "trainedTokens": (step.steps - start) * tokens_per_step,
         "device": device.type,
-        "precision": "bf16" if computes_bf16(device) else "fp32",
+        "precision": "bf16" if bf16 else "fp32",
     }
 
 
 def _place_teacher_and_student(
-    teacher: torch.nn.Module, student: torch.nn.Module, ranks: Group
+    teacher: torch.nn.Module, student: torch.nn.Module, ranks: Group, bf16: bool
 ) -> torch.nn.Module:
     """Move both onto the training device; returns the module that trains. The teacher
-    only runs forward: in bf16 where the device computes bf16 natively (half the
-    memory), else in fp32 (faster there, and exact). Sharded, both are split over the
-    ranks and the student trains as a copy, gathered back into `student` at the end."""
+    only runs forward: in bf16 when training runs in bf16 (half the memory), else in
+    fp32 (exact). Sharded, both are split over the ranks and the student trains as a
+    copy, gathered back into `student` at the end."""
     import torch
 
     teacher.eval()
     teacher.requires_grad_(False)
-    bf16 = computes_bf16(torch.device(ranks.device))
     teacher.to(dtype=torch.bfloat16 if bf16 else torch.float32)
     if is_quantized(student):
         if ranks.sharded:
@@ -211,35 +214,36 @@ def _place_teacher_and_student(
     return copy.deepcopy(student)  # ranks.wrap shards it onto the device
 
 
-def computes_bf16(device: torch.device) -> bool:
-    """Whether training on `device` runs under bf16 autocast: where the device multiplies
-    bf16 natively (a GPU, or a CPU with AVX512-BF16 or AMX), unless PRECISION_VARIABLE
-    says `fp32` (or `bf16`). Elsewhere bf16 is emulated and slower than fp32: a
+def computes_bf16(device: torch.device, requested: str | None = None) -> bool:
+    """Whether training on `device` runs under bf16 autocast: as `requested` (a step's
+    `precision`) says; unset, as PRECISION_VARIABLE says; `auto` or unset, where the
+    device multiplies bf16 natively (a GPU that has it, or a CPU with AVX512-BF16 or
+    AMX). Elsewhere bf16 is emulated and slower than fp32: a
     scale-tuning step of the local example ran 2.4x faster in fp32 than under bf16
     autocast on a CPU without them, and 1.6x faster under bf16 autocast than in fp32 on
     one with AVX512-BF16 (benchmarks/distill_step.py)."""
     import torch
 
+    if requested is not None:
+        return requested == "bf16"
     chosen = os.environ.get(PRECISION_VARIABLE, "auto")
     if chosen not in ("auto", "fp32", "bf16"):
         raise ValueError(f"{PRECISION_VARIABLE}={chosen!r}: use auto, fp32 or bf16")
     if chosen != "auto":
         return chosen == "bf16"
     if device.type == "cuda":
-        return True
+        return torch.cuda.is_bf16_supported()
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return device.type == "cpu" and any(getattr(torch.cpu, probe, bool)() for probe in probes)
 
 
-def _mixed_precision(device: torch.device) -> Any:
-    """bf16 autocast over fp32 weights where bf16 is native (`computes_bf16`), else fp32."""
+def _autocast(device: torch.device, bf16: bool) -> Any:
+    """bf16 autocast over the fp32 weights, or nothing (fp32)."""
     import contextlib
 
     import torch
 
-    if computes_bf16(device):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def _bring_home(student: torch.nn.Module, working: torch.nn.Module, ranks: Group) -> None:

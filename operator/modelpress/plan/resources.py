@@ -251,6 +251,7 @@ def _training_layouts(
                     sequence_length=calibration.sequence_length,
                     device_bytes=gpu_memory,
                     quantized=quantized,
+                    precision=step.distill.precision,
                 )
             )
         elif step.prune is not None:

@@ -4,8 +4,9 @@ student is replicated in every process or sharded over them (FSDP).
 Per parameter:
 - of the student (the shape the chain's earlier steps leave): fp32 weights, gradients
   and two AdamW moments, 16 bytes;
-- of the teacher (the base model), forward only: 2 bytes in bf16 on a GPU, 4 in fp32
-  on a CPU.
+- of the teacher (the base model), forward only: 2 bytes when the step trains in
+  bf16, 4 in fp32; a step that leaves its `precision` unset counts 2 on a GPU and 4 on
+  a CPU (the pod's CPU, which decides there, is not known when it is sized).
 After quantization (scale tuning, `compress.scale_tuning`) the student's Linears hold
 int8 codes and rebuild their fp32 weights for the backward pass, and only the scale
 gains and norms train: 6 bytes per Linear parameter, 4 per (frozen, fp32) embedding
@@ -38,8 +39,7 @@ SHARDINGS: tuple[Sharding, ...] = ("replicate", "full")
 STUDENT_BYTES_PER_PARAMETER = 16
 QUANTIZED_STUDENT_BYTES_PER_PARAMETER = 6
 FROZEN_BYTES_PER_PARAMETER = 4
-TEACHER_BYTES_ON_GPU = 2
-TEACHER_BYTES_ON_CPU = 4
+TEACHER_BYTES: dict[str, int] = {"bf16": 2, "fp32": 4}
 ACTIVATION_WIDTHS = 34
 """Hidden-size-wide bf16 tensors a decoder block keeps per token for its backward pass
 (attention and MLP inputs, projections, norms): Korthikanti et al.'s 34 per layer."""
@@ -72,9 +72,10 @@ def training_bytes(
     sequence_length: int,
     on_gpu: bool,
     quantized: bool = False,
+    precision: str | None = None,
 ) -> int:
     """Bytes one training process holds on its device (see the module's docstring)."""
-    teacher_bytes = TEACHER_BYTES_ON_GPU if on_gpu else TEACHER_BYTES_ON_CPU
+    teacher_bytes = TEACHER_BYTES[precision or ("bf16" if on_gpu else "fp32")]
     state = _student_bytes(student, quantized) + teacher.parameter_count() * teacher_bytes
     if sharded:  # each keeps its share, and gathers one block of each model at a time
         gathered = _block(student) * 4 + _block(teacher) * teacher_bytes
@@ -110,6 +111,7 @@ def choose_layout(
     sequence_length: int,
     device_bytes: int | None,
     quantized: bool = False,
+    precision: str | None = None,
 ) -> TrainingLayout:
     """Replicas while they fit the device (`device_bytes` of GPU memory; None: the CPU,
     whose host memory is requested to fit), else the student sharded over the ranks
@@ -126,6 +128,7 @@ def choose_layout(
             sequence_length=sequence_length,
             on_gpu=device_bytes is not None,
             quantized=quantized,
+            precision=precision,
         )
         return TrainingLayout(sharding, needed, world_size, quantized)
 
