@@ -186,6 +186,35 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(
     assert again["resumedFromStep"] == 4 and again["trainedTokens"] == 0
 
 
+def test_a_run_resumed_on_a_node_that_chooses_another_precision_says_so(
+    tiny_model, tmp_path, monkeypatch
+):
+    """A step without `precision` interrupted on a node that trains in fp32 goes on in
+    bf16 on one that has it; the lineage names both, and the same node names one."""
+    teacher = load_model(tiny_model)
+    data = windows(teacher.config.vocab_size)
+    step = DistillStep(steps=4, batch_size=2, learning_rate=1e-3, checkpoint_every=2)
+    root = str(tmp_path / "ckpt")
+    monkeypatch.setenv(distilling.PRECISION_VARIABLE, "fp32")
+    with pytest.raises(Crash):
+        distill(
+            build_student(teacher, 2), teacher, step, data,
+            checkpoints=CrashingStore(root, "run", scratch=tmp_path),
+        )  # fmt: skip
+    monkeypatch.setenv(distilling.PRECISION_VARIABLE, "bf16")
+    details = distill(
+        build_student(load_model(tiny_model), 2), teacher, step, data,
+        checkpoints=CheckpointStore(root, "run", scratch=tmp_path),
+    )  # fmt: skip
+    assert details["resumedFromStep"] == 2
+    assert details["precision"] == "bf16" and details["checkpointPrecision"] == "fp32"
+    again = distill(
+        build_student(load_model(tiny_model), 2), teacher, step, data,
+        checkpoints=CheckpointStore(root, "run", scratch=tmp_path),
+    )  # fmt: skip
+    assert again["resumedFromStep"] == 4 and "checkpointPrecision" not in again
+
+
 def test_checkpoints_in_a_store_uri(tiny_model, tmp_path, store):
     teacher = load_model(tiny_model)
     data = windows(teacher.config.vocab_size)

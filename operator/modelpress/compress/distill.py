@@ -49,7 +49,8 @@ GRADIENT_CLIP = 1.0
 DATA_SEED = 1234
 WEIGHTS_FILE = "trainable.safetensors"
 STATE_FILE = "training-state.pt"
-#: The digest of the tensors that did not train, which the checkpoint's trained ones fit.
+#: The digest of the tensors that did not train, which the checkpoint's trained ones fit,
+#: and the precision they trained in.
 FROZEN_FILE = "frozen.json"
 #: Chooses the training precision of steps that leave `precision` unset
 #: (`computes_bf16`): auto, fp32 or bf16.
@@ -133,12 +134,14 @@ def distill(
     optimizer = torch.optim.AdamW(parameters.values(), lr=step.learning_rate, weight_decay=0.0)
     # what the checkpoints' trained tensors fit; hashing it costs a pass over the model
     frozen = frozen_digest(student, set(parameters)) if checkpoints is not None else ""
-    start, discarded = 0, None
+    precision = "bf16" if bf16 else "fp32"
+    start, discarded, earlier_precision = 0, None, None
     if checkpoints is not None and (found := checkpoints.latest()) is not None:
         if ranks.mean(float(_fits(found[1], frozen))) == 1.0:
             start, directory = found
             _load_state(working, optimizer, list(parameters), directory)
             log.info("distill: resuming at step %d of %d from %s", start, step.steps, directory)
+            earlier_precision = _recorded_precision(directory, precision)
         else:
             discarded = found[0]
             log.warning(
@@ -175,16 +178,18 @@ def distill(
         if checkpoints is not None and due:
             state = _training_state(working, optimizer, parameters)  # every rank: a gather
             if ranks.leader:
-                checkpoints.save(current + 1, functools.partial(_save_state, state, frozen))
+                save = functools.partial(_save_state, state, frozen, precision)
+                checkpoints.save(current + 1, save)
             ranks.barrier()  # no rank runs ahead of a checkpoint it could resume from
     _bring_home(student, working, ranks)
     return {
         "resumedFromStep": start,
         **({"discardedCheckpointStep": discarded} if discarded is not None else {}),
+        **({"checkpointPrecision": earlier_precision} if earlier_precision else {}),
         "finalLoss": round(loss_value, 6) if start < step.steps else None,
         "trainedTokens": (step.steps - start) * tokens_per_step,
         "device": device.type,
-        "precision": "bf16" if bf16 else "fp32",
+        "precision": precision,
     }
 
 
@@ -312,13 +317,32 @@ def _fits(directory: Path, frozen: str) -> bool:
         return False
 
 
-def _save_state(state: dict[str, Any], frozen: str, directory: Path) -> None:
+def _recorded_precision(directory: Path, precision: str) -> str | None:
+    """The precision the checkpoint's steps trained in, when it is not `precision` (a step
+    that leaves it unset, resumed on a node that chooses otherwise); the run goes on in
+    its own, and the lineage says both."""
+    try:
+        recorded = json.loads((directory / FROZEN_FILE).read_text()).get("precision")
+    except (OSError, ValueError, AttributeError):
+        return None  # checkpoints of earlier versions did not record it
+    if recorded is None or recorded == precision:
+        return None
+    log.warning(
+        "distill: the checkpoint's steps trained in %s; this node trains the rest in %s "
+        "(set the step's precision for one throughout)",
+        recorded,
+        precision,
+    )
+    return str(recorded)
+
+
+def _save_state(state: dict[str, Any], frozen: str, precision: str, directory: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
     save_file({n: t.contiguous() for n, t in state["weights"].items()}, directory / WEIGHTS_FILE)
     torch.save({"optimizer": state["optimizer"]}, directory / STATE_FILE)
-    (directory / FROZEN_FILE).write_text(json.dumps({"sha256": frozen}))
+    (directory / FROZEN_FILE).write_text(json.dumps({"sha256": frozen, "precision": precision}))
 
 
 def _load_state(model: Any, optimizer: Any, names: list[str], directory: Path) -> None:
