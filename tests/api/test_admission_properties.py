@@ -90,6 +90,7 @@ def documents(junky: bool) -> st.SearchStrategy[dict[str, Any]]:
             "studentLayers": pick([1, 4, 40], [0]),
             "temperature": pick([1.0, 2.0], [0.0]),
             "learningRate": pick([5e-5, 2e-4], [2.0]),
+            "precision": pick(["fp32", "bf16"], ["fp16", "BF16"]),
             "calibration": calibration,
         },
     )

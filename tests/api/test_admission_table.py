@@ -171,6 +171,12 @@ CASES: list[tuple[str, str, str, str]] = [
         "must differ from every calibration dataset",
     ),
     (
+        "a training precision the compressor does not train in",
+        variant({"distill": {"steps": 10, "precision": "fp16"}}),
+        "spec.variants[0].distill.precision",
+        "Input should be 'fp32' or 'bf16'",
+    ),
+    (
         "mixed precision on an activation-quantizing scheme",
         variant({"quantize": {"scheme": "W8A8", "mixedPrecision": {"budget": 0.6}}}),
         "spec.variants[0].quantize",
