@@ -280,7 +280,7 @@ def test_a_sharded_gang_trains_what_one_process_trains(
     one = single.metadata["lineage"][1]["details"]
     assert sharded["processes"] == 2 and sharded["sharding"] == "full"
     assert all("processes" not in s.get("details", {}) for s in lineage[2:]), "rank 0 alone"
-    assert "distill: training on cpu, full over 2 processes" in run.stderr
+    assert "distill: training on cpu in fp32, full over 2 processes" in run.stderr
     assert sharded["finalLoss"] == pytest.approx(one["finalLoss"], rel=tolerance)
     assert manifest.metadata["metrics"]["perplexity"] == pytest.approx(
         single.metadata["metrics"]["perplexity"], rel=tolerance
